@@ -1,0 +1,132 @@
+"""The one internal dataset representation: COCO-style images / annotations / categories.
+
+Conventions (every module relies on them):
+- `bbox` is COCO `[x, y, w, h]` in pixels of the original image, continuous coordinates (no +1 widths);
+  `x2 = x + w`. VOC `xmin/ymin` are shifted by -1 on load (the detectron2/mmdet convention), `xmax/ymax` kept.
+- `iscrowd` is COCO's crowd flag; `ignore` is 1 for boxes that must be neither trained on as positives nor
+  counted in evaluation: COCO crowd boxes and VOC `difficult` objects. `difficult` keeps VOC's own flag.
+- `true_bbox` (optional) is the clean box of a noisy annotation, written by `noise/`. Methods never see it
+  (see `without_clean_boxes`) except the clean oracle and diagnostics.
+- Category ids are whatever the source uses (COCO's are non-contiguous); `contiguous_labels()` maps them to 1..K
+  for the detector, 0 being background.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from benchmark.io import dumps_json, sha256_bytes
+
+ANNOTATION_KEYS = ("id", "image_id", "category_id", "bbox", "area", "iscrowd", "ignore")
+
+
+@dataclass
+class DetectionDataset:
+    images: list[dict]
+    annotations: list[dict]
+    categories: list[dict]
+    image_root: Path | None = None
+    name: str = ""
+    source: str = ""
+    info: dict = field(default_factory=dict)
+
+    # ---- construction -------------------------------------------------------------------------------------
+    @classmethod
+    def from_coco(cls, coco: dict, image_root: str | Path | None = None, name: str = "", source: str = "") -> "DetectionDataset":
+        """Build from an already-validated COCO dict, normalising the optional flags."""
+        anns = []
+        for a in coco.get("annotations", []):
+            a = dict(a)
+            a.setdefault("iscrowd", 0)
+            a["iscrowd"] = int(bool(a["iscrowd"]))
+            a["ignore"] = int(bool(a.get("ignore", 0)) or a["iscrowd"] or bool(a.get("difficult", 0)))
+            if "area" not in a:
+                a["area"] = float(a["bbox"][2]) * float(a["bbox"][3])
+            anns.append(a)
+        return cls(
+            images=[dict(i) for i in coco.get("images", [])],
+            annotations=anns,
+            categories=[dict(c) for c in coco.get("categories", [])],
+            image_root=None if image_root is None else Path(image_root),
+            name=name,
+            source=source,
+            info=dict(coco.get("info", {})),
+        )
+
+    def to_coco(self) -> dict:
+        """COCO json dict (extra fields such as `ignore`, `difficult`, `true_bbox` are kept)."""
+        return {
+            "info": dict(self.info),
+            "images": [dict(i) for i in self.images],
+            "annotations": [dict(a) for a in self.annotations],
+            "categories": [dict(c) for c in self.categories],
+        }
+
+    # ---- views ------------------------------------------------------------------------------------------
+    def copy(self) -> "DetectionDataset":
+        return copy.deepcopy(self)
+
+    def replace_annotations(self, annotations: list[dict], name: str | None = None) -> "DetectionDataset":
+        return DetectionDataset(self.images, annotations, self.categories, self.image_root,
+                                self.name if name is None else name, self.source, dict(self.info))
+
+    def without_clean_boxes(self) -> "DetectionDataset":
+        """The view every method trains on: `true_bbox` removed, so a method cannot read the clean boxes."""
+        return self.replace_annotations([{k: v for k, v in a.items() if k != "true_bbox"} for a in self.annotations])
+
+    def with_clean_boxes_as_targets(self) -> "DetectionDataset":
+        """The oracle's view: `bbox` replaced by `true_bbox` where present; boxes with no clean origin dropped."""
+        out = []
+        for a in self.annotations:
+            a = dict(a)
+            if "true_bbox" in a:
+                tb = a.pop("true_bbox")
+                if tb is None:  # an annotation the noise added (bogus box): not a real object
+                    continue
+                a["bbox"] = list(tb)
+                a["area"] = float(tb[2]) * float(tb[3])
+            out.append(a)
+        return self.replace_annotations(out)
+
+    def subset(self, image_ids: Iterable[int]) -> "DetectionDataset":
+        keep = set(image_ids)
+        return DetectionDataset([i for i in self.images if i["id"] in keep],
+                                [a for a in self.annotations if a["image_id"] in keep],
+                                self.categories, self.image_root, self.name, self.source, dict(self.info))
+
+    # ---- derived ----------------------------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return len(self.categories)
+
+    def category_names(self) -> dict[int, str]:
+        return {c["id"]: c["name"] for c in self.categories}
+
+    def contiguous_labels(self) -> dict[int, int]:
+        """category id -> detector label 1..K (sorted by category id; 0 is background)."""
+        return {cid: i + 1 for i, cid in enumerate(sorted(c["id"] for c in self.categories))}
+
+    def annotations_by_image(self) -> dict[int, list[dict]]:
+        out: dict[int, list[dict]] = {i["id"]: [] for i in self.images}
+        for a in self.annotations:
+            out.setdefault(a["image_id"], []).append(a)
+        return out
+
+    def image_path(self, image: dict) -> Path:
+        root = self.image_root if self.image_root is not None else Path(".")
+        return root / image["file_name"]
+
+    def fingerprint(self) -> str:
+        """sha256 of the canonical annotation content (not the pixels): identifies the dataset in cell hashes."""
+        coco = self.to_coco()
+        coco.pop("info", None)
+        return sha256_bytes(dumps_json(coco))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def summary(self) -> dict[str, Any]:
+        return {"images": len(self.images), "annotations": len(self.annotations), "categories": len(self.categories)}

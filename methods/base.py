@@ -1,0 +1,89 @@
+"""The method-adapter protocol: the one small interface every method implements.
+
+A method is a torch module with torchvision's detection interface plus a little metadata:
+
+- `build_model(cfg, num_classes)` returns an `nn.Module` whose `forward(images, targets)` returns a dict of
+  scalar losses in training mode and a list of `{"boxes", "labels", "scores"}` (xyxy, labels 1..K) in eval mode,
+  exactly like `torchvision.models.detection.FasterRCNN`. Targets carry `boxes` (xyxy, float), `labels`
+  (int64, 1..K), `ann_ids` (int64, the annotation ids) and `image_id`.
+  Optional hooks the engine calls when present:
+    * `set_epoch(epoch: int, num_epochs: int)` at the start of every epoch (0-based),
+    * `refined_boxes() -> dict[int, list[float]]` annotation id -> refined xyxy box in original-image
+      pixels (methods that correct their training boxes),
+    * `diagnostics() -> dict[str, float]` extra run metrics (e.g. SSD-Det bag quality),
+    * `set_diagnostics(d: Diagnostics)` receives the clean boxes for metrics only (never for a loss).
+- Training, checkpointing, prediction and evaluation are shared (`benchmark.engine`); an adapter overrides
+  `train`/`predict` only when its method needs more than one training run (e.g. SSD-Det + re-train).
+
+Clean boxes (`true_bbox`) are never visible to a method: `training_view` strips them, except for the oracle
+(`reads_clean_boxes = True`), which trains on them instead of the noisy boxes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:  # keep `import methods` free of torch for fast CLI start-up
+    import torch
+
+    from benchmark.datasets.core import DetectionDataset
+
+
+@dataclass(frozen=True)
+class Paper:
+    title: str
+    venue: str = ""
+    year: int | None = None
+    url: str = ""
+    code: str = ""
+
+    def short(self) -> str:
+        return f"{self.title} ({self.venue} {self.year})" if self.venue else self.title
+
+
+@dataclass
+class TrainResult:
+    """What a training run leaves behind (all paths inside the run's work directory)."""
+
+    checkpoint: Path
+    metrics: dict[str, Any] = field(default_factory=dict)
+    refined_boxes: Path | None = None
+
+
+class MethodAdapter:
+    """Base class: subclass, set the class attributes, implement `build_model`, register with `@register_method`."""
+
+    name: ClassVar[str] = ""
+    paper: ClassVar[Paper | None] = None
+    description: ClassVar[str] = ""
+    reads_clean_boxes: ClassVar[bool] = False
+    refines_boxes: ClassVar[bool] = False
+
+    # ---- configuration ----------------------------------------------------------------------------------
+    def default_config(self, profile: str, noise_level: float | None = None, dataset_kind: str = "coco") -> dict:
+        """Method-specific settings (the `method` section of the run config) for a profile and noise level."""
+        return {}
+
+    # ---- model --------------------------------------------------------------------------------------------
+    def build_model(self, cfg: dict, num_classes: int) -> "torch.nn.Module":
+        raise NotImplementedError
+
+    # ---- data the method may see ---------------------------------------------------------------------------
+    def training_view(self, train: "DetectionDataset") -> "DetectionDataset":
+        return train.with_clean_boxes_as_targets() if self.reads_clean_boxes else train.without_clean_boxes()
+
+    # ---- lifecycle (shared engine by default) --------------------------------------------------------------
+    def train(self, train: "DetectionDataset", cfg: dict, workdir: Path, *, resume: bool = True,
+              diagnostics: Any = None, progress: bool = True) -> TrainResult:
+        from benchmark.engine import fit
+
+        return fit(self, self.training_view(train), cfg, Path(workdir), resume=resume,
+                   diagnostics=diagnostics, progress=progress)
+
+    def predict(self, checkpoint: Path, dataset: "DetectionDataset", cfg: dict, progress: bool = True) -> list[dict]:
+        """COCO results list `[{image_id, category_id, bbox: [x, y, w, h], score}]` for `dataset`'s images."""
+        from benchmark.engine import predict
+
+        return predict(self, Path(checkpoint), dataset, cfg, progress=progress)

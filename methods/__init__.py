@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from benchmark.registry import Registry
-from methods.base import MethodAdapter, Paper, TrainResult
+from methods.base import Diagnostics, MethodAdapter, Paper, TrainResult
 
 METHODS: Registry[type[MethodAdapter]] = Registry(
     "method",
@@ -24,4 +24,4 @@ def get_method(name: str) -> MethodAdapter:
     return METHODS.get(name)()
 
 
-__all__ = ["METHODS", "MethodAdapter", "Paper", "TrainResult", "get_method", "register_method"]
+__all__ = ["METHODS", "Diagnostics", "MethodAdapter", "Paper", "TrainResult", "get_method", "register_method"]

@@ -12,6 +12,9 @@ A method is a torch module with torchvision's detection interface plus a little 
       pixels (methods that correct their training boxes),
     * `diagnostics() -> dict[str, float]` extra run metrics (e.g. SSD-Det bag quality),
     * `set_diagnostics(d: Diagnostics)` receives the clean boxes for metrics only (never for a loss).
+  State a method keeps outside parameters/buffers (e.g. boxes refined so far) survives checkpoint/resume through
+  `nn.Module.get_extra_state` / `set_extra_state`. `methods._core.geometry.boxes_to_original` maps model-frame boxes
+  back to original-image pixels using the target's `orig_size` and `flip` entries.
 - Training, checkpointing, prediction and evaluation are shared (`benchmark.engine`); an adapter overrides
   `train`/`predict` only when its method needs more than one training run (e.g. SSD-Det + re-train).
 
@@ -43,6 +46,26 @@ class Paper:
         return f"{self.title} ({self.venue} {self.year})" if self.venue else self.title
 
 
+@dataclass(frozen=True)
+class Diagnostics:
+    """Clean training boxes for run metrics only (never a loss): annotation id -> clean xyxy, original pixels.
+
+    Built by `MethodAdapter.train` from the full training set before the clean boxes are stripped, and handed to
+    the model's `set_diagnostics` hook; a method's losses must not depend on it (the contract kit checks this)."""
+
+    clean_boxes: dict[int, tuple[float, float, float, float]]
+
+    @classmethod
+    def from_dataset(cls, dataset: "DetectionDataset") -> "Diagnostics | None":
+        boxes = {}
+        for a in dataset.annotations:
+            tb = a.get("true_bbox")
+            if tb is not None:
+                x, y, w, h = (float(v) for v in tb)
+                boxes[int(a["id"])] = (x, y, x + w, y + h)
+        return cls(boxes) if boxes else None
+
+
 @dataclass
 class TrainResult:
     """What a training run leaves behind (all paths inside the run's work directory)."""
@@ -66,6 +89,12 @@ class MethodAdapter:
         """Method-specific settings (the `method` section of the run config) for a profile and noise level."""
         return {}
 
+    def profile_overrides(self, profile: str, noise_level: float | None = None, dataset_kind: str = "coco") -> dict:
+        """Changes to the profile's `model`/`train` sections this method needs, e.g. `{"train": {"epochs": 14}}`.
+
+        Applied before user overrides; unknown keys are errors (`benchmark.config.resolve_config`)."""
+        return {}
+
     # ---- model --------------------------------------------------------------------------------------------
     def build_model(self, cfg: dict, num_classes: int) -> "torch.nn.Module":
         raise NotImplementedError
@@ -77,8 +106,12 @@ class MethodAdapter:
     # ---- lifecycle (shared engine by default) --------------------------------------------------------------
     def train(self, train: "DetectionDataset", cfg: dict, workdir: Path, *, resume: bool = True,
               diagnostics: Any = None, progress: bool = True) -> TrainResult:
+        """Train on the method's view of `train` (noisy boxes only, unless the oracle). `diagnostics` defaults to
+        the clean boxes of `train` (a `Diagnostics`, or a dataset carrying `true_bbox`), for metrics only."""
         from benchmark.engine import fit
 
+        if diagnostics is None or not isinstance(diagnostics, Diagnostics):
+            diagnostics = Diagnostics.from_dataset(train if diagnostics is None else diagnostics)
         return fit(self, self.training_view(train), cfg, Path(workdir), resume=resume,
                    diagnostics=diagnostics, progress=progress)
 

@@ -1,0 +1,254 @@
+"""`load(spec)`: one entry point from a dataset name or path to its `train` and `test` splits.
+
+A spec is
+- a catalog name: `shapes` (default synthetic set), `shapes-mini` (tiny, for tests), `bccd` (real, VOC);
+- `shapes:train=N,val=N,size=PX,seed=S` (or `train_seed=` / `val_seed=`) for another synthetic set;
+- a path whose layout tells the format: a COCO json file, a folder of COCO jsons (`train.json` + `val.json` /
+  `test.json`, or `annotations/instances_{train,val}*.json`), a VOC root (`Annotations/`), a YOLO root
+  (`images/` + `labels/`);
+- `coco:TRAIN.json,TEST.json`.
+
+Split names are always `train` and `test`: VOC `trainval` (else `train`) -> train and `test` (else `val`) -> test;
+YOLO and COCO folders `train` -> train and `test` (else `val`) -> test; shapes `train`/`val` -> train/test. A
+single COCO file is the split its name says (`..train..` -> train, `..val..`/`..test..` -> test, its sibling
+found by swapping the word); a file whose name says neither is returned as `train` alone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from benchmark.errors import BenchError
+
+from .coco import load_coco
+from .core import DetectionDataset
+from .shapes import ShapesConfig, cache_dir, ensure_shapes
+from .voc import load_voc, voc_splits
+from .yolo import load_yolo, yolo_splits
+
+REPO = Path(__file__).resolve().parents[2]
+BCCD_RELATIVE = Path("..") / "shared" / "datasets" / "bccd" / "BCCD"
+
+
+def bccd_root() -> Path | None:
+    """BCCD's VOC folder: `$NOISYBOX_BCCD`, else ../shared/datasets/bccd/BCCD relative to the working directory,
+    else relative to the repository."""
+    env = os.environ.get("NOISYBOX_BCCD")
+    candidates = [Path(env).expanduser()] if env else []
+    candidates += [Path.cwd() / BCCD_RELATIVE, REPO / BCCD_RELATIVE]
+    for c in candidates:
+        if (c / "Annotations").is_dir():
+            return c.resolve()
+    return None
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    name: str
+    description: str
+    locate: Callable[[], tuple[Path | None, str]]  # -> (location, status)
+    load: Callable[[], dict[str, DetectionDataset]]
+
+
+def _shapes_location(cfg: ShapesConfig) -> tuple[Path, str]:
+    path = cache_dir() / cfg.key()
+    return path, ("cached" if (path / "val.json").is_file() else "generated on first use")
+
+
+def _bccd_location() -> tuple[Path | None, str]:
+    root = bccd_root()
+    return (root, "found") if root else (None, "not found: set NOISYBOX_BCCD or place ../shared/datasets/bccd/BCCD")
+
+
+SHAPES_MINI = ShapesConfig(train=64, val=32)
+
+CATALOG: dict[str, CatalogEntry] = {
+    "shapes": CatalogEntry("shapes", "synthetic shapes, 128 px, 4 classes, 1500 train / 300 test (built in)",
+                           lambda: _shapes_location(ShapesConfig()), lambda: load_shapes(ShapesConfig(), "shapes")),
+    "shapes-mini": CatalogEntry("shapes-mini", "synthetic shapes, 64 train / 32 test, for quick tests",
+                                lambda: _shapes_location(SHAPES_MINI), lambda: load_shapes(SHAPES_MINI, "shapes-mini")),
+    "bccd": CatalogEntry("bccd", "BCCD blood cells (VOC), 3 classes, 292 trainval / 72 test",
+                         _bccd_location, lambda: _load_bccd()),
+}
+
+
+def list_datasets() -> list[dict]:
+    """The known datasets with where they are (or will be) and whether they are available."""
+    out = []
+    for e in CATALOG.values():
+        loc, status = e.locate()
+        out.append({"name": e.name, "description": e.description, "location": None if loc is None else str(loc),
+                    "status": status})
+    return out
+
+
+# ---- per-source loaders -------------------------------------------------------------------------------------
+def load_shapes(cfg: ShapesConfig = ShapesConfig(), name: str = "shapes", progress: bool = True) -> dict[str, DetectionDataset]:
+    root = ensure_shapes(cfg, progress=progress)
+    return {"train": load_coco(root / "train.json", root / "images", name=f"{name}/train"),
+            "test": load_coco(root / "val.json", root / "images", name=f"{name}/test")}
+
+
+def parse_shapes_spec(spec: str) -> ShapesConfig:
+    """`shapes:train=200,val=50,size=96,seed=3` -> ShapesConfig (`seed=S` sets train_seed=S, val_seed=S+1)."""
+    fields, body = {}, spec.split(":", 1)[1]
+    for item in filter(None, (s.strip() for s in body.split(","))):
+        key, _, val = item.partition("=")
+        key = {"test": "val", "test_seed": "val_seed"}.get(key.strip(), key.strip())
+        if key not in ("train", "val", "size", "seed", "train_seed", "val_seed") or not val.strip().lstrip("-").isdigit():
+            raise BenchError(f"bad shapes option {item!r} in {spec!r} (use train=N,val=N,size=PX,seed=S)")
+        fields[key] = int(val)
+    if "seed" in fields:
+        seed = fields.pop("seed")
+        fields.setdefault("train_seed", seed)
+        fields.setdefault("val_seed", seed + 1)
+    return ShapesConfig(**fields).validate()
+
+
+def _load_bccd() -> dict[str, DetectionDataset]:
+    root = bccd_root()
+    if root is None:
+        raise BenchError("dataset 'bccd' not found: set NOISYBOX_BCCD to BCCD's VOC folder (the BCCD/ folder of "
+                         "github.com/Shenggan/BCCD_Dataset) or place it at ../shared/datasets/bccd/BCCD")
+    return _load_voc_root(root, "bccd")
+
+
+def _align_by_name(splits: dict[str, DetectionDataset]) -> dict[str, DetectionDataset]:
+    """Give every split the same categories (the sorted union of names, ids 1..K): formats whose classes are
+    names (VOC) would otherwise number a class missing from one split differently."""
+    names = sorted({c["name"] for ds in splits.values() for c in ds.categories})
+    new_id = {n: i + 1 for i, n in enumerate(names)}
+    cats = [{"id": new_id[n], "name": n} for n in names]
+    for ds in splits.values():
+        if ds.categories == cats:
+            continue
+        old_to_new = {c["id"]: new_id[c["name"]] for c in ds.categories}
+        for a in ds.annotations:
+            a["category_id"] = old_to_new[a["category_id"]]
+        ds.categories = [dict(c) for c in cats]
+    return splits
+
+
+def _load_voc_root(root: Path, name: str) -> dict[str, DetectionDataset]:
+    avail = voc_splits(root)
+    if "test" in avail:
+        pairs = [("train", "trainval" if "trainval" in avail else "train"), ("test", "test")]
+    elif "val" in avail and "train" in avail:
+        pairs = [("train", "train"), ("test", "val")]
+    else:
+        pairs = [("train", s) for s in ("trainval", "train") if s in avail][:1]
+    pairs = [(k, s) for k, s in pairs if s in avail]
+    if not pairs:
+        raise BenchError("VOC folder has no split files in ImageSets/Main (expected trainval/train and test/val)", root)
+    return _align_by_name({k: load_voc(root, s, name=f"{name}/{k}") for k, s in pairs})
+
+
+def _load_yolo_root(root: Path, name: str) -> dict[str, DetectionDataset]:
+    avail = yolo_splits(root)
+    test = "test" if "test" in avail else ("val" if "val" in avail else None)
+    pairs = [(k, s) for k, s in (("train", "train"), ("test", test)) if s in avail]
+    if not pairs:
+        raise BenchError(f"YOLO folder has no images/train/, images/val/ or images/test/ "
+                         f"(found: {', '.join(avail) or 'nothing'})", root)
+    return {k: load_yolo(root, s, name=f"{name}/{k}") for k, s in pairs}
+
+
+def _same_categories(splits: dict[str, DetectionDataset]) -> dict[str, DetectionDataset]:
+    if "train" in splits and "test" in splits:
+        a = {c["id"]: c["name"] for c in splits["train"].categories}
+        b = {c["id"]: c["name"] for c in splits["test"].categories}
+        if a != b:
+            raise BenchError(f"categories differ from the train split's ({splits['train'].source})",
+                             splits["test"].source)
+    return splits
+
+
+_SPLIT_WORDS = {"train": "train", "val": "test", "test": "test"}
+
+
+def _coco_file_split(path: Path) -> str | None:
+    words = re.findall(r"train|val|test", path.stem.lower())
+    return _SPLIT_WORDS[words[-1]] if words else None
+
+
+def _load_coco_file(path: Path) -> dict[str, DetectionDataset]:
+    split = _coco_file_split(path)
+    out = {split or "train": load_coco(path)}
+    if split is not None:
+        lo = path.name.lower()
+        word = re.findall(r"train|val|test", lo)[-1]
+        i = lo.rfind(word)
+        partners = ("val", "test") if split == "train" else ("train",)
+        other = "test" if split == "train" else "train"
+        for p in partners:
+            sib = path.with_name(path.name[:i] + p + path.name[i + len(word):])
+            if sib.is_file():
+                out[other] = load_coco(sib)
+                break
+    return _same_categories(out)
+
+
+def _coco_dir_files(root: Path) -> dict[str, Path]:
+    """split -> json in a COCO folder; `instances_*` files first (COCO's annotations/ also holds keypoints and
+    captions), then a `test` file over a `val` one for the test split."""
+    cands: dict[str, list[Path]] = {}
+    for folder in (root, root / "annotations"):
+        if folder.is_dir():
+            for p in folder.glob("*.json"):
+                split = _coco_file_split(p)
+                if split:
+                    cands.setdefault(split, []).append(p)
+
+    def rank(p: Path):
+        lo = p.stem.lower()
+        return (not lo.startswith("instances"), "test" not in lo, lo)
+
+    return {split: min(ps, key=rank) for split, ps in cands.items()}
+
+
+def detect_format(path: Path) -> str:
+    """'coco-file', 'coco-dir', 'voc' or 'yolo', from what the path holds."""
+    if path.is_file():
+        if path.suffix.lower() == ".json":
+            return "coco-file"
+        raise BenchError("cannot tell the dataset format: expected a COCO .json file or a dataset folder", path)
+    if (path / "Annotations").is_dir():
+        return "voc"
+    if (path / "labels").is_dir() and (path / "images").is_dir():
+        return "yolo"
+    if _coco_dir_files(path):
+        return "coco-dir"
+    raise BenchError("cannot tell the dataset format: expected a VOC folder (Annotations/), a YOLO folder "
+                     "(images/ + labels/) or COCO jsons (train.json, val.json, annotations/instances_*.json)", path)
+
+
+def load(spec: str | Path) -> dict[str, DetectionDataset]:
+    """Load a dataset by catalog name, `shapes:...` / `coco:TRAIN,TEST` spec or path; splits `train` and `test`."""
+    spec = str(spec)
+    if spec in CATALOG:
+        return CATALOG[spec].load()
+    if spec.startswith("shapes:"):
+        return load_shapes(parse_shapes_spec(spec), name=spec)
+    if spec.startswith("coco:"):
+        files = [f for f in spec[5:].split(",") if f]
+        if len(files) != 2:
+            raise BenchError(f"bad dataset spec {spec!r}: use coco:TRAIN.json,TEST.json")
+        return _same_categories({"train": load_coco(files[0], name="train"), "test": load_coco(files[1], name="test")})
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise BenchError(f"unknown dataset {spec!r}: not a catalog name ({', '.join(CATALOG)}), "
+                         "not a shapes:/coco: spec, and no such file or folder")
+    name = path.stem if path.is_file() else path.resolve().name
+    fmt = detect_format(path)
+    if fmt == "coco-file":
+        return _load_coco_file(path)
+    if fmt == "voc":
+        return _load_voc_root(path, name)
+    if fmt == "yolo":
+        return _load_yolo_root(path, name)
+    files = _coco_dir_files(path)
+    return _same_categories({k: load_coco(p, name=f"{name}/{k}") for k, p in sorted(files.items(), reverse=True)})

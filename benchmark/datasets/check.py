@@ -1,0 +1,180 @@
+"""`check(ds)`: what is in a dataset and everything wrong with it, as a dict (and as text for `bench data check`).
+
+Problems come from three places and are reported together:
+- what the loader dropped or clipped (`ds.info["skipped"]`, `ds.info["fixed"]`, see `problems.py`),
+- what is still wrong in the dataset itself (datasets built in memory, e.g. by noise, skip the loaders),
+- image files that are missing, undecodable or of another size than annotated (`validate_images`, optional).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+
+from .core import DetectionDataset
+from .images import validate_images
+from .problems import REASONS, ProblemLog, clean_box
+
+COCO_AREA_BINS = {"small": (0, 32**2), "medium": (32**2, 96**2), "large": (96**2, math.inf)}  # COCO's ranges
+PIXEL_BINS = (8, 16, 32, 64, 128, 256)  # on sqrt(box area)
+
+EXTRA_REASONS = {
+    "duplicate_image_id": "two images with the same id",
+    "duplicate_annotation_id": "two annotations with the same id",
+    "bad_image_size": "image without a positive width/height",
+    "malformed_box": "bbox that is not 4 numbers",
+    "missing_image_file": "image file not found",
+    "unreadable_image_file": "image file that does not decode",
+    "image_size_mismatch": "image file of another size than annotated",
+}
+
+
+def _describe(reason: str) -> str:
+    return REASONS.get(reason) or EXTRA_REASONS.get(reason, reason.replace("_", " "))
+
+
+def _find_problems(ds: DetectionDataset) -> ProblemLog:
+    """Re-validate the dataset's content (the loaders' rules, without changing anything)."""
+    log = ProblemLog()
+    images = {}
+    for im in ds.images:
+        if im["id"] in images:
+            log.skip("duplicate_image_id", f"image id {im['id']} ({im.get('file_name')})")
+        images[im["id"]] = im
+        w, h = im.get("width"), im.get("height")
+        if not (isinstance(w, (int, float)) and isinstance(h, (int, float)) and w > 0 and h > 0):
+            log.skip("bad_image_size", f"image id {im['id']} ({im.get('file_name')}): {w!r}x{h!r}")
+    cats = {c["id"] for c in ds.categories}
+    seen = set()
+    for a in ds.annotations:
+        where = f"annotation {a.get('id')}"
+        if a.get("id") in seen:
+            log.skip("duplicate_annotation_id", where)
+        seen.add(a.get("id"))
+        im = images.get(a.get("image_id"))
+        if im is None:
+            log.skip("unknown_image", f"{where}: image id {a.get('image_id')!r}")
+            continue
+        if a.get("category_id") not in cats:
+            log.skip("unknown_category", f"{where}: category id {a.get('category_id')!r}")
+        try:
+            x, y, w, h = (float(v) for v in a["bbox"])
+        except (TypeError, ValueError):
+            log.skip("malformed_box", f"{where}: bbox {a.get('bbox')!r}")
+            continue
+        clean_box(x, y, w, h, float(im.get("width") or 0), float(im.get("height") or 0), log,
+                  f"{where} ({im.get('file_name')})")
+    return log
+
+
+def _size_histograms(ds: DetectionDataset) -> dict:
+    if ds.annotations:
+        wh = np.array([a["bbox"][2:4] for a in ds.annotations], dtype=np.float64).reshape(-1, 2)
+        area = np.clip(wh[:, 0], 0, None) * np.clip(wh[:, 1], 0, None)
+    else:
+        area = np.zeros(0)
+    coco = {k: int(((area >= lo) & (area < hi)).sum()) for k, (lo, hi) in COCO_AREA_BINS.items()}
+    side = np.sqrt(area)
+    edges = (0,) + PIXEL_BINS + (math.inf,)
+    pixels = {}
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        label = f"<{hi}" if lo == 0 else (f">={lo}" if hi == math.inf else f"{lo}-{hi}")
+        pixels[label] = int(((side >= lo) & (side < hi)).sum())
+    pct = np.percentile(side, [0, 10, 50, 90, 100]).round(1).tolist() if len(side) else []
+    return {"coco_area": coco, "sqrt_area_px": pixels, "sqrt_area_percentiles_0_10_50_90_100": pct}
+
+
+def check(ds: DetectionDataset, images: bool = True, progress: bool = True) -> dict:
+    """Counts per class, images without boxes, box-size histograms and every problem found.
+
+    Box sizes are binned by box area w*h (not the annotation's `area`, which COCO sets to the mask area).
+    `images=True` also decodes every image file (slow on big datasets)."""
+    names = ds.category_names()
+    per_img = Counter(a["image_id"] for a in ds.annotations)
+    per_class = {cid: {"id": cid, "name": n, "boxes": 0, "ignored": 0, "images": set()} for cid, n in names.items()}
+    for a in ds.annotations:
+        pc = per_class.get(a["category_id"])
+        if pc is None:
+            continue
+        pc["boxes"] += 1
+        pc["ignored"] += int(bool(a.get("ignore", 0)))
+        pc["images"].add(a["image_id"])
+    counts = [per_img.get(im["id"], 0) for im in ds.images]
+
+    problems = []
+    for action, key in (("skipped", "skipped"), ("fixed", "fixed")):
+        for reason, n in sorted(ds.info.get(key, {}).items()):
+            problems.append({"problem": reason, "count": int(n), "action": f"{action} by the loader",
+                             "description": _describe(reason),
+                             "examples": ds.info.get("problem_examples", {}).get(reason, [])})
+    found = _find_problems(ds)
+    for reason, n in sorted((found.skipped + found.fixed).items()):
+        problems.append({"problem": reason, "count": int(n), "action": "found in the data",
+                         "description": _describe(reason), "examples": found.examples.get(reason, [])})
+    notes = [{"note": reason, "count": int(n), "description": _describe(reason),
+              "examples": ds.info.get("problem_examples", {}).get(reason, [])}
+             for reason, n in sorted(ds.info.get("notes", {}).items())]
+    files = None
+    if images:
+        files = validate_images(ds, progress=progress)
+        for key, reason in (("missing", "missing_image_file"), ("unreadable", "unreadable_image_file"),
+                            ("size_mismatch", "image_size_mismatch")):
+            if files[key]:
+                problems.append({"problem": reason, "count": len(files[key]), "action": "found in the files",
+                                 "description": _describe(reason), "examples": files[key][:5]})
+
+    return {
+        "name": ds.name,
+        "source": ds.source,
+        "image_root": None if ds.image_root is None else str(ds.image_root),
+        "images": len(ds.images),
+        "annotations": len(ds.annotations),
+        "ignored_annotations": sum(int(bool(a.get("ignore", 0))) for a in ds.annotations),
+        "categories": len(ds.categories),
+        "images_without_boxes": sum(1 for c in counts if c == 0),
+        "boxes_per_image": {"min": min(counts, default=0), "mean": round(float(np.mean(counts)), 3) if counts else 0.0,
+                            "max": max(counts, default=0)},
+        "per_class": [{**pc, "images": len(pc["images"])} for _, pc in sorted(per_class.items())],
+        "box_sizes": _size_histograms(ds),
+        "image_files": None if files is None else {k: (v if k == "checked" else len(v)) for k, v in files.items()},
+        "problems": problems,
+        "notes": notes,
+        "ok": not problems,
+    }
+
+
+def format_report(report: dict) -> str:
+    """The report as text for the terminal."""
+    r = report
+    lines = [f"{r['name']}  ({r['source']})",
+             f"  images {r['images']}   boxes {r['annotations']} (ignored {r['ignored_annotations']})   "
+             f"classes {r['categories']}   images without boxes {r['images_without_boxes']}",
+             f"  boxes per image: min {r['boxes_per_image']['min']}  mean {r['boxes_per_image']['mean']}  "
+             f"max {r['boxes_per_image']['max']}",
+             "  per class:"]
+    width = max((len(c["name"]) for c in r["per_class"]), default=4)
+    for c in r["per_class"]:
+        lines.append(f"    {c['name']:<{width}}  id {c['id']:<4} boxes {c['boxes']:<7} ignored {c['ignored']:<5} "
+                     f"images {c['images']}")
+    bs = r["box_sizes"]
+    lines.append("  box size (COCO area): " + "  ".join(f"{k} {v}" for k, v in bs["coco_area"].items()))
+    lines.append("  box size (sqrt area, px): " + "  ".join(f"{k}: {v}" for k, v in bs["sqrt_area_px"].items()))
+    if r["image_files"] is not None:
+        f = r["image_files"]
+        lines.append(f"  image files: {f['checked']} checked, {f['missing']} missing, {f['unreadable']} unreadable, "
+                     f"{f['size_mismatch']} of another size")
+    else:
+        lines.append("  image files: not checked")
+    if not r["problems"]:
+        lines.append("  problems: none")
+    else:
+        lines.append(f"  problems ({sum(p['count'] for p in r['problems'])}):")
+        for p in r["problems"]:
+            lines.append(f"    {p['problem']}: {p['count']} ({p['action']}) - {p['description']}")
+            for ex in p["examples"]:
+                lines.append(f"      e.g. {ex}")
+    for n in r.get("notes", []):
+        lines.append(f"  note: {n['note']}: {n['count']} - {n['description']}")
+    return "\n".join(lines)

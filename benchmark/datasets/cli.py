@@ -1,0 +1,104 @@
+"""`bench data ls | check | convert`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from benchmark.errors import BenchError
+from benchmark.io import dumps_json
+
+
+@click.group()
+def data():
+    """List, check and convert datasets."""
+
+
+@data.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+def ls_cmd(as_json):
+    """Known datasets and where they are."""
+    from .catalog import list_datasets
+
+    rows = list_datasets()
+    if as_json:
+        click.echo(dumps_json(rows, indent=True).decode())
+        return
+    w = max(len(r["name"]) for r in rows)
+    for r in rows:
+        click.echo(f"{r['name']:<{w}}  {r['description']}")
+        click.echo(f"{'':<{w}}  {r['status']}: {r['location'] or '-'}")
+
+
+def _selected(splits: dict, wanted: tuple[str, ...], spec: str) -> dict:
+    if not wanted:
+        return splits
+    missing = [s for s in wanted if s not in splits]
+    if missing:
+        raise BenchError(f"dataset {spec!r} has no split {', '.join(missing)} (it has: {', '.join(splits)})")
+    return {k: v for k, v in splits.items() if k in wanted}
+
+
+@data.command("check")
+@click.argument("spec")
+@click.option("--split", "splits", multiple=True, type=click.Choice(["train", "test"]), help="only these splits")
+@click.option("--no-images", is_flag=True, help="do not decode the image files (fast)")
+@click.option("--json", "as_json", is_flag=True, help="print the reports as JSON")
+@click.option("--strict", is_flag=True, help="exit with status 1 if any problem is found")
+def check_cmd(spec, splits, no_images, as_json, strict):
+    """Validate a dataset (catalog name, path or spec): counts per class, box sizes and every problem found."""
+    from .catalog import load
+    from .check import check, format_report
+
+    loaded = _selected(load(spec), splits, spec)
+    reports = {k: check(ds, images=not no_images) for k, ds in loaded.items()}
+    if as_json:
+        click.echo(dumps_json(reports, indent=True).decode())
+    else:
+        click.echo("\n\n".join(f"[{k}] {format_report(r)}" for k, r in reports.items()))
+    if strict and not all(r["ok"] for r in reports.values()):
+        click.get_current_context().exit(1)
+
+
+SPLIT_NAMES = {"coco": {"train": "train", "test": "test"}, "voc": {"train": "trainval", "test": "test"},
+               "yolo": {"train": "train", "test": "val"}}
+
+
+@data.command("convert")
+@click.argument("src")
+@click.argument("dst", type=click.Path(path_type=Path))
+@click.option("--to", "fmt", required=True, type=click.Choice(["coco", "voc", "yolo"]), help="output format")
+@click.option("--split", "splits", multiple=True, type=click.Choice(["train", "test"]),
+              help="only these splits (default: all)")
+@click.option("--images", default="symlink", show_default=True, type=click.Choice(["symlink", "copy", "none"]),
+              help="how VOC/YOLO outputs get their image files")
+def convert_cmd(src, dst, fmt, splits, images):
+    """Convert dataset SRC (catalog name, path or spec) into DST as COCO json, VOC or YOLO.
+
+    COCO writes DST/train.json and DST/test.json (or DST itself if it ends in .json and one split is chosen);
+    VOC writes ImageSets/Main/trainval.txt and test.txt; YOLO writes images|labels/train and val. `bench data
+    check DST` and `load(DST)` read the result back."""
+    from .catalog import load
+    from .coco import save_coco
+    from .voc import save_voc
+    from .yolo import save_yolo
+
+    loaded = _selected(load(src), splits, src)
+    if fmt == "coco" and dst.suffix.lower() == ".json" and len(loaded) != 1:
+        raise BenchError("a single .json output needs exactly one split: add --split train or --split test", dst)
+    for split, ds in loaded.items():
+        name = SPLIT_NAMES[fmt][split]
+        if fmt == "coco":
+            out = dst if dst.suffix.lower() == ".json" else dst / f"{name}.json"
+            save_coco(ds, out)
+            summary = {"images": len(ds.images), "boxes": len(ds.annotations)}
+        elif fmt == "voc":
+            out = dst
+            summary = save_voc(ds, dst, name, images=images)
+        else:
+            out = dst
+            summary = save_yolo(ds, dst, name, images=images)
+        extra = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items() if k not in ("images", "boxes") and v)
+        click.echo(f"{split} -> {out} ({fmt} split {name!r}): {summary['images']} images, {summary['boxes']} boxes"
+                   + (f"; {extra}" if extra else ""))

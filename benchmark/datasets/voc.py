@@ -1,0 +1,222 @@
+"""Pascal VOC folders: `Annotations/<id>.xml`, `ImageSets/Main/<split>.txt`, `JPEGImages/<id>.<ext>`.
+
+Loading follows `core.py`'s conventions: `xmin/ymin` shifted by -1, `xmax/ymax` kept (a VOC box covering pixel
+columns 1..10 becomes x=0, w=10); `difficult` objects are kept with `difficult=1` and `ignore=1`. The xml `<path>`
+(usually the annotator's machine) is ignored: images are found in `JPEGImages/` by id. Width and height come from
+`<size>`, or from the image header when missing or 0.
+
+A box with `xmax == xmin` (or `ymax == ymin`) is a point click, not an object: it is dropped as `zero_size_box`
+(BCCD has two). `xmax < xmin` is dropped as `inverted_box`. Image ids are 1 + the position of the xml in the
+sorted `Annotations/` listing, so they are the same whichever split the image is loaded from.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path, PurePosixPath
+from xml.sax.saxutils import escape
+
+from benchmark.errors import BenchError
+from benchmark.io import atomic_write_text
+
+from .core import DetectionDataset
+from .images import image_size, is_image_file, place_image
+from .problems import ProblemLog, clean_box
+
+
+def voc_splits(root: str | Path) -> list[str]:
+    """Split names available under `ImageSets/Main` (class-specific lists such as `cat_train.txt` excluded)."""
+    main = Path(root) / "ImageSets" / "Main"
+    if not main.is_dir():
+        return []
+    return sorted(p.stem for p in main.glob("*.txt") if "_" not in p.stem)
+
+
+def _number(el: ET.Element, tag: str, xml_path: Path, what: str) -> float | None:
+    text = el.findtext(tag)
+    if text is None or not text.strip():
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise BenchError(f"{what}: <{tag}> is not a number: {text.strip()!r}", xml_path) from None
+
+
+def _flag(text: str | None, xml_path: Path, what: str) -> int:
+    text = (text or "0").strip() or "0"
+    try:
+        return int(float(text) != 0)
+    except ValueError:
+        raise BenchError(f"{what} is not 0 or 1: {text!r}", xml_path) from None
+
+
+def _read_split_ids(set_file: Path, log: ProblemLog) -> list[str]:
+    ids, seen = [], set()
+    for line in set_file.read_text().splitlines():
+        tok = line.split()
+        if not tok:
+            continue
+        if tok[0] in seen:
+            log.skip("duplicate_image_in_split", f"{set_file.name}: {tok[0]}")
+            continue
+        seen.add(tok[0])
+        ids.append(tok[0])
+    return ids
+
+
+def load_voc(root: str | Path, split: str, classes: list[str] | None = None, name: str = "") -> DetectionDataset:
+    """Load the images listed in `ImageSets/Main/<split>.txt`.
+
+    `classes` fixes the category list (ids 1..K in that order; objects of other classes are dropped and counted);
+    by default it is the sorted set of class names found in this split (`load()` aligns train and test)."""
+    root = Path(root)
+    ann_dir, img_dir = root / "Annotations", root / "JPEGImages"
+    if not ann_dir.is_dir():
+        raise BenchError("not a VOC folder: no Annotations/ directory", root)
+    set_file = root / "ImageSets" / "Main" / f"{split}.txt"
+    if not set_file.is_file():
+        avail = ", ".join(voc_splits(root)) or "none"
+        raise BenchError(f"split file not found (available splits: {avail})", set_file)
+
+    log = ProblemLog()
+    ids = _read_split_ids(set_file, log)
+    id_of = {stem: i + 1 for i, stem in enumerate(sorted(f[:-4] for f in os.listdir(ann_dir) if f.endswith(".xml")))}
+    image_files: dict[str, str] = {}  # stem -> file name in JPEGImages/
+    if img_dir.is_dir():
+        for f in sorted(os.listdir(img_dir)):
+            if is_image_file(f):
+                image_files.setdefault(os.path.splitext(f)[0], f)
+    image_names = set(image_files.values())
+
+    fixed_classes = list(classes) if classes is not None else None
+    cat_of: dict[str, int] = {c: i + 1 for i, c in enumerate(fixed_classes)} if fixed_classes else {}
+    images, raw = [], []  # raw: (image_id, class name, bbox, difficult)
+    for stem in ids:
+        xml_path = ann_dir / f"{stem}.xml"
+        rel = f"Annotations/{stem}.xml"
+        try:
+            el = ET.parse(xml_path).getroot()
+        except FileNotFoundError:
+            raise BenchError(f"annotation file not found (listed in {set_file.name})", xml_path) from None
+        except ET.ParseError as exc:
+            raise BenchError(f"malformed XML ({exc})", xml_path) from None
+        if el.tag != "annotation":
+            raise BenchError(f"not a VOC annotation: root element is <{el.tag}>, expected <annotation>", xml_path)
+
+        xml_name = (el.findtext("filename") or "").strip()
+        file_name = image_files.get(stem) or (xml_name if xml_name in image_names else f"{stem}.jpg")
+        size = el.find("size")
+        width = _number(size, "width", xml_path, "<size>") if size is not None else None
+        height = _number(size, "height", xml_path, "<size>") if size is not None else None
+        if not width or not height:
+            try:
+                width, height = image_size(img_dir / file_name)
+            except BenchError as exc:
+                log.skip("unreadable_image", f"{rel}: no <size> and {exc}")
+                continue
+        image_id = id_of[stem]
+        images.append({"id": image_id, "file_name": file_name, "width": int(width), "height": int(height)})
+
+        for k, obj in enumerate(el.findall("object"), start=1):
+            cname = (obj.findtext("name") or "").strip()
+            if not cname:
+                raise BenchError(f"object {k}: missing <name>", xml_path)
+            what = f"object {k} ({cname})"
+            bnd = obj.find("bndbox")
+            if bnd is None:
+                raise BenchError(f"{what}: missing <bndbox>", xml_path)
+            coords = [_number(bnd, t, xml_path, what) for t in ("xmin", "ymin", "xmax", "ymax")]
+            if any(c is None for c in coords):
+                raise BenchError(f"{what}: <bndbox> needs xmin, ymin, xmax and ymax", xml_path)
+            xmin, ymin, xmax, ymax = coords
+            where = f"{rel}: {what}"
+            if fixed_classes is not None and cname not in cat_of:
+                log.skip("unknown_category", f"{where}: class not in {fixed_classes}")
+                continue
+            if not all(math.isfinite(c) for c in coords):
+                log.skip("non_finite_box", where)
+                continue
+            if xmax < xmin or ymax < ymin:
+                log.skip("inverted_box", f"{where}: xmin={xmin:g} ymin={ymin:g} xmax={xmax:g} ymax={ymax:g}")
+                continue
+            if xmax == xmin or ymax == ymin:
+                log.skip("zero_size_box", f"{where}: xmin={xmin:g} ymin={ymin:g} xmax={xmax:g} ymax={ymax:g}")
+                continue
+            box = clean_box(xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1, width, height, log, where)
+            if box is None:
+                continue
+            difficult = _flag(obj.findtext("difficult"), xml_path, f"{what}: <difficult>")
+            raw.append((image_id, cname, box, difficult))
+
+    if fixed_classes is None:
+        cat_of = {c: i + 1 for i, c in enumerate(sorted({r[1] for r in raw}))}
+    categories = [{"id": i, "name": c} for c, i in cat_of.items()]
+    annotations = [
+        {"id": n, "image_id": iid, "category_id": cat_of[c], "bbox": box, "area": float(box[2]) * float(box[3]),
+         "iscrowd": 0, "ignore": d, "difficult": d}
+        for n, (iid, c, box, d) in enumerate(raw, start=1)
+    ]
+    info = log.store({"format": "voc", "split": split})
+    return DetectionDataset(images, annotations, categories, image_root=img_dir, name=name or f"{root.name}/{split}",
+                            source=str(root), info=info)
+
+
+def safe_relpath(file_name: str) -> PurePosixPath:
+    """`file_name` as a relative path that cannot leave an export folder (drops '..', drive and leading '/')."""
+    parts = [p for p in PurePosixPath(file_name.replace("\\", "/")).parts if p not in ("", ".", "..", "/")]
+    if not parts:
+        raise BenchError(f"cannot export image with file_name {file_name!r}")
+    return PurePosixPath(*parts)
+
+
+def voc_stem(file_name: str) -> str:
+    """The VOC image id for an image: its file name without extension, sub-folders joined by '__'."""
+    rel = safe_relpath(file_name)
+    return "__".join(rel.with_suffix("").parts)
+
+
+def _xml(img: dict, stem: str, ext: str, objects: list[str]) -> str:
+    return (
+        "<annotation>\n\t<folder>JPEGImages</folder>\n"
+        f"\t<filename>{escape(stem + ext)}</filename>\n"
+        f"\t<size>\n\t\t<width>{int(img['width'])}</width>\n\t\t<height>{int(img['height'])}</height>\n"
+        "\t\t<depth>3</depth>\n\t</size>\n\t<segmented>0</segmented>\n" + "".join(objects) + "</annotation>\n"
+    )
+
+
+def _object(name: str, box: list[float], difficult: int) -> str:
+    x, y, w, h = box
+    xmin, ymin = math.floor(x + 0.5) + 1, math.floor(y + 0.5) + 1
+    xmax = max(math.floor(x + w + 0.5), xmin + 1)  # xmax == xmin would read back as a zero-size point
+    ymax = max(math.floor(y + h + 0.5), ymin + 1)
+    return (
+        f"\t<object>\n\t\t<name>{escape(name)}</name>\n\t\t<pose>Unspecified</pose>\n\t\t<truncated>0</truncated>\n"
+        f"\t\t<difficult>{difficult}</difficult>\n\t\t<bndbox>\n\t\t\t<xmin>{xmin}</xmin>\n\t\t\t<ymin>{ymin}</ymin>\n"
+        f"\t\t\t<xmax>{xmax}</xmax>\n\t\t\t<ymax>{ymax}</ymax>\n\t\t</bndbox>\n\t</object>\n"
+    )
+
+
+def save_voc(ds: DetectionDataset, root: str | Path, split: str, images: str = "symlink") -> dict:
+    """Write `ds` as a VOC split: one xml per image, `ImageSets/Main/<split>.txt`, images placed in
+    `JPEGImages/` ('symlink', 'copy' or 'none').
+
+    Coordinates are written as integers (VOC's precision: boxes move by at most 1 px); ignored boxes (VOC
+    difficult, COCO crowd) are written with `<difficult>1</difficult>`. Returns counts of what was written."""
+    root = Path(root)
+    names = ds.category_names()
+    by_image = ds.annotations_by_image()
+    stems, missing, boxes = [], 0, 0
+    for img in ds.images:
+        stem = voc_stem(img["file_name"])
+        ext = PurePosixPath(img["file_name"]).suffix or ".jpg"
+        objects = [_object(names[a["category_id"]], a["bbox"], int(bool(a.get("ignore", 0))))
+                   for a in by_image.get(img["id"], [])]
+        boxes += len(objects)
+        atomic_write_text(root / "Annotations" / f"{stem}.xml", _xml(img, stem, ext, objects))
+        if not place_image(ds.image_path(img), root / "JPEGImages" / f"{stem}{ext}", images):
+            missing += 1
+        stems.append(stem)
+    atomic_write_text(root / "ImageSets" / "Main" / f"{split}.txt", "".join(s + "\n" for s in stems))
+    return {"images": len(stems), "boxes": boxes, "missing_source_images": missing}

@@ -1,0 +1,281 @@
+"""YOLO txt folders: `images/<split>/...`, `labels/<split>/....txt`, class names in `data.yaml` or `classes.txt`.
+
+Each label line is `class cx cy w h`, normalised to the image size; segmentation lines (`class x1 y1 x2 y2 ...`)
+are reduced to their bounding box and counted. Image sizes are read from the file headers (no pixel decoding).
+An image without a label file is a background image (kept, no boxes). YOLO class k becomes category id k + 1.
+A malformed label line is a `BenchError` naming the file and line; bad single boxes are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+from pathlib import Path, PurePosixPath
+
+from benchmark.errors import BenchError
+from benchmark.io import atomic_write_text
+
+from .core import DetectionDataset
+from .images import image_size, is_image_file, place_image
+from .problems import ProblemLog, clean_box
+from .voc import safe_relpath
+
+YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml")
+
+
+# ---- class names ------------------------------------------------------------------------------------------------
+def _scalar(text: str):
+    text = text.strip()
+    if text[:1] in "'\"":
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text.strip("'\"")
+    return text
+
+
+def _strip_comment(line: str) -> str:
+    """Drop a YAML `# comment` that is not inside quotes."""
+    quote = None
+    for i, ch in enumerate(line):
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#" and (i == 0 or line[i - 1] in " \t"):
+            return line[:i]
+    return line
+
+
+def _split_flow(body: str) -> list[str]:
+    """Split the inside of a YAML flow collection on commas outside quotes."""
+    out, cur, quote = [], "", None
+    for ch in body:
+        if quote:
+            cur += ch
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+            cur += ch
+        elif ch == ",":
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur)
+    return [x for x in (s.strip() for s in out) if x]
+
+
+def parse_yaml_names(text: str):
+    """`names` from a data.yaml without a YAML library: the three forms tools write (flow list, block list,
+    index -> name mapping, flow or block). Returns a list or dict, or None if there is no `names` key."""
+    lines = [_strip_comment(l).rstrip() for l in text.splitlines()]
+    for i, line in enumerate(lines):
+        m = re.match(r"^names\s*:(.*)$", line)
+        if not m:
+            continue
+        rest = m.group(1).strip()
+        if rest.startswith(("[", "{")):  # flow style, possibly over several lines
+            close = "]" if rest[0] == "[" else "}"
+            j = i
+            while not rest.endswith(close) and j + 1 < len(lines):
+                j += 1
+                rest += " " + lines[j].strip()
+            items = _split_flow(rest[1:-1])
+            if close == "]":
+                return [_scalar(x) for x in items]
+            return {int(_scalar(k)): _scalar(v) for k, v in (x.split(":", 1) for x in items)}
+        if rest:
+            return None
+        block = []
+        for line2 in lines[i + 1:]:
+            if not line2.strip():
+                continue
+            if not line2[:1].isspace() and not line2.startswith("-"):
+                break
+            block.append(line2.strip())
+        if block and block[0].startswith("-"):
+            return [_scalar(x[1:]) for x in block if x.startswith("-")]
+        return {int(_scalar(k)): _scalar(v) for k, v in (x.split(":", 1) for x in block if ":" in x)}
+    return None
+
+
+def _names_list(names, path: Path) -> list[str]:
+    if isinstance(names, dict):
+        try:
+            keys = sorted(int(k) for k in names)
+        except (TypeError, ValueError):
+            raise BenchError("'names' keys must be class indices 0..K-1", path) from None
+        if keys != list(range(len(keys))):
+            raise BenchError(f"'names' must map every index 0..{len(keys) - 1}, got {keys}", path)
+        names = [names[k] if k in names else names[str(k)] for k in keys]
+    if not isinstance(names, list) or not names:
+        raise BenchError("'names' must be a non-empty list or index -> name mapping", path)
+    names = [str(n) for n in names]
+    if len(set(names)) != len(names):
+        raise BenchError(f"duplicate class names in 'names': {names}", path)
+    return names
+
+
+def yolo_class_names(root: str | Path) -> list[str]:
+    """Class names of a YOLO dataset: `names` of data.yaml (or data.yml / dataset.yaml), else classes.txt."""
+    root = Path(root)
+    for fname in YAML_NAMES:
+        p = root / fname
+        if p.is_file():
+            text = p.read_text(encoding="utf-8")
+            try:
+                import yaml  # PyYAML when installed; the small parser handles the usual forms otherwise
+
+                data = yaml.safe_load(text)
+                names = data.get("names") if isinstance(data, dict) else None
+            except ImportError:
+                names = parse_yaml_names(text)
+            except Exception as exc:  # yaml.YAMLError and friends
+                raise BenchError(f"malformed YAML ({exc.__class__.__name__}: {str(exc).splitlines()[0]})", p) from None
+            if names is None:
+                raise BenchError("no 'names' key (the class names)", p)
+            return _names_list(names, p)
+    for p in (root / "classes.txt", root / "labels" / "classes.txt"):
+        if p.is_file():
+            names = [l.strip() for l in p.read_text(encoding="utf-8").splitlines() if l.strip()]
+            return _names_list(names, p)
+    raise BenchError("no class names: expected data.yaml with 'names' or classes.txt", root)
+
+
+def yolo_splits(root: str | Path) -> list[str]:
+    d = Path(root) / "images"
+    return sorted(p.name for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
+
+
+# ---- loading ------------------------------------------------------------------------------------------------
+def _walk(top: Path, keep) -> list[str]:
+    """Relative posix paths of the files under `top` accepted by `keep`, sorted."""
+    out = []
+    for dirpath, dirnames, files in os.walk(top):
+        dirnames.sort()
+        rel = os.path.relpath(dirpath, top)
+        for f in files:
+            if keep(f):
+                out.append(f if rel == "." else f"{rel}/{f}".replace(os.sep, "/"))
+    return sorted(out)
+
+
+def _parse_label_file(path: Path, rel: str, width: int, height: int, ncls: int, log: ProblemLog) -> list[tuple]:
+    out = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise BenchError("not a text label file", path) from None
+    for ln, line in enumerate(text.splitlines(), start=1):
+        tok = line.split()
+        if not tok:
+            continue
+        try:
+            vals = [float(t) for t in tok]
+        except ValueError:
+            raise BenchError(f"line {ln}: expected numbers 'class cx cy w h', got {line.strip()!r}", path) from None
+        cls = vals[0]
+        if cls != int(cls) or cls < 0:
+            raise BenchError(f"line {ln}: class must be a non-negative integer, got {tok[0]!r}", path)
+        where = f"{rel}: line {ln}"
+        if len(vals) == 5:
+            cx, cy, w, h = vals[1:]
+        elif len(vals) >= 7 and len(vals) % 2 == 1:  # segmentation polygon
+            xs, ys = vals[1::2], vals[2::2]
+            cx, cy, w, h = (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2, max(xs) - min(xs), max(ys) - min(ys)
+            log.note("polygon_label", where)
+        else:
+            raise BenchError(f"line {ln}: expected 5 values 'class cx cy w h' (or a polygon), got {len(vals)}", path)
+        if int(cls) >= ncls:
+            log.skip("unknown_category", f"{where}: class {int(cls)} but only {ncls} names")
+            continue
+        box = clean_box((cx - w / 2) * width, (cy - h / 2) * height, w * width, h * height, width, height, log, where)
+        if box is not None:
+            out.append((int(cls), box))
+    return out
+
+
+def load_yolo(root: str | Path, split: str, name: str = "") -> DetectionDataset:
+    root = Path(root)
+    img_dir, lbl_dir = root / "images" / split, root / "labels" / split
+    if not img_dir.is_dir():
+        avail = ", ".join(yolo_splits(root)) or "none"
+        raise BenchError(f"not a YOLO split: no images/{split}/ directory (available splits: {avail})", root)
+    names = yolo_class_names(root)
+    log = ProblemLog()
+    images, annotations = [], []
+    image_stems = set()
+    for i, rel in enumerate(_walk(img_dir, is_image_file), start=1):
+        stem = str(PurePosixPath(rel).with_suffix(""))
+        image_stems.add(stem)
+        try:
+            width, height = image_size(img_dir / rel)
+        except BenchError as exc:
+            log.skip("unreadable_image", str(exc))
+            continue
+        images.append({"id": i, "file_name": rel, "width": width, "height": height})
+        label = lbl_dir / f"{stem}.txt"
+        if not label.is_file():
+            continue
+        for cls, box in _parse_label_file(label, f"labels/{split}/{stem}.txt", width, height, len(names), log):
+            annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": cls + 1, "bbox": box,
+                                "area": float(box[2]) * float(box[3]), "iscrowd": 0, "ignore": 0})
+    if lbl_dir.is_dir():
+        for rel in _walk(lbl_dir, lambda f: f.endswith(".txt")):
+            if rel[:-4] not in image_stems and rel != "classes.txt":
+                log.skip("label_without_image", f"labels/{split}/{rel}")
+    categories = [{"id": k + 1, "name": n} for k, n in enumerate(names)]
+    info = log.store({"format": "yolo", "split": split})
+    return DetectionDataset(images, annotations, categories, image_root=img_dir, name=name or f"{root.name}/{split}",
+                            source=str(root), info=info)
+
+
+# ---- saving -------------------------------------------------------------------------------------------------
+def _yaml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def save_yolo(ds: DetectionDataset, root: str | Path, split: str, images: str = "symlink") -> dict:
+    """Write `ds` as a YOLO split (labels with 6 decimals, images placed by 'symlink', 'copy' or 'none') and
+    (re)write data.yaml. YOLO has no ignore flag: ignored boxes (difficult / crowd) are left out, as the usual
+    VOC->YOLO converters do, and counted in the returned summary."""
+    root = Path(root)
+    cats = sorted(ds.categories, key=lambda c: c["id"])
+    index = {c["id"]: k for k, c in enumerate(cats)}
+    names = [c["name"] for c in cats]
+    yaml_path = root / "data.yaml"
+    if yaml_path.is_file() and yolo_class_names(root) != names:
+        raise BenchError(f"data.yaml lists other class names than the dataset ({names})", yaml_path)
+
+    by_image = ds.annotations_by_image()
+    written = boxes = dropped = missing = 0
+    for img in ds.images:
+        rel = safe_relpath(img["file_name"])
+        W, H = float(img["width"]), float(img["height"])
+        lines = []
+        for a in by_image.get(img["id"], []):
+            if a.get("ignore", 0):
+                dropped += 1
+                continue
+            x, y, w, h = a["bbox"]
+            lines.append(f"{index[a['category_id']]} {(x + w / 2) / W:.6f} {(y + h / 2) / H:.6f} "
+                         f"{w / W:.6f} {h / H:.6f}\n")
+        boxes += len(lines)
+        atomic_write_text(root / "labels" / split / rel.with_suffix(".txt"), "".join(lines))
+        if not place_image(ds.image_path(img), root / "images" / split / rel, images):
+            missing += 1
+        written += 1
+
+    splits = sorted(set(yolo_splits(root)) | {split})
+    val = "val" if "val" in splits else ("test" if "test" in splits else split)
+    keys = {"train": "train" if "train" in splits else split, "val": val}
+    if "test" in splits:
+        keys["test"] = "test"
+    text = "# written by noisybox-bench; paths relative to this file's folder\n" + "".join(f"{k}: images/{v}\n" for k, v in keys.items())
+    text += f"nc: {len(names)}\nnames:\n" + "".join(f"  {k}: {_yaml_str(n)}\n" for k, n in enumerate(names))
+    atomic_write_text(yaml_path, text)
+    return {"images": written, "boxes": boxes, "ignored_boxes_left_out": dropped, "missing_source_images": missing}

@@ -1,0 +1,440 @@
+"""COCO / VOC / YOLO loaders and writers: fixtures written here, BCCD, round trips, and every bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+from PIL import Image
+
+from benchmark.datasets import (DetectionDataset, load, load_coco, load_voc, load_yolo, save_coco, save_voc,
+                                save_yolo)
+from benchmark.datasets.yolo import parse_yaml_names, yolo_class_names
+from benchmark.errors import BenchError
+
+
+# ---- fixtures -----------------------------------------------------------------------------------------------
+def write_image(path: Path, w: int, h: int, seed: int = 0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    Image.fromarray(arr).save(path)
+
+
+def coco_dict() -> dict:
+    """Three images (one without boxes), non-contiguous category ids, a crowd box, float boxes."""
+    return {
+        "info": {"description": "fixture"},
+        "images": [{"id": 10, "file_name": "a.png", "width": 60, "height": 40},
+                   {"id": 11, "file_name": "sub/b.jpg", "width": 50, "height": 50},
+                   {"id": 12, "file_name": "c.png", "width": 30, "height": 20}],
+        "categories": [{"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}],
+        "annotations": [
+            {"id": 1, "image_id": 10, "category_id": 3, "bbox": [5.25, 4.5, 20.5, 10.0]},
+            {"id": 2, "image_id": 10, "category_id": 7, "bbox": [30, 10, 25, 25], "area": 500.0},
+            {"id": 5, "image_id": 11, "category_id": 7, "bbox": [0, 0, 50, 50], "iscrowd": 1},
+            {"id": 6, "image_id": 11, "category_id": 3, "bbox": [10.0, 12.0, 8.0, 9.5]},
+        ],
+    }
+
+
+def make_coco(tmp: Path, data: dict | None = None, name: str = "train.json") -> Path:
+    data = coco_dict() if data is None else data
+    for i, im in enumerate(data["images"]):
+        write_image(tmp / "images" / im["file_name"], im["width"], im["height"], seed=i)
+    p = tmp / name
+    p.write_bytes(orjson.dumps(data))
+    return p
+
+
+def write_json(path: Path, obj) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(obj))
+    return path
+
+
+def voc_xml(filename: str, objects: list[tuple], size: tuple | None = (60, 40), path: str = "/home/x/y.jpg") -> str:
+    size_xml = "" if size is None else f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>"
+    objs = "".join(
+        f"<object><name>{n}</name><difficult>{d}</difficult><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin>"
+        f"<xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>" for n, b, d in objects)
+    return f"<annotation><folder>JPEGImages</folder><filename>{filename}</filename><path>{path}</path>{size_xml}{objs}</annotation>"
+
+
+def make_voc(root: Path) -> Path:
+    """4 images: trainval = img1, img2, img3 ; test = img4 (only class 'a' in test)."""
+    specs = {
+        "img1": ([("a", (11, 6, 30, 20), 0), ("b", (31, 11, 60, 40), 1)], (60, 40)),
+        "img2": ([("b", (1, 1, 10, 10), 0), ("a", (5, 5, 5, 9), 0), ("a", (8, 8, 4, 12), 0)], (60, 40)),
+        "img3": ([("a", (50, 30, 70, 45), 0)], None),  # no <size>: read from the image; box crosses the border
+        "img4": ([("a", (2, 2, 12, 12), 0)], (0, 0)),  # zero size: read from the image
+    }
+    for stem, (objs, size) in specs.items():
+        write_image(root / "JPEGImages" / f"{stem}.jpg", 60, 40)
+        (root / "Annotations").mkdir(parents=True, exist_ok=True)
+        (root / "Annotations" / f"{stem}.xml").write_text(voc_xml(f"{stem}.jpg", objs, size))
+    (root / "ImageSets" / "Main").mkdir(parents=True, exist_ok=True)
+    (root / "ImageSets" / "Main" / "trainval.txt").write_text("img1\nimg2\nimg3\n")
+    (root / "ImageSets" / "Main" / "test.txt").write_text("img4\n")
+    return root
+
+
+def make_yolo(root: Path, names_yaml: str = "names:\n  0: a\n  1: b\n") -> Path:
+    (root / "data.yaml").parent.mkdir(parents=True, exist_ok=True)
+    (root / "data.yaml").write_text(names_yaml)
+    write_image(root / "images" / "train" / "p.png", 100, 50)
+    write_image(root / "images" / "train" / "q.jpg", 40, 40)
+    write_image(root / "images" / "train" / "bg.png", 20, 20)  # background image: no label file
+    write_image(root / "images" / "val" / "v.png", 64, 64)
+    lbl = root / "labels" / "train"
+    lbl.mkdir(parents=True)
+    (lbl / "p.txt").write_text("0 0.5 0.5 0.2 0.4\n1 0.1 0.2 0.1 0.2\n\n")
+    (lbl / "q.txt").write_text("1 0.25 0.25 0.5 0.5\n5 0.5 0.5 0.1 0.1\n0 0.5 0.5 0 0.2\n0 0.95 0.5 0.2 0.2\n"
+                               "0 0.1 0.1 0.3 0.1 0.3 0.3 0.1 0.3\n")
+    (lbl / "orphan.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    (root / "labels" / "val").mkdir(parents=True)
+    (root / "labels" / "val" / "v.txt").write_text("1 0.5 0.5 0.5 0.25\n")
+    return root
+
+
+def boxes_by_file(ds: DetectionDataset) -> dict[str, list[tuple]]:
+    names = ds.category_names()
+    files = {im["id"]: Path(im["file_name"]).stem.split("__")[-1] for im in ds.images}
+    out: dict[str, list[tuple]] = {f: [] for f in files.values()}
+    for a in ds.annotations:
+        out[files[a["image_id"]]].append((names[a["category_id"]], *a["bbox"], a.get("ignore", 0)))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def assert_same_boxes(a: DetectionDataset, b: DetectionDataset, tol: float, skip_ignored: bool = False) -> None:
+    ba, bb = boxes_by_file(a), boxes_by_file(b)
+    assert ba.keys() == bb.keys()
+    for f in ba:
+        xa = [x for x in ba[f] if not (skip_ignored and x[-1])]
+        assert len(xa) == len(bb[f]), f
+        for p, q in zip(xa, bb[f]):
+            assert p[0] == q[0] and p[-1] == q[-1], (f, p, q)
+            assert np.allclose(p[1:5], q[1:5], atol=tol), (f, p, q)
+
+
+# ---- COCO ---------------------------------------------------------------------------------------------------
+def test_coco_loads_fields_flags_and_image_root(tmp_path):
+    ds = load_coco(make_coco(tmp_path))
+    assert [im["id"] for im in ds.images] == [10, 11, 12]
+    assert {c["id"]: c["name"] for c in ds.categories} == {3: "cat", 7: "dog"}
+    anns = {a["id"]: a for a in ds.annotations}
+    assert anns[5]["iscrowd"] == 1 and anns[5]["ignore"] == 1 and anns[1]["ignore"] == 0
+    assert anns[1]["bbox"] == [5.25, 4.5, 20.5, 10.0] and anns[1]["area"] == pytest.approx(205.0)
+    assert anns[2]["area"] == 500.0  # a given area is kept (COCO's is the mask area)
+    assert ds.image_root == tmp_path / "images"  # guessed: images/ beside the json
+    assert all(ds.image_path(im).is_file() for im in ds.images)
+    assert ds.annotations_by_image()[12] == []  # image without annotations is kept
+    assert ds.info["skipped"] == {} and ds.info["fixed"] == {}
+
+
+def test_coco_image_root_in_coco_layout(tmp_path):
+    data = coco_dict()
+    for i, im in enumerate(data["images"]):
+        write_image(tmp_path / "val2017" / im["file_name"], im["width"], im["height"], seed=i)
+    p = write_json(tmp_path / "annotations" / "instances_val2017.json", data)
+    assert load_coco(p).image_root == tmp_path / "val2017"
+    assert load_coco(p, image_root=tmp_path / "x").image_root == tmp_path / "x"
+
+
+def test_coco_save_load_is_exact(tmp_path):
+    ds = load_coco(make_coco(tmp_path))
+    out = save_coco(ds, tmp_path / "out" / "copy.json")
+    back = load_coco(out)
+    assert back.annotations == ds.annotations and back.images == ds.images and back.categories == ds.categories
+    assert back.image_root.resolve() == ds.image_root.resolve()  # found again through info.image_root
+    assert back.fingerprint() == ds.fingerprint()
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda d: d["annotations"][0].update(bbox=[5, 4, 0, 10]), "zero_size_box"),
+    (lambda d: d["annotations"][0].update(bbox=[5, 4, 10, -3]), "inverted_box"),
+    (lambda d: d["annotations"][0].update(bbox=[70, 50, 10, 10]), "box_outside_image"),
+    (lambda d: d["annotations"][0].update(category_id=99), "unknown_category"),
+    (lambda d: d["annotations"][0].update(image_id=99), "unknown_image"),
+])
+def test_coco_bad_box_is_dropped_and_counted(tmp_path, mutate, expected):
+    data = coco_dict()
+    mutate(data)
+    ds = load_coco(make_coco(tmp_path, data))
+    assert ds.info["skipped"] == {expected: 1}
+    assert 1 not in {a["id"] for a in ds.annotations} and len(ds.annotations) == 3
+    assert "train.json: annotation 1" in ds.info["problem_examples"][expected][0]
+
+
+def test_coco_box_crossing_border_is_clipped_and_counted(tmp_path):
+    data = coco_dict()
+    data["annotations"][0]["bbox"] = [-5, 30, 20, 20]  # image is 60x40
+    ds = load_coco(make_coco(tmp_path, data))
+    a = next(a for a in ds.annotations if a["id"] == 1)
+    assert a["bbox"] == [0.0, 30, 15.0, 10.0]
+    assert ds.info["fixed"] == {"box_clipped_to_image": 1} and ds.info["skipped"] == {}
+    data["annotations"][0]["bbox"] = [0, 0, 60.0000001, 40]  # float round-off at the border: no report
+    ds = load_coco(make_coco(tmp_path, data))
+    assert ds.info["fixed"] == {} and next(a for a in ds.annotations if a["id"] == 1)["bbox"] == [0, 0, 60.0, 40]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b'{"images": [', "malformed JSON"),
+    (b'[{"image_id": 1, "bbox": [0,0,1,1], "score": 0.5}]', "got a JSON list (a detection results file?)"),
+    (orjson.dumps({"images": [], "categories": []}), "missing required key 'annotations'"),
+    (orjson.dumps({"images": {}, "annotations": [], "categories": []}), "'images' must be a list"),
+    (orjson.dumps({"images": [{"id": 1, "file_name": "a.png", "height": 3}], "annotations": [], "categories": []}),
+     "images[0] (id 1): missing required key 'width'"),
+    (orjson.dumps({"images": [{"id": 1, "file_name": "a.png", "width": 0, "height": 3}], "annotations": [],
+                   "categories": []}), "width/height must be positive"),
+    (orjson.dumps({"images": [{"id": "x", "file_name": "a.png", "width": 4, "height": 3}], "annotations": [],
+                   "categories": []}), "id must be an integer"),
+    (orjson.dumps({**coco_dict(), "images": coco_dict()["images"] + [coco_dict()["images"][0]]}),
+     "duplicate image id 10"),
+    (orjson.dumps({**coco_dict(), "annotations": coco_dict()["annotations"] + [coco_dict()["annotations"][0]]}),
+     "duplicate annotation id 1"),
+    (orjson.dumps({**coco_dict(), "categories": [{"id": 3, "name": "cat"}, {"id": 3, "name": "dog"}]}),
+     "duplicate category id 3"),
+    (orjson.dumps({**coco_dict(), "categories": [{"id": 3}]}), "categories[0] must be an object with 'id' and 'name'"),
+    (orjson.dumps({**coco_dict(), "annotations": [{"id": 1, "image_id": 10, "category_id": 3}]}),
+     "annotations[0]: missing required key 'bbox'"),
+    (orjson.dumps({**coco_dict(), "annotations": [{"id": 1, "image_id": 10, "category_id": 3, "bbox": [1, 2, 3]}]}),
+     "bbox must be 4 numbers"),
+])
+def test_coco_malformed_file_is_one_line_error_naming_it(tmp_path, content, message):
+    p = tmp_path / "bad.json"
+    p.write_bytes(content)
+    with pytest.raises(BenchError) as exc:
+        load_coco(p)
+    text = str(exc.value)
+    assert message in text and str(p) in text and "\n" not in text
+
+
+def test_coco_missing_file(tmp_path):
+    with pytest.raises(BenchError, match="nothere.json: file not found"):
+        load_coco(tmp_path / "nothere.json")
+
+
+# ---- VOC ----------------------------------------------------------------------------------------------------
+def test_voc_loads_with_conventions(tmp_path):
+    root = make_voc(tmp_path / "voc")
+    ds = load_voc(root, "trainval")
+    assert [c["name"] for c in ds.categories] == ["a", "b"]
+    a_id, b_id = 1, 2
+    by = boxes_by_file(ds)
+    assert by["img1"] == [("a", 10.0, 5.0, 20.0, 15.0, 0), ("b", 30.0, 10.0, 30.0, 30.0, 1)]  # -1 on xmin/ymin only
+    diff = next(a for a in ds.annotations if a["category_id"] == b_id and a["image_id"] == 1)
+    assert diff["difficult"] == 1 and diff["ignore"] == 1 and diff["iscrowd"] == 0
+    # img2: (5,5,5,9) is a zero-size point (dropped); (8,8,4,12) is inverted (dropped)
+    assert by["img2"] == [("b", 0.0, 0.0, 10.0, 10.0, 0)]
+    assert ds.info["skipped"] == {"zero_size_box": 1, "inverted_box": 1}
+    assert "Annotations/img2.xml: object 2 (a)" in ds.info["problem_examples"]["zero_size_box"][0]
+    # img3 has no <size>: 60x40 from the image; its box (49,29)-(70,45) is clipped to the image
+    img3 = next(im for im in ds.images if im["file_name"] == "img3.jpg")
+    assert (img3["width"], img3["height"]) == (60, 40)
+    assert by["img3"] == [("a", 49.0, 29.0, 11.0, 11.0, 0)] and ds.info["fixed"] == {"box_clipped_to_image": 1}
+    assert ds.image_root == root / "JPEGImages" and all(ds.image_path(im).is_file() for im in ds.images)
+    test = load_voc(root, "test")
+    assert (test.images[0]["width"], test.images[0]["height"]) == (60, 40)  # <size> 0x0 -> from the image
+    assert {im["id"] for im in ds.images} == {1, 2, 3} and test.images[0]["id"] == 4  # ids independent of split
+
+
+def test_voc_classes_argument_and_category_alignment(tmp_path):
+    root = make_voc(tmp_path / "voc")
+    only_a = load_voc(root, "trainval", classes=["a"])
+    assert [c["name"] for c in only_a.categories] == ["a"] and only_a.info["skipped"]["unknown_category"] == 2
+    splits = load(root)  # test has only class 'a' but must number it like train does
+    assert splits["train"].categories == splits["test"].categories == [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
+    assert splits["test"].annotations[0]["category_id"] == 1
+
+
+@pytest.mark.parametrize("xml, message", [
+    ("<annotation><object>", "malformed XML"),
+    ("<root></root>", "root element is <root>"),
+    (voc_xml("img1.jpg", [("a", (1, 1, "ten", 5), 0)]), "object 1 (a): <xmax> is not a number: 'ten'"),
+    ("<annotation><size><width>9</width><height>9</height></size><object><name>a</name></object></annotation>",
+     "object 1 (a): missing <bndbox>"),
+    ("<annotation><object><bndbox><xmin>1</xmin></bndbox></object></annotation>", "object 1: missing <name>"),
+    ("<annotation><size><width>9</width><height>9</height></size><object><name>a</name><bndbox><xmin>1</xmin>"
+     "<ymin>1</ymin><xmax>3</xmax></bndbox></object></annotation>", "needs xmin, ymin, xmax and ymax"),
+])
+def test_voc_malformed_xml_names_file(tmp_path, xml, message):
+    root = make_voc(tmp_path / "voc")
+    (root / "Annotations" / "img1.xml").write_text(xml)
+    with pytest.raises(BenchError) as exc:
+        load_voc(root, "trainval")
+    assert message in str(exc.value) and "img1.xml" in str(exc.value)
+
+
+def test_voc_structure_errors(tmp_path):
+    root = make_voc(tmp_path / "voc")
+    with pytest.raises(BenchError, match=r"val.txt: split file not found \(available splits: test, trainval\)"):
+        load_voc(root, "val")
+    (root / "Annotations" / "img4.xml").unlink()
+    with pytest.raises(BenchError, match=r"img4.xml: annotation file not found \(listed in test.txt\)"):
+        load_voc(root, "test")
+    with pytest.raises(BenchError, match="no Annotations/ directory"):
+        load_voc(tmp_path, "test")
+
+
+def test_voc_missing_image_without_size_is_counted_skip(tmp_path):
+    root = make_voc(tmp_path / "voc")
+    (root / "JPEGImages" / "img3.jpg").unlink()
+    ds = load_voc(root, "trainval")
+    assert len(ds.images) == 2 and ds.info["skipped"]["unreadable_image"] == 1
+    assert "img3" in ds.info["problem_examples"]["unreadable_image"][0]
+
+
+def test_bccd_counts_and_zero_size_boxes(bccd_root):
+    splits = load("bccd")
+    tr, te = splits["train"], splits["test"]
+    assert (len(tr), len(te)) == (292, 72)
+    assert [c["name"] for c in tr.categories] == ["Platelets", "RBC", "WBC"] and tr.categories == te.categories
+    kept = len(tr.annotations) + len(te.annotations)
+    skipped = sum(tr.info["skipped"].values()) + sum(te.info["skipped"].values())
+    assert (kept, skipped) == (4886, 2) and kept + skipped == 4888
+    zero = tr.info["problem_examples"]["zero_size_box"] + te.info["problem_examples"].get("zero_size_box", [])
+    assert any("BloodImage_00338.xml" in z for z in zero) and any("BloodImage_00343.xml" in z for z in zero)
+    names = tr.category_names()
+    per_class = {}
+    for a in tr.annotations + te.annotations:
+        per_class[names[a["category_id"]]] = per_class.get(names[a["category_id"]], 0) + 1
+    assert per_class == {"RBC": 4155 - 2, "WBC": 372, "Platelets": 361}
+    assert all(im["width"] == 640 and im["height"] == 480 for im in tr.images + te.images)
+    assert all(tr.image_path(im).is_file() for im in tr.images[:5])  # <path> from the author's machine ignored
+    b = tr.annotations[0]["bbox"]
+    x1, y1, x2, y2 = b[0], b[1], b[0] + b[2], b[1] + b[3]
+    assert min(x1, y1) >= 0 and x2 <= 640 and y2 <= 480
+
+
+# ---- YOLO ---------------------------------------------------------------------------------------------------
+def test_yolo_loads_and_counts(tmp_path):
+    root = make_yolo(tmp_path / "y")
+    ds = load_yolo(root, "train")
+    assert [c["name"] for c in ds.categories] == ["a", "b"]
+    assert [im["file_name"] for im in ds.images] == ["bg.png", "p.png", "q.jpg"]
+    assert [(im["width"], im["height"]) for im in ds.images] == [(20, 20), (100, 50), (40, 40)]
+    by = boxes_by_file(ds)
+    assert by["bg"] == []
+    assert by["p"] == sorted([("a", 40.0, 15.0, 20.0, 20.0, 0), ("b", 5.0, 5.0, 10.0, 10.0, 0)])
+    q = by["q"]
+    assert ("b", 0.0, 0.0, 20.0, 20.0, 0) in q
+    assert any(x[0] == "a" and np.allclose(x[1:5], [34.0, 16.0, 6.0, 8.0]) for x in q)  # clipped at the right edge
+    assert any(x[0] == "a" and np.allclose(x[1:5], [4.0, 4.0, 8.0, 8.0]) for x in q)  # polygon -> its box
+    assert ds.info["skipped"] == {"unknown_category": 1, "zero_size_box": 1, "label_without_image": 1}
+    assert ds.info["fixed"] == {"box_clipped_to_image": 1} and ds.info["notes"] == {"polygon_label": 1}
+    assert "labels/train/q.txt: line 2" in ds.info["problem_examples"]["unknown_category"][0]
+    assert ds.image_root == root / "images" / "train"
+
+
+def test_yolo_corrupt_image_is_counted_skip(tmp_path):
+    root = make_yolo(tmp_path / "y")
+    (root / "images" / "train" / "q.jpg").write_bytes(b"not really a jpeg")
+    ds = load_yolo(root, "train")
+    assert [im["file_name"] for im in ds.images] == ["bg.png", "p.png"]
+    assert ds.info["skipped"]["unreadable_image"] == 1
+    assert "q.jpg: not a readable image" in ds.info["problem_examples"]["unreadable_image"][0]
+
+
+@pytest.mark.parametrize("line, message", [
+    ("0 0.5 0.5 0.2", "line 1: expected 5 values 'class cx cy w h' (or a polygon), got 4"),
+    ("0 0.5 0.5 0.2 0.2 0.9", "got 6"),
+    ("cat 0.5 0.5 0.2 0.2", "line 1: expected numbers"),
+    ("1.5 0.5 0.5 0.2 0.2", "class must be a non-negative integer"),
+])
+def test_yolo_malformed_label_names_file_and_line(tmp_path, line, message):
+    root = make_yolo(tmp_path / "y")
+    (root / "labels" / "train" / "p.txt").write_text(line + "\n")
+    with pytest.raises(BenchError) as exc:
+        load_yolo(root, "train")
+    assert message in str(exc.value) and "p.txt" in str(exc.value)
+
+
+def test_yolo_class_names_sources(tmp_path):
+    forms = {
+        "names: [a, 'b c', \"d\"]\n": ["a", "b c", "d"],
+        "nc: 2\nnames:\n  - a\n  - b  # comment\ntrain: x\n": ["a", "b"],
+        "names:\n  0: a\n  1: 'b: c'\n": ["a", "b: c"],
+        "names: ['a', 'b',\n        'c']\n": ["a", "b", "c"],
+        "names: {0: a, 1: b}\n": ["a", "b"],
+    }
+    for text, expected in forms.items():
+        got = parse_yaml_names(text)
+        got = [got[k] for k in sorted(got)] if isinstance(got, dict) else got
+        assert got == expected, text
+        (tmp_path / "data.yaml").write_text(text)
+        assert yolo_class_names(tmp_path) == expected, text
+    (tmp_path / "data.yaml").unlink()
+    (tmp_path / "classes.txt").write_text("x\ny\n\n")
+    assert yolo_class_names(tmp_path) == ["x", "y"]
+    (tmp_path / "classes.txt").unlink()
+    with pytest.raises(BenchError, match="no class names: expected data.yaml with 'names' or classes.txt"):
+        yolo_class_names(tmp_path)
+    (tmp_path / "data.yaml").write_text("names:\n  0: a\n  2: b\n")
+    with pytest.raises(BenchError, match="data.yaml: 'names' must map every index"):
+        yolo_class_names(tmp_path)
+    (tmp_path / "data.yaml").write_text("train: x\n")
+    with pytest.raises(BenchError, match="data.yaml: no 'names' key"):
+        yolo_class_names(tmp_path)
+
+
+def test_yolo_structure_errors(tmp_path):
+    root = make_yolo(tmp_path / "y")
+    with pytest.raises(BenchError, match=r"no images/test/ directory \(available splits: train, val\)"):
+        load_yolo(root, "test")
+    splits = load(root)
+    assert set(splits) == {"train", "test"} and splits["test"].info["split"] == "val"
+
+
+# ---- round trips --------------------------------------------------------------------------------------------
+def test_round_trip_coco_voc_yolo_coco(tmp_path):
+    src = load_coco(make_coco(tmp_path / "src"))
+    save_voc(src, tmp_path / "voc", "trainval")
+    voc = load_voc(tmp_path / "voc", "trainval")
+    assert sorted(c["name"] for c in voc.categories) == ["cat", "dog"]
+    assert_same_boxes(src, voc, tol=1.0)  # VOC stores integer pixels
+    assert all(voc.image_path(im).is_file() for im in voc.images)
+    assert sum(a["ignore"] for a in voc.annotations) == 1  # the crowd box comes back as difficult
+
+    summary = save_yolo(voc, tmp_path / "yolo", "train")
+    assert summary["ignored_boxes_left_out"] == 1 and summary["missing_source_images"] == 0
+    yolo = load_yolo(tmp_path / "yolo", "train")
+    assert_same_boxes(voc, yolo, tol=1e-3, skip_ignored=True)  # 6 decimals of the image size
+
+    save_coco(yolo, tmp_path / "back.json")
+    back = load_coco(tmp_path / "back.json")
+    assert_same_boxes(yolo, back, tol=0)
+    assert all(back.image_path(im).is_file() for im in back.images)
+
+
+def test_round_trip_coco_yolo_exact_to_format_precision(tmp_path):
+    src = load_coco(make_coco(tmp_path / "src"))
+    save_yolo(src, tmp_path / "yolo", "train", images="copy")
+    yolo = load_yolo(tmp_path / "yolo", "train")
+    assert not (tmp_path / "yolo" / "images" / "train" / "a.png").is_symlink()
+    assert (tmp_path / "yolo" / "images" / "train" / "sub" / "b.jpg").is_file()  # sub-folders kept
+    assert_same_boxes(src, yolo, tol=1e-4 * 60, skip_ignored=True)
+    with pytest.raises(BenchError, match="data.yaml lists other class names"):
+        save_yolo(DetectionDataset(src.images, [], [{"id": 1, "name": "zebra"}]), tmp_path / "yolo", "val")
+
+
+def test_round_trip_bccd_voc_coco_voc_is_exact(bccd_root, tmp_path):
+    ds = load_voc(bccd_root, "test")
+    save_coco(ds, tmp_path / "test.json")
+    coco = load_coco(tmp_path / "test.json")
+    assert coco.annotations == ds.annotations and coco.image_root.resolve() == ds.image_root.resolve()
+    save_voc(coco, tmp_path / "voc", "test", images="none")
+    again = load_voc(tmp_path / "voc", "test")
+    assert_same_boxes(ds, again, tol=0)
+    assert not (tmp_path / "voc" / "JPEGImages").exists()
+
+
+def test_voc_writer_never_writes_zero_size_boxes(tmp_path):
+    ds = DetectionDataset([{"id": 1, "file_name": "x.png", "width": 20, "height": 20}],
+                          [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [3.2, 4.4, 0.4, 0.5], "ignore": 0}],
+                          [{"id": 1, "name": "t"}])
+    save_voc(ds, tmp_path, "test", images="none")
+    back = load_voc(tmp_path, "test")
+    assert len(back.annotations) == 1 and back.info["skipped"] == {}
+    assert back.annotations[0]["bbox"] == [3.0, 4.0, 2.0, 2.0]  # the smallest box VOC can hold (within 1 px)

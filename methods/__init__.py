@@ -8,7 +8,7 @@ from methods.base import Diagnostics, MethodAdapter, Paper, TrainResult
 METHODS: Registry[type[MethodAdapter]] = Registry(
     "method",
     entry_point_group="noisybox_bench.methods",
-    builtin_modules=("methods.faster_rcnn", "methods.clean", "methods.oa_mil", "methods.ssd_det"),
+    builtin_modules=("methods.faster_rcnn", "methods.clean", "methods.oa_mil", "methods.ssd_det", "methods.mmdet_backend"),
 )
 
 

@@ -1,0 +1,102 @@
+"""`bench eval`: score a detections file against ground truth (COCO AP and/or VOC AP50), print a table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from benchmark.errors import BenchError
+
+
+def load_ground_truth(spec: str, split: str):
+    """A COCO json file as it is, else a dataset spec (catalog name or folder) via `benchmark.datasets.load`."""
+    path = Path(spec)
+    if path.suffix.lower() == ".json" and not path.is_dir():
+        from benchmark.datasets.coco import load_coco
+
+        return load_coco(path)
+    from benchmark.datasets import load
+
+    splits = load(spec)
+    if split not in splits:
+        raise BenchError(f"dataset has no split {split!r} (has {', '.join(sorted(splits)) or 'none'})", spec)
+    return splits[split]
+
+
+def _pts(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}"
+
+
+def _gt_problems(gt) -> str | None:
+    """One line on ground-truth boxes the loader dropped or repaired (they change what is scored)."""
+    info = gt.info or {}
+    parts = [f"{n} {reason}" for reason, n in {**info.get("skipped", {}), **info.get("fixed", {})}.items() if n]
+    return "ground truth problems (see `bench data check`): " + ", ".join(parts) if parts else None
+
+
+def format_table(gt, num_detections: int, results: dict) -> str:
+    """Metrics as AP points (x100, one decimal, as papers print them); `-` where undefined."""
+    from benchmark.evaluation.coco import STAT_NAMES, class_names
+
+    n_ignored = sum(1 for a in gt.annotations if a.get("ignore") or a.get("iscrowd"))
+    lines = [f"{len(gt.images)} images, {len(gt.annotations)} ground-truth boxes ({n_ignored} ignored: crowd or "
+             f"difficult), {gt.num_classes} classes, {num_detections} detections"]
+    if (note := _gt_problems(gt)) is not None:
+        lines.append(note)
+    coco, voc = results.get("coco"), results.get("voc")
+    if coco is not None:
+        lines += ["", "COCO (faster-coco-eval), AP points",
+                  "  ".join(f"{k:>5}" for k in STAT_NAMES),
+                  "  ".join(f"{_pts(coco[k]):>5}" for k in STAT_NAMES)]
+    if voc is not None:
+        lines += ["", f"VOC AP50 (mmdet eval_map, area, difficult ignored): {_pts(voc['AP50'])}"]
+    names = class_names(gt)
+    width = max([len(n) for n in names] + [8])
+    header = f"{'class':<{width}}" + ("  COCO AP" if coco else "") + ("  VOC AP50" if voc else "")
+    lines += ["", header]
+    for n in names:
+        row = f"{n:<{width}}"
+        if coco is not None:
+            row += f"  {_pts(coco['per_class'][n]):>7}"
+        if voc is not None:
+            row += f"  {_pts(voc['per_class'][n]):>8}"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+@click.command("eval")
+@click.option("--gt", "gt_spec", required=True,
+              help="ground truth: a COCO json, or a dataset name / folder (VOC, YOLO) known to `bench data`")
+@click.option("--dt", "dt_path", required=True, type=click.Path(dir_okay=False),
+              help="detections: COCO results json (also mmdet .bbox.json, detectron2, ultralytics) or an mmdet "
+                   "tools/test.py --out pickle (pickles can run code: only load trusted files)")
+@click.option("--metric", default="coco,voc", show_default=True, help="comma-separated: coco, voc")
+@click.option("--split", default="test", show_default=True, help="split of a dataset spec (ignored for a json)")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="also write the metrics (fractions) here")
+@click.option("--classes", default=None,
+              help="comma-separated class names in detector label order (mmdet config `classes`); "
+                   "default: ground-truth categories by id")
+@click.option("--category-ids", type=click.Choice(["dataset", "index0", "index1"]), default="dataset",
+              show_default=True, help="what json category_id holds: GT category ids or 0/1-based class indices")
+@click.option("--match-images", type=click.Choice(["id", "file_stem"]), default="id", show_default=True,
+              help="match detection image_id to GT image ids, or to image file stems (ultralytics)")
+def eval_cmd(gt_spec, dt_path, metric, split, json_out, classes, category_ids, match_images):
+    """Evaluate detections against ground truth: COCO AP (faster-coco-eval) and VOC AP50 (mmdet eval_map)."""
+    from benchmark.evaluation import METRICS, evaluate, load_detection_arrays
+    from benchmark.io import write_json
+
+    metrics = [m.strip().lower() for m in metric.split(",") if m.strip()]
+    bad = [m for m in metrics if m not in METRICS]
+    if bad or not metrics:
+        raise BenchError(f"--metric {metric!r}: choose from {', '.join(METRICS)}")
+    gt = load_ground_truth(gt_spec, split)
+    class_list = [c.strip() for c in classes.split(",")] if classes else None
+    dets = load_detection_arrays(dt_path, gt, classes=class_list, category_ids=category_ids,
+                                 match_images=match_images)
+    results = evaluate(gt, dets, metrics)
+    click.echo(format_table(gt, len(dets), results))
+    if json_out:
+        write_json(json_out, {"gt": gt_spec, "split": split if not gt_spec.lower().endswith(".json") else None,
+                              "detections": str(dt_path), "num_detections": len(dets), **results}, indent=True)
+        click.echo(f"\nwrote {json_out}")

@@ -1,0 +1,482 @@
+"""The shared training engine and predictor: one plain loop in the spirit of torchvision's references/detection.
+
+`fit(adapter, train, cfg, workdir)` trains `adapter.build_model(cfg, K)` on `train` (the view the adapter may see):
+- seeds: `train.seed` initialises the model (and the global RNG torchvision's samplers draw from), `train.data_seed`
+  drives image order and flips (`methods._core.data.TrainOrder`); both recorded in the checkpoint and metrics;
+- schedule: `train.epochs` x `iters_per_epoch` iterations; per-iteration warm-up then step or cosine decay;
+- checkpoints: `workdir/checkpoint.pth` after every epoch (model, optimizer, scheduler, AMP scaler, epoch,
+  iteration, RNG states, config); `resume=True` continues from it and reproduces an uninterrupted run;
+  `workdir/model_final.pth` holds the final weights + config + category ids for `predict`;
+- CUDA AMP on GPU only; DDP when launched by `torchrun` (WORLD_SIZE/RANK/LOCAL_RANK; NCCL on GPU, gloo on CPU);
+  `train.batch_size` is the total over all processes;
+- a non-finite loss stops the run with a `BenchError` naming the iteration and the batch's image ids;
+- `workdir/train.log`, `workdir/train_metrics.json`, a tqdm bar (loss, it/s, ETA) on stderr;
+- model hooks (see methods/base.py): `set_epoch`, `set_diagnostics`, `refined_boxes` (-> `refined_boxes.json`,
+  gathered across processes), `diagnostics` (merged into the metrics).
+
+`predict(adapter, checkpoint, dataset)` returns COCO results in original-image coordinates and category ids.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from benchmark.config import scaled_lr
+from benchmark.errors import BenchError
+from benchmark.io import dumps_json, write_json
+from methods._core.data import DetectionImages, IterationBatches, TrainOrder, collate
+from methods._core.geometry import xyxy_to_xywh
+from methods.base import TrainResult
+
+CHECKPOINT = "checkpoint.pth"
+FINAL = "model_final.pth"
+# keys that may differ between an interrupted run and its resumption (hardware and logging, not the experiment)
+RUNTIME_KEYS = {"train": ("device", "workers", "log_every", "amp", "cache_images", "checkpoint_every")}
+
+
+# ---- distributed helpers ---------------------------------------------------------------------------------------
+class _Dist:
+    """Process-group facts; `fit` initialises the group from torchrun's environment when needed."""
+
+    def __init__(self, device_pref: str):
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        use_cuda = device_pref.startswith("cuda") or (device_pref == "auto" and torch.cuda.is_available())
+        if use_cuda and not torch.cuda.is_available():
+            raise BenchError(f"train.device={device_pref} but CUDA is not available")
+        if use_cuda:
+            self.device = torch.device(device_pref if device_pref.startswith("cuda:") else f"cuda:{self.local_rank}")
+            torch.cuda.set_device(self.device)
+        else:
+            self.device = torch.device("cpu")
+        self.owns_group = False
+        if self.world_size > 1 and not torch.distributed.is_initialized():
+            torch.distributed.init_process_group("nccl" if use_cuda else "gloo", init_method="env://")
+            self.owns_group = True
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def all_gather(self, obj: Any) -> list[Any]:
+        if not self.enabled:
+            return [obj]
+        out: list[Any] = [None] * self.world_size
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+    def all_reduce_mean(self, t: torch.Tensor) -> torch.Tensor:
+        if self.enabled:
+            torch.distributed.all_reduce(t)
+            t /= self.world_size
+        return t
+
+    def barrier(self) -> None:
+        if self.enabled:
+            torch.distributed.barrier()
+
+    def close(self) -> None:
+        if self.owns_group:
+            torch.distributed.destroy_process_group()
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+# ---- schedule -----------------------------------------------------------------------------------------------
+def iters_per_epoch(train_cfg: dict, num_images: int) -> int:
+    ipe = train_cfg.get("iters_per_epoch")
+    return int(ipe) if ipe else max(1, math.ceil(num_images / train_cfg["batch_size"]))
+
+
+def lr_factor(it: int, train_cfg: dict, ipe: int) -> float:
+    """Multiplier of the base lr at iteration `it` (0-based): linear warm-up x (step | cosine | constant)."""
+    total = train_cfg["epochs"] * ipe
+    kind = train_cfg["scheduler"]
+    if kind == "step":
+        epoch = it // ipe
+        f = train_cfg["gamma"] ** sum(epoch >= s for s in train_cfg["steps"])
+    elif kind == "cosine":
+        f = 0.5 * (1.0 + math.cos(math.pi * min(it, total) / total))
+    else:
+        f = 1.0
+    warm = train_cfg["warmup_iters"]
+    if it < warm:
+        alpha = it / warm
+        f *= train_cfg["warmup_factor"] * (1 - alpha) + alpha
+    return f
+
+
+def make_optimizer(model: nn.Module, train_cfg: dict) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    lr = scaled_lr(train_cfg)
+    if train_cfg["optimizer"] == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=train_cfg["momentum"], weight_decay=train_cfg["weight_decay"])
+    return torch.optim.AdamW(params, lr=lr, weight_decay=train_cfg["weight_decay"])
+
+
+# ---- checkpoints --------------------------------------------------------------------------------------------
+def _experiment(cfg: dict) -> dict:
+    """The part of a config that defines the experiment (what a resumed run must share)."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in cfg.items()}
+    for sec, keys in RUNTIME_KEYS.items():
+        for k in keys:
+            out.get(sec, {}).pop(k, None)
+    return out
+
+
+def _save(path: Path, obj: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _load(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise BenchError("checkpoint not found", path) from None
+    except Exception as exc:
+        raise BenchError(f"cannot read checkpoint ({type(exc).__name__}: {exc})", path) from None
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _seed_everything(seed: int, device: torch.device) -> None:
+    torch.manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.manual_seed(seed)
+
+
+# ---- logging ------------------------------------------------------------------------------------------------
+class _Log:
+    def __init__(self, path: Path | None):
+        self.fh = open(path, "a", encoding="utf-8") if path else None
+
+    def __call__(self, line: str) -> None:
+        if self.fh:
+            self.fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+            self.fh.flush()
+
+    def close(self) -> None:
+        if self.fh:
+            self.fh.close()
+
+
+def _call_hook(model: nn.Module, name: str, *args):
+    fn = getattr(unwrap(model), name, None)
+    return fn(*args) if callable(fn) else None
+
+
+def _to_device(images, targets, device):
+    images = [im.to(device, non_blocking=True) for im in images]
+    targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+    return images, targets
+
+
+# ---- training -----------------------------------------------------------------------------------------------
+def fit(adapter, train, cfg: dict, workdir: Path, *, resume: bool = True, diagnostics: Any = None,
+        progress: bool = True) -> TrainResult:
+    """Train `adapter`'s model on `train` (already the adapter's training view) into `workdir`."""
+    workdir = Path(workdir)
+    tcfg = cfg["train"]
+    dist = _Dist(tcfg["device"])
+    try:
+        with torch.random.fork_rng(devices=[dist.device] if dist.device.type == "cuda" else []):
+            return _fit(adapter, train, cfg, workdir, dist, resume, diagnostics, progress)
+    finally:
+        dist.close()
+
+
+def _fit(adapter, train, cfg, workdir, dist: _Dist, resume, diagnostics, progress) -> TrainResult:
+    tcfg = cfg["train"]
+    device = dist.device
+    if dist.main:
+        workdir.mkdir(parents=True, exist_ok=True)
+    dist.barrier()
+    ckpt_path, final_path = workdir / CHECKPOINT, workdir / FINAL
+    categories = sorted(c["id"] for c in train.categories)
+    labels = train.contiguous_labels()
+
+    state = None
+    if resume and ckpt_path.is_file():
+        state = _load(ckpt_path)
+        if dumps_json(_experiment(state["config"])) != dumps_json(_experiment(cfg)):
+            raise BenchError("checkpoint was written with a different config; use another output directory "
+                             "or train without resume", ckpt_path)
+        if state.get("categories") != categories:
+            raise BenchError("checkpoint was trained on different categories", ckpt_path)
+    elif not resume and dist.main:
+        for p in (ckpt_path, final_path, workdir / "train.log", workdir / "train_metrics.json",
+                  workdir / "refined_boxes.json"):
+            p.unlink(missing_ok=True)
+    dist.barrier()
+
+    _seed_everything(tcfg["seed"], device)
+    model = adapter.build_model(cfg, len(categories)).to(device)
+    if diagnostics is not None:
+        _call_hook(model, "set_diagnostics", diagnostics)
+    optimizer = make_optimizer(model, tcfg)
+    num_images = len(train.images)
+    ipe = iters_per_epoch(tcfg, num_images)
+    epochs = tcfg["epochs"]
+    total_iters = epochs * ipe
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, tcfg, ipe))
+    use_amp = bool(tcfg["amp"]) and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    start_epoch, iteration, history, elapsed = 0, 0, [], 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch, iteration = state["epoch"], state["iteration"]
+        history, elapsed = list(state.get("history", [])), float(state.get("elapsed", 0.0))
+        rng = state["rng"]
+        if len(rng) == dist.world_size:
+            _set_rng_state(rng[dist.rank], device)
+        else:  # a different number of processes: fresh, but still seeded, sampler randomness
+            _seed_everything(tcfg["seed"] + 7919 * (start_epoch + 1) + dist.rank, device)
+    elif dist.rank:
+        _seed_everything(tcfg["seed"] + dist.rank, device)  # different RoI sampling per process, as torchrun would
+
+    ddp_model = model
+    if dist.enabled:
+        ddp_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=bool(tcfg["find_unused_parameters"]))
+
+    images = DetectionImages(train, labels, cache_images=bool(tcfg["cache_images"]))
+    order = TrainOrder(num_images, tcfg["batch_size"], tcfg["data_seed"], tcfg["hflip"], tcfg["vflip"],
+                       dist.rank, dist.world_size)
+    log = _Log(workdir / "train.log" if dist.main else None)
+    if start_epoch == 0:
+        log(f"start method={adapter.name} images={num_images} epochs={epochs} iters/epoch={ipe} "
+            f"batch={tcfg['batch_size']} lr={scaled_lr(tcfg):g} seed={tcfg['seed']} data_seed={tcfg['data_seed']} "
+            f"device={device} world_size={dist.world_size} amp={use_amp} skipped={images.skipped}")
+        log(f"config {dumps_json(cfg).decode()}")
+    else:
+        log(f"resume from epoch {start_epoch} (iteration {iteration}) world_size={dist.world_size}")
+
+    bar = None
+    if progress and dist.main and iteration < total_iters:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total_iters, initial=iteration, desc=f"train {adapter.name}", unit="it", file=sys.stderr,
+                   dynamic_ncols=True, leave=False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    autocast = (lambda: torch.autocast("cuda")) if use_amp else nullcontext
+    try:
+        for epoch in range(start_epoch, epochs):
+            _call_hook(model, "set_epoch", epoch, epochs)
+            ddp_model.train()
+            loader = torch.utils.data.DataLoader(
+                images, batch_sampler=IterationBatches(order, epoch * ipe, (epoch + 1) * ipe), collate_fn=collate,
+                num_workers=tcfg["workers"], pin_memory=device.type == "cuda")
+            t0, sums, count = time.perf_counter(), {}, 0
+            for ims, targets in loader:
+                ims, targets = _to_device(ims, targets, device)
+                with autocast():
+                    loss_dict = ddp_model(ims, targets)
+                loss = sum(loss_dict.values())
+                values = torch.stack([loss.detach().float()] + [v.detach().float() for v in loss_dict.values()])
+                finite = torch.isfinite(values).all().float().reshape(1)
+                reduced = dist.all_reduce_mean(torch.cat([values, finite]))
+                if reduced[-1] < 1.0 or not torch.isfinite(reduced).all():
+                    _raise_nonfinite(dist, iteration, epoch, loss_dict, targets)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if tcfg["grad_clip"]:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(params, tcfg["grad_clip"])
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                iteration += 1
+                count += 1
+                names = ["loss"] + list(loss_dict)
+                for name, v in zip(names, reduced[:-1].tolist()):
+                    sums[name] = sums.get(name, 0.0) + v
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{reduced[0].item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}",
+                                    epoch=f"{epoch + 1}/{epochs}", refresh=False)
+                if iteration % tcfg["log_every"] == 0 or iteration == total_iters:
+                    parts = " ".join(f"{k}={v:.4f}" for k, v in zip(names, reduced[:-1].tolist()))
+                    log(f"epoch {epoch + 1}/{epochs} iter {iteration}/{total_iters} "
+                        f"lr={optimizer.param_groups[0]['lr']:.3e} {parts}")
+            seconds = time.perf_counter() - t0
+            elapsed += seconds
+            history.append({"epoch": epoch + 1, "iteration": iteration, "seconds": round(seconds, 3),
+                            **{k: round(v / max(count, 1), 5) for k, v in sums.items()}})
+            log(f"epoch {epoch + 1}/{epochs} done in {seconds:.1f}s mean loss={sums.get('loss', 0.0) / max(count, 1):.4f}")
+            if (epoch + 1) % tcfg["checkpoint_every"] == 0 or epoch + 1 == epochs:
+                rng = dist.all_gather(_rng_state(device))
+                if dist.main:
+                    _save(ckpt_path, {
+                        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                        "epoch": epoch + 1, "iteration": iteration, "rng": rng, "config": cfg,
+                        "categories": categories, "method": adapter.name, "history": history, "elapsed": elapsed,
+                    })
+                dist.barrier()
+    finally:
+        if bar is not None:
+            bar.close()
+
+    # ---- end of training: hooks, final weights, metrics --------------------------------------------------------
+    refined = _call_hook(model, "refined_boxes")
+    refined_parts = dist.all_gather(refined)
+    diag = _call_hook(model, "diagnostics")
+    diag_parts = dist.all_gather(diag)
+    refined_path = None
+    if dist.main:
+        _save(final_path, {"model": model.state_dict(), "config": cfg, "categories": categories,
+                           "method": adapter.name})
+        if any(p is not None for p in refined_parts):
+            merged = {}
+            for part in refined_parts:
+                merged.update({int(k): v for k, v in (part or {}).items()})
+            refined_path = workdir / "refined_boxes.json"
+            write_json(refined_path, refined_annotations(train, merged))
+        metrics = {
+            "method": adapter.name, "images": num_images, "epochs": epochs, "iters_per_epoch": ipe,
+            "iterations": iteration, "batch_size": tcfg["batch_size"], "lr": scaled_lr(tcfg),
+            "seed": tcfg["seed"], "data_seed": tcfg["data_seed"], "world_size": dist.world_size,
+            "device": str(device), "amp": use_amp, "train_seconds": round(elapsed, 3),
+            "seconds_per_iter": round(elapsed / max(iteration, 1), 4), "skipped_annotations": images.skipped,
+            "final_loss": history[-1].get("loss") if history else None, "history": history,
+        }
+        metrics.update(_merge_diagnostics(diag_parts, metrics))
+        write_json(workdir / "train_metrics.json", metrics, indent=True)
+        log(f"done: {iteration} iterations in {elapsed:.1f}s")
+    else:
+        metrics = {}
+    log.close()
+    dist.barrier()
+    return TrainResult(checkpoint=final_path, metrics=metrics, refined_boxes=refined_path)
+
+
+def _merge_diagnostics(parts: list, metrics: dict) -> dict:
+    """Average each numeric diagnostic over processes; names clashing with engine metrics get a `diag_` prefix."""
+    parts = [p for p in parts if p]
+    out: dict[str, Any] = {}
+    for key in parts[0] if parts else {}:
+        vals = [p[key] for p in parts if key in p]
+        name = f"diag_{key}" if key in metrics else key
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            out[name] = sum(vals) / len(vals)
+        else:
+            out[name] = vals[0]
+    return out
+
+
+def _raise_nonfinite(dist: _Dist, iteration: int, epoch: int, loss_dict: dict, targets: list[dict]):
+    ids = [int(t["image_id"]) for t in targets]
+    all_ids = sorted(i for part in dist.all_gather(ids) for i in part)
+    bad = {k: float(v.detach()) for k, v in loss_dict.items() if not math.isfinite(float(v.detach()))}
+    what = ", ".join(f"{k}={v}" for k, v in bad.items()) or "on another process"
+    raise BenchError(f"non-finite loss at iteration {iteration + 1} (epoch {epoch + 1}): {what}; "
+                     f"batch image ids: {all_ids}")
+
+
+def refined_annotations(train, refined: dict[int, list[float]]) -> list[dict]:
+    """Training annotations with their refined box: [{id, image_id, category_id, bbox (xywh)}]."""
+    out = []
+    for a in train.annotations:
+        box = refined.get(int(a["id"]))
+        if box is None:
+            continue
+        x1, y1, x2, y2 = (float(v) for v in box)
+        out.append({"id": a["id"], "image_id": a["image_id"], "category_id": a["category_id"],
+                    "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)]})
+    return out
+
+
+# ---- prediction ---------------------------------------------------------------------------------------------
+def load_model(adapter, checkpoint: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    """Model + checkpoint dict from `model_final.pth` or a rolling `checkpoint.pth`."""
+    checkpoint = Path(checkpoint)
+    if checkpoint.is_dir():
+        checkpoint = checkpoint / FINAL if (checkpoint / FINAL).is_file() else checkpoint / CHECKPOINT
+    state = _load(checkpoint)
+    if not isinstance(state, dict) or "model" not in state or "config" not in state or "categories" not in state:
+        raise BenchError("not a noisybox-bench checkpoint (needs model, config and categories)", checkpoint)
+    cfg = dict(state["config"])
+    cfg["model"] = {**cfg["model"], "weights": None, "pretrained": False}  # the checkpoint holds every weight
+    model = adapter.build_model(cfg, len(state["categories"]))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise BenchError(f"weights do not fit method {adapter.name!r} ({str(exc).splitlines()[0]})", checkpoint) from None
+    return model.to(device).eval(), state
+
+
+@torch.no_grad()
+def predict(adapter, checkpoint: Path, dataset, cfg: dict | None = None, progress: bool = True,
+            batch_size: int = 8) -> list[dict]:
+    """COCO results `[{image_id, category_id, bbox: [x, y, w, h], score}]` for every image of `dataset`.
+
+    The model is rebuilt from the checkpoint's own config; `cfg` may only choose the device and loader workers."""
+    runtime = (cfg or {}).get("train", {})
+    device_pref = runtime.get("device", "auto")
+    device = torch.device("cuda" if device_pref == "auto" and torch.cuda.is_available()
+                          else ("cpu" if device_pref == "auto" else device_pref))
+    model, state = load_model(adapter, checkpoint, device)
+    categories = state["categories"]
+    unknown = {c["id"] for c in dataset.categories} - set(categories)
+    if unknown:
+        raise BenchError(f"the dataset has category ids {sorted(unknown)} the model was not trained on "
+                         f"(model: {categories})", checkpoint)
+    labels = {cid: i + 1 for i, cid in enumerate(categories)}
+    images = DetectionImages(dataset.replace_annotations([]), labels)
+    loader = torch.utils.data.DataLoader(images, batch_size=batch_size, collate_fn=collate,
+                                         num_workers=runtime.get("workers", 0))
+    use_amp = device.type == "cuda" and bool(runtime.get("amp", True))
+    results: list[dict] = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(images), desc=f"predict {adapter.name}", unit="img", file=sys.stderr, leave=False)
+    for ims, targets in loader:
+        ims = [im.to(device) for im in ims]
+        with torch.autocast("cuda") if use_amp else nullcontext():
+            outputs = model(ims)
+        for out, t in zip(outputs, targets):
+            boxes = xyxy_to_xywh(out["boxes"].float().cpu())
+            for box, label, score in zip(boxes.tolist(), out["labels"].tolist(), out["scores"].float().tolist()):
+                results.append({"image_id": int(t["image_id"]), "category_id": categories[int(label) - 1],
+                                "bbox": [round(v, 2) for v in box], "score": round(score, 5)})
+        if bar is not None:
+            bar.update(len(ims))
+    if bar is not None:
+        bar.close()
+    return results

@@ -1,0 +1,102 @@
+"""The tidy table of a results store: one row per done cell, as a pandas DataFrame (and CSV / Parquet files).
+
+Columns (metrics are fractions 0-1, as in metrics.json):
+- identity: `cell`, `method`, `dataset`, `dataset_kind`, `profile`, `noise_model`, `noise_level`, `noise_seed`,
+  `noise_rng`, `seed`, `code_version`;
+- COCO: `AP`, `AP50`, `AP75`, `APs`, `APm`, `APl`, `AR1`, `AR10`, `AR100`, `ARs`, `ARm`, `ARl`;
+- VOC: `VOC_AP50`;
+- `train_<name>` for every number in the cell's training metrics, `time_<name>` for its timings (seconds);
+- `cell_dir`: the cell's directory (predictions.json, refined_boxes.json, noise/ ... for deeper analysis).
+Per-class APs stay in each cell's metrics.json. Rows are sorted by dataset, method, noise model, level, seed.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.errors import BenchError
+from benchmark.io import atomic_write_bytes, read_json, sha256_file
+
+COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+IDENTITY_COLUMNS = ("cell", "method", "dataset", "dataset_kind", "profile", "noise_model", "noise_level",
+                    "noise_seed", "noise_rng", "seed", "code_version")
+SORT_COLUMNS = ["dataset", "method", "noise_model", "noise_level", "seed", "cell"]
+CSV_NAME = "results.csv"
+PARQUET_NAME = "results.parquet"
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def cell_row(cell_dir: Path) -> dict | None:
+    """The table row of one done cell, or None if it is not done or its metrics differ from what DONE recorded."""
+    if not (cell_dir / "DONE").is_file():
+        return None
+    try:
+        done = read_json(cell_dir / "DONE")
+        config = read_json(cell_dir / "config.json")
+        metrics_path = cell_dir / "metrics.json"
+        if sha256_file(metrics_path) != done["files"]["metrics.json"]["sha256"]:
+            return None
+        metrics = read_json(metrics_path)
+    except (BenchError, KeyError, TypeError, OSError):
+        return None
+    noise = config["noise"]
+    row = {
+        "cell": cell_dir.name, "method": config["method"], "dataset": config["dataset"]["name"],
+        "dataset_kind": config["dataset"].get("kind"), "profile": config["profile"],
+        "noise_model": noise["model"], "noise_level": float(noise["level"]), "noise_seed": noise["seed"],
+        "noise_rng": noise["rng"], "seed": config["seed"], "code_version": config.get("code_version"),
+    }
+    coco = metrics.get("coco") or {}
+    for name in COCO_METRICS:
+        row[name] = coco.get(name)
+    row["VOC_AP50"] = (metrics.get("voc") or {}).get("AP50")
+    for prefix, section in (("train_", "train"), ("time_", "timing")):
+        for key, value in sorted((metrics.get(section) or {}).items()):
+            if _number(value):
+                row[prefix + key] = value
+    row["cell_dir"] = str(cell_dir)
+    return row
+
+
+def load(store_dir: str | Path) -> pd.DataFrame:
+    """All done cells of `store_dir` as a DataFrame (empty, with the identity and metric columns, if none)."""
+    cells = Path(store_dir) / "cells"
+    if not Path(store_dir).is_dir():
+        raise BenchError("results directory not found", store_dir)
+    rows = []
+    if cells.is_dir():
+        for d in sorted(cells.iterdir()):
+            if d.is_dir():
+                row = cell_row(d)
+                if row is not None:
+                    rows.append(row)
+    columns = [*IDENTITY_COLUMNS, *COCO_METRICS, "VOC_AP50"]
+    df = pd.DataFrame(rows) if rows else pd.DataFrame(columns=[*columns, "cell_dir"])
+    front = [c for c in columns if c in df.columns]
+    rest = sorted(c for c in df.columns if c not in front and c != "cell_dir")
+    df = df[front + rest + ["cell_dir"]]
+    for col in (*COCO_METRICS, "VOC_AP50", "noise_level"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)  # undefined metric -> NaN, never 0
+    return df.sort_values(SORT_COLUMNS, kind="stable").reset_index(drop=True)
+
+
+def write_tables(store_dir: str | Path, df: pd.DataFrame | None = None) -> dict[str, Path]:
+    """Write `results.csv` and (with pyarrow installed) `results.parquet` into the store; returns their paths."""
+    store_dir = Path(store_dir)
+    df = load(store_dir) if df is None else df
+    out = {"csv": atomic_write_bytes(store_dir / CSV_NAME, df.to_csv(index=False).encode("utf-8"))}
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return out
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    out["parquet"] = atomic_write_bytes(store_dir / PARQUET_NAME, buf.getvalue())
+    return out

@@ -1,0 +1,172 @@
+"""Cell identity: a `CellSpec` resolved into the full config whose sha256 names the cell's directory.
+
+The identity holds everything that changes a result: method and its resolved config, dataset name + the sha256 of
+both splits' annotations, noise model / parameters / seed / rng, training seed, profile, code version. It leaves out
+where the data happens to live (`locator`) and runtime knobs that do not change the experiment (device, loader
+workers, logging, AMP, image caching, checkpoint frequency), so the same cell is found again on another machine.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark import __version__
+from benchmark.errors import BenchError
+from benchmark.io import dumps_json, sha256_bytes
+from benchmark.runner.devices import visible_gpus
+from benchmark.runner.grid import CellSpec
+
+SCHEMA = 1
+ID_LENGTH = 16  # hex digits of the sha256 used as the directory name (64 bits)
+NON_IDENTITY = ("cell_id", "locator")
+# config keys that may differ between runs of the same experiment (mirrors benchmark.engine.RUNTIME_KEYS)
+RUNTIME_KEYS = {"train": ("device", "workers", "log_every", "amp", "cache_images", "checkpoint_every")}
+PAPER_KINDS = ("coco", "voc")  # datasets on which a GPU machine defaults to the papers' recipe
+
+
+@dataclass
+class Cell:
+    """A resolved cell: its id (directory name), the content of its config.json, and the spec it came from."""
+
+    id: str
+    config: dict
+    spec: CellSpec | None = None
+
+    @property
+    def method(self) -> str:
+        return self.config["method"]
+
+    def label(self) -> str:
+        return label(self.config)
+
+
+def label(config: dict) -> str:
+    n = config["noise"]
+    noise = "clean" if n["level"] == 0 else f"{n['model']}={n['level']:g}"
+    return f"{config['method']} {noise} seed={config['seed']} ({config['dataset']['name']})"
+
+
+def identity(config: dict) -> dict:
+    """The part of a cell config that is hashed."""
+    ident = {k: v for k, v in config.items() if k not in NON_IDENTITY}
+    method_config = copy.deepcopy(ident.get("method_config", {}))
+    for section, keys in RUNTIME_KEYS.items():
+        for key in keys:
+            method_config.get(section, {}).pop(key, None)
+    ident["method_config"] = method_config
+    return ident
+
+
+def cell_id(config: dict) -> str:
+    return sha256_bytes(dumps_json(identity(config)))[:ID_LENGTH]
+
+
+# ---- datasets ---------------------------------------------------------------------------------------------------
+def _absolute_spec(spec: str) -> str:
+    """Make path specs absolute so a worker started elsewhere finds the same files; catalog names stay as they are."""
+    if spec.startswith("coco:"):
+        return "coco:" + ",".join(str(Path(p).expanduser().resolve()) for p in spec[5:].split(","))
+    p = Path(spec).expanduser()
+    return str(p.resolve()) if p.exists() else spec
+
+
+def dataset_name(spec: str) -> str:
+    """Catalog name, or the base name of the dataset's folder / train file."""
+    if spec.startswith("coco:"):
+        return Path(spec[5:].split(",")[0]).stem
+    p = Path(spec).expanduser()
+    if p.exists():
+        p = p.resolve()
+        return p.stem if p.is_file() else p.name
+    return spec
+
+
+class DatasetCache:
+    """Loads each dataset once per process and remembers its fingerprints."""
+
+    def __init__(self):
+        self._splits: dict[str, dict] = {}
+        self._facts: dict[str, dict] = {}
+
+    def splits(self, spec: str) -> dict:
+        if spec not in self._splits:
+            from benchmark.datasets import load
+
+            splits = load(spec)
+            missing = [s for s in ("train", "test") if s not in splits]
+            if missing:
+                raise BenchError(f"dataset has no {missing[0]!r} split (found: {', '.join(splits)})", spec)
+            self._splits[spec] = splits
+        return self._splits[spec]
+
+    def facts(self, spec: str) -> dict:
+        """{name, kind, train_sha256, test_sha256}: how the dataset enters a cell's identity."""
+        if spec not in self._facts:
+            from benchmark.config import dataset_kind
+
+            splits = self.splits(spec)
+            self._facts[spec] = {
+                "name": dataset_name(spec),
+                "kind": dataset_kind(splits["train"]),
+                "train_sha256": splits["train"].fingerprint(),
+                "test_sha256": splits["test"].fingerprint(),
+            }
+        return self._facts[spec]
+
+
+# ---- resolution -------------------------------------------------------------------------------------------------
+def default_profile(kind: str, gpu: bool | None = None) -> str:
+    """`paper` when cells run on GPUs (default: this machine has one) for real COCO/VOC data, `cpu` otherwise."""
+    gpu = bool(visible_gpus()) if gpu is None else gpu
+    return "paper" if gpu and kind in PAPER_KINDS else "cpu"
+
+
+def resolve(spec: CellSpec, datasets: DatasetCache, gpu: bool | None = None) -> Cell:
+    """The full config of one cell (method config resolved against its profile, dataset fingerprinted)."""
+    from benchmark.config import resolve_config
+    from methods import get_method
+
+    adapter = get_method(spec.method)
+    if not spec.is_clean:  # unknown noise models and out-of-range levels fail before anything runs
+        from noise import get_model
+
+        get_model(spec.noise_model).check_level(spec.noise_level)
+    facts = datasets.facts(spec.dataset)
+    profile = spec.profile or default_profile(facts["kind"], gpu)
+    overrides = dict(spec.overrides)
+    for key in ("train.seed", "train.data_seed"):
+        if key in overrides:
+            raise BenchError(f"--set {key}: the training seed comes from --seeds")
+    overrides.update({"train.seed": spec.seed, "train.data_seed": spec.seed})
+    method_config = resolve_config(adapter, profile, facts["kind"], spec.noise_level, overrides)
+    config = {
+        "schema": SCHEMA,
+        "code_version": __version__,
+        "method": spec.method,
+        "method_config": method_config,
+        "profile": profile,
+        "dataset": dict(facts),
+        "noise": {"model": spec.noise_model, "level": spec.noise_level, "params": dict(spec.noise_params),
+                  "seed": spec.noise_seed, "rng": spec.noise_rng},
+        "seed": spec.seed,
+    }
+    version = getattr(adapter, "version", None)
+    if version is not None:
+        config["method_version"] = version
+    cid = cell_id(config)
+    config["cell_id"] = cid
+    config["locator"] = {"dataset_spec": _absolute_spec(spec.dataset)}
+    return Cell(cid, config, spec)
+
+
+def resolve_all(specs: list[CellSpec], datasets: DatasetCache | None = None, gpu: bool | None = None) -> list[Cell]:
+    """Resolve a grid; cells that resolve to the same id (e.g. a repeated level) are kept once. `gpu` says whether
+    the cells will run on GPUs (for the default profile; None: whether this machine has one)."""
+    datasets = datasets or DatasetCache()
+    cells: dict[str, Cell] = {}
+    for spec in specs:
+        cell = resolve(spec, datasets, gpu)
+        cells.setdefault(cell.id, cell)
+    return list(cells.values())

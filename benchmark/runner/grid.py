@@ -1,0 +1,166 @@
+"""Grid expansion: the command-line lists (`--method a,b --noise 0.1..0.4 --seeds 3`) -> one `CellSpec` per run.
+
+Pure and torch-free. A spec is still *unresolved*: `benchmark.runner.cells.resolve` turns it into the full config whose
+hash names the cell. Noise level 0 means the clean training set, whatever the noise model, so every level-0 cell of
+a method and seed is the same cell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmark.errors import BenchError
+
+BASELINE_METHODS = ("faster_rcnn",)  # run at every noise level of the sweep
+ORACLE_METHOD = "clean"  # trained on the clean boxes, once per seed and dataset (noise level 0)
+CLEAN_NOISE = "none"  # the noise model recorded for level-0 (clean) cells
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """One run of the grid before its config is resolved."""
+
+    method: str
+    dataset: str
+    noise_model: str
+    noise_level: float
+    seed: int
+    noise_seed: int = 0
+    noise_rng: str = "numpy"
+    noise_params: dict = field(default_factory=dict, hash=False)
+    profile: str | None = None  # None: chosen per dataset by `cells.resolve`
+    overrides: dict = field(default_factory=dict, hash=False)
+    role: str = "method"  # "method", "baseline" or "oracle" (display only, not part of the identity)
+
+    @property
+    def is_clean(self) -> bool:
+        return self.noise_level == 0
+
+    def label(self) -> str:
+        noise = "clean" if self.is_clean else f"{self.noise_model}={self.noise_level:g}"
+        return f"{self.method} {noise} seed={self.seed} ({self.dataset})"
+
+
+def _items(text: str, what: str) -> list[str]:
+    parts = [p.strip() for p in str(text).split(",")]
+    parts = [p for p in parts if p]
+    if not parts:
+        raise BenchError(f"{what}: empty list")
+    return parts
+
+
+def normalise_level(level: float) -> float:
+    """Levels are compared and hashed after rounding, so 0.1+0.2 and 0.3 are the same level."""
+    return round(float(level), 6) + 0.0
+
+
+def parse_levels(text: str) -> list[float]:
+    """`0.1..0.4`, `0..0.4:0.2`, `0,0.2,0.4` or a mix (the syntax of `noise.parse_levels`), sorted and unique."""
+    from noise.levels import parse_levels as noise_levels
+
+    levels = sorted({normalise_level(v) for v in noise_levels(text)})
+    if any(v < 0 for v in levels):
+        raise BenchError(f"--noise: noise levels must be >= 0, got {levels[0]:g}")
+    return levels
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`3` -> seeds 0, 1, 2; `0,1,2` or `5,` -> those seeds; `2..4` -> 2, 3, 4."""
+    text = str(text).strip()
+    try:
+        if text.isdigit():
+            n = int(text)
+            if n < 1:
+                raise BenchError("--seeds: need at least one seed (e.g. --seeds 3 or --seeds 0,1,2)")
+            return list(range(n))
+        seeds: list[int] = []
+        for part in _items(text, "--seeds"):
+            if ".." in part:
+                lo, hi = (int(p) for p in part.split("..", 1))
+                seeds += list(range(lo, hi + 1))
+            else:
+                seeds.append(int(part))
+    except ValueError:
+        raise BenchError(f"--seeds: expected a count (3), a list (0,1,2) or a range (0..2), got {text!r}") from None
+    if any(s < 0 for s in seeds):
+        raise BenchError("--seeds: seeds must be non-negative")
+    return sorted(set(seeds))
+
+
+def parse_methods(text: str) -> list[str]:
+    """`faster_rcnn,oa_mil,ssd_det` -> names in the given order, duplicates dropped."""
+    return list(dict.fromkeys(_items(text, "--method")))
+
+
+def expand_grid(methods: list[str], levels: list[float], seeds: list[int], datasets: list[str] = ("shapes",), *,
+                noise_model: str = "uniform", noise_params: dict | None = None, noise_seed: int | str | None = None,
+                noise_rng: str = "numpy", profile: str | None = None, overrides: dict | None = None,
+                baselines: bool = True) -> list[CellSpec]:
+    """Every (dataset, seed, level, method) cell, plus the reference rows unless `baselines=False`.
+
+    References: `faster_rcnn` at every level of the sweep and the `clean` oracle once per seed and dataset (level 0).
+    `noise_seed` is a fixed integer (the same noisy file for every training seed, as the papers do), `"seed"`
+    (the training seed, so seed spread includes the noise draw) or None: 0, or OA-MIL's 45 with `oamil-legacy`. `overrides` maps config keys to values for all
+    methods; `{"ssd_det": {...}}` entries apply to one method only.
+    """
+    if not methods:
+        raise BenchError("--method: at least one method is needed")
+    if not levels:
+        raise BenchError("--noise: at least one noise level is needed")
+    if noise_seed is None:
+        from noise.legacy import LEGACY_SEED
+
+        noise_seed = LEGACY_SEED if noise_rng == "oamil-legacy" else 0
+    if noise_seed != "seed" and not (isinstance(noise_seed, int) and noise_seed >= 0):
+        raise BenchError(f"--noise-seed must be a non-negative integer or 'seed', got {noise_seed!r}")
+    overrides = dict(overrides or {})
+    levels = sorted({normalise_level(v) for v in levels})
+    plan: list[tuple[str, float, str]] = []  # (method, level, role)
+    if baselines:
+        plan.append((ORACLE_METHOD, 0.0, "oracle"))
+        plan += [(m, lv, "baseline") for lv in levels for m in BASELINE_METHODS]
+    plan += [(m, lv, "method") for lv in levels for m in methods]
+
+    out: list[CellSpec] = []
+    seen: set[tuple] = set()
+    for ds in datasets:
+        for seed in seeds:
+            for method, level, role in sorted(plan, key=lambda p: (p[1], p[2] != "oracle", p[2] != "baseline")):
+                clean = level == 0
+                key = (ds, seed, method, level)
+                if key in seen:
+                    continue
+                seen.add(key)
+                out.append(CellSpec(
+                    method=method, dataset=ds,
+                    noise_model=CLEAN_NOISE if clean else noise_model,
+                    noise_level=level, seed=seed,
+                    noise_seed=0 if clean else (seed if noise_seed == "seed" else noise_seed),
+                    noise_rng="numpy" if clean else noise_rng,
+                    noise_params={} if clean else dict(noise_params or {}),
+                    profile=profile, overrides=_overrides_for(method, overrides), role=role,
+                ))
+    return out
+
+
+def _overrides_for(method: str, overrides: dict[str, Any]) -> dict:
+    """Global `section.key` overrides plus the ones scoped to `method` (scoped win)."""
+    glob = {k: v for k, v in overrides.items() if not isinstance(v, dict) or k in ("model", "train", "method")}
+    scoped = overrides.get(method, {}) if isinstance(overrides.get(method), dict) else {}
+    return {**glob, **scoped}
+
+
+def parse_set_options(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """`--set train.lr=0.01 --set ssd_det:method.alpha=2` -> {"train.lr": 0.01, "ssd_det": {"method.alpha": 2}}."""
+    from benchmark.config import parse_overrides
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key = item.partition("=")[0]
+        if ":" in key:
+            method, _, rest = item.partition(":")
+            out.setdefault(method.strip(), {}).update(parse_overrides([rest]))
+        else:
+            out.update(parse_overrides([item]))
+    return out

@@ -1,0 +1,385 @@
+"""The results store: one directory per cell, completion state owned by the files themselves.
+
+Layout (docs/architecture.md): `STORE/cells/<cell_id>/` with config.json, env.json, noise/, train/, predictions.json,
+metrics.json, refined_boxes.json, cell.log, and `DONE` written last. `DONE` lists the size and sha256 of the result
+files, so a cell whose files were lost or altered afterwards is detected (`corrupt`) and redone.
+
+Who runs a cell is decided by an atomic claim: `claim` is created exclusively (hard link of a complete temp file,
+so it is never seen half-written; `O_EXCL` where links are unsupported) and holds owner, pid, host and start time.
+A claim is stale when its process is gone (same host: pid and process start time checked) or, for another host, when
+its heartbeat (the file's mtime, touched every `HEARTBEAT_S`) is older than `STALE_AFTER_S`. Stale claims are broken
+by renaming them away and checking that the renamed file is the stale one; the owner's heartbeat re-reads the claim,
+so a process that lost its claim in a race never writes `DONE`. Any executor can therefore be killed and restarted.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from benchmark.errors import BenchError
+from benchmark.io import atomic_write_bytes, dumps_json, read_json, sha256_file, write_json
+
+CELLS_DIR = "cells"
+CONFIG = "config.json"
+ENV = "env.json"
+NOISE_DIR = "noise"
+TRAIN_DIR = "train"
+PREDICTIONS = "predictions.json"
+METRICS = "metrics.json"
+REFINED = "refined_boxes.json"
+LOG = "cell.log"
+FAILED = "FAILED"
+DONE = "DONE"
+CLAIM = "claim"
+RESULT_FILES = (CONFIG, ENV, PREDICTIONS, METRICS, REFINED)  # recorded in DONE when present
+OUTPUTS = (ENV, NOISE_DIR, TRAIN_DIR, PREDICTIONS, METRICS, REFINED, FAILED, LOG)
+
+# statuses
+DONE_S, RUNNING, FAILED_S, PARTIAL, CORRUPT, MISSING = "done", "running", "failed", "partial", "corrupt", "missing"
+STATUSES = (DONE_S, RUNNING, FAILED_S, PARTIAL, CORRUPT, MISSING)
+
+HEARTBEAT_S = 30.0
+STALE_AFTER_S = 600.0
+HOST = socket.gethostname()
+_HASH_LIMIT = 8 << 20  # DONE verification re-hashes files up to this size, checks only the size of larger ones
+
+
+class Store:
+    """A results-store directory."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).expanduser().resolve()
+        self.cells_dir = self.root / CELLS_DIR
+
+    def cell_dir(self, cid: str) -> Path:
+        return self.cells_dir / cid
+
+    def ensure_writable(self) -> None:
+        """Fail early, in one line, when the store cannot be created or written."""
+        probe = self.cells_dir / f".probe-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        try:
+            self.cells_dir.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise store_error(exc, self.root) from None
+
+    def cell_ids(self) -> list[str]:
+        if not self.cells_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.cells_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def status(self, cid: str) -> str:
+        return cell_status(self.cell_dir(cid))
+
+    def write_config(self, config: dict) -> Path:
+        """Create the cell directory with its config.json (kept if already identical)."""
+        d = self.cell_dir(config["cell_id"])
+        path = d / CONFIG
+        data = dumps_json(config, indent=True)
+        try:
+            if path.is_file() and path.read_bytes() == data:
+                return d
+        except OSError:
+            pass
+        atomic_write_bytes(path, data)
+        return d
+
+
+def store_error(exc: OSError, path: Path) -> BenchError:
+    """An OSError as the one-line message the user needs (disk full, permissions, read-only file system)."""
+    where = Path(getattr(exc, "filename", None) or path)
+    if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
+        return BenchError("no space left on device (free space and rerun: done cells are kept)", where)
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return BenchError("permission denied (choose a results directory you can write, e.g. --out)", where)
+    if exc.errno == errno.EROFS:
+        return BenchError("read-only file system (choose another results directory with --out)", where)
+    return BenchError(f"cannot write ({exc.strerror or exc})", where)
+
+
+def is_disk_full(message: str) -> bool:
+    return "no space left on device" in message.lower()
+
+
+# ---- done marker ------------------------------------------------------------------------------------------------
+def mark_done(cell_dir: Path, owner: str = "") -> None:
+    """Write DONE (last): the size and sha256 of every result file present."""
+    files = {}
+    for name in RESULT_FILES:
+        p = cell_dir / name
+        if p.is_file():
+            files[name] = {"size": p.stat().st_size, "sha256": sha256_file(p)}
+    write_json(cell_dir / DONE, {"cell_id": cell_dir.name, "finished": time.time(), "owner": owner, "files": files},
+               indent=True)
+
+
+def done_problem(cell_dir: Path) -> str | None:
+    """Why a cell with a DONE marker cannot be trusted, or None if it is intact."""
+    from benchmark.runner.cells import cell_id
+
+    try:
+        marker = read_json(cell_dir / DONE)
+        files = marker["files"]
+        config = read_json(cell_dir / CONFIG)
+    except (BenchError, KeyError, TypeError) as exc:
+        return f"unreadable {DONE} or {CONFIG} ({exc})"
+    for name in (CONFIG, METRICS, PREDICTIONS):
+        if name not in files:
+            return f"{DONE} does not list {name}"
+    for name, rec in files.items():
+        p = cell_dir / name
+        try:
+            size = p.stat().st_size
+        except OSError:
+            return f"{name} is missing"
+        if size != rec.get("size"):
+            return f"{name} changed size since the cell finished"
+        if size <= _HASH_LIMIT and sha256_file(p) != rec.get("sha256"):
+            return f"{name} changed since the cell finished"
+    try:
+        if config.get("cell_id") != cell_dir.name or cell_id(config) != cell_dir.name:
+            return f"{CONFIG} does not hash to the cell id {cell_dir.name}"
+    except Exception as exc:  # a config that cannot even be hashed
+        return f"{CONFIG} is not a cell config ({exc})"
+    return None
+
+
+def cell_status(cell_dir: Path, ignore_claim: bool = False) -> str:
+    """done / running / failed / partial / corrupt / missing (see module docstring)."""
+    if not cell_dir.is_dir():
+        return MISSING
+    if (cell_dir / DONE).exists():
+        return DONE_S if done_problem(cell_dir) is None else CORRUPT
+    if not ignore_claim and claim_holder(cell_dir) is not None:
+        return RUNNING
+    if (cell_dir / FAILED).exists():
+        return FAILED_S
+    if any((cell_dir / name).exists() for name in OUTPUTS):
+        return PARTIAL
+    return MISSING
+
+
+def reset(cell_dir: Path, keep_progress: bool) -> None:
+    """Prepare a cell to be (re)run: DONE goes first, then the outputs; training progress and the noisy
+    annotations stay when `keep_progress` (resume), everything but config.json, the claim and the log (which
+    keeps the history of attempts) goes otherwise."""
+    (cell_dir / DONE).unlink(missing_ok=True)
+    keep = {CONFIG, CLAIM, LOG} | ({TRAIN_DIR, NOISE_DIR} if keep_progress else set())
+    for p in cell_dir.iterdir():
+        if p.name in keep:
+            continue
+        if p.name.startswith(f"{CLAIM}."):  # temp files of claim operations: only ones left by a killed process
+            try:
+                if time.time() - p.stat().st_mtime > 60:
+                    p.unlink()
+            except OSError:
+                pass
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink(missing_ok=True)
+
+
+# ---- claims -----------------------------------------------------------------------------------------------------
+def _proc_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (guards against pid reuse); None off Linux."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _ancestors() -> set[int]:
+    """Pids of this process's parent, grandparent, ... (Linux /proc; empty elsewhere)."""
+    out, pid = set(), os.getppid()
+    while pid > 1 and pid not in out:
+        out.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return out
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def default_owner() -> str:
+    """Who is claiming: a Slurm job keeps its identity across requeues, anything else is unique per process."""
+    job = os.environ.get("SLURM_ARRAY_JOB_ID")
+    if job:
+        return f"slurm:{job}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
+    if os.environ.get("SLURM_JOB_ID"):
+        return f"slurm:{os.environ['SLURM_JOB_ID']}"
+    return f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _read_claim(path: Path) -> tuple[bytes, dict | None, float] | None:
+    try:
+        raw = path.read_bytes()
+        mtime = path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    try:
+        import orjson
+
+        info = orjson.loads(raw)
+        if not isinstance(info, dict) or "owner" not in info:
+            info = None
+    except ValueError:
+        info = None
+    return raw, info, mtime
+
+
+def _live(info: dict | None, mtime: float, stale_after_s: float) -> bool:
+    if info is None:  # unreadable claim: trust it only while it is young
+        return time.time() - mtime < 60
+    if info.get("host") == HOST and isinstance(info.get("pid"), int):
+        if not _pid_alive(info["pid"]):
+            return False
+        start = info.get("pid_start")
+        return start is None or _proc_start(info["pid"]) in (None, start)
+    return time.time() - mtime < stale_after_s
+
+
+def claim_holder(cell_dir: Path, stale_after_s: float = STALE_AFTER_S) -> dict | None:
+    """The live claim on a cell (its content), or None if nobody holds it."""
+    got = _read_claim(cell_dir / CLAIM)
+    if got is None:
+        return None
+    _, info, mtime = got
+    return (info or {"owner": "?"}) if _live(info, mtime, stale_after_s) else None
+
+
+def _create_exclusive(path: Path, data: bytes) -> bool:
+    """Create `path` with `data` only if it does not exist; never leaves a partly written file at `path`."""
+    tmp = path.with_name(f"{CLAIM}.new.{uuid.uuid4().hex}")
+    tmp.write_bytes(data)
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+            raise
+        try:  # file systems without hard links
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _break_stale(path: Path, stale_raw: bytes) -> None:
+    aside = path.with_name(f"{CLAIM}.stale.{uuid.uuid4().hex}")
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return
+    try:
+        if aside.read_bytes() != stale_raw:  # someone claimed it meanwhile: give it back
+            try:
+                os.link(aside, path)
+            except FileExistsError:
+                pass
+    finally:
+        aside.unlink(missing_ok=True)
+
+
+class Claim:
+    """Exclusive right to run one cell; `release()` (or the context manager) gives it back."""
+
+    def __init__(self, path: Path, owner: str, reentered: bool = False):
+        self.path = path
+        self.owner = owner
+        self.reentered = reentered  # held by an outer process of the same owner, which releases it
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def acquire(cls, cell_dir: Path, owner: str | None = None, stale_after_s: float = STALE_AFTER_S) -> "Claim | None":
+        """The claim, or None while another live process holds it. A claim held by the same owner is re-entered
+        (a requeued Slurm job, or a torchrun child of the worker that claimed the cell)."""
+        owner = owner or default_owner()
+        path = Path(cell_dir) / CLAIM
+        info = {"owner": owner, "pid": os.getpid(), "host": HOST, "time": time.time(),
+                "pid_start": _proc_start(os.getpid())}
+        data = dumps_json(info)
+        try:
+            for _ in range(5):
+                if _create_exclusive(path, data):
+                    return cls(path, owner)
+                got = _read_claim(path)
+                if got is None:
+                    continue
+                raw, held, mtime = got
+                if held is not None and held.get("owner") == owner:
+                    if held.get("host") == HOST and held.get("pid") in _ancestors():
+                        os.utime(path)  # e.g. a torchrun child of the worker that claimed the cell
+                        return cls(path, owner, reentered=True)
+                    atomic_write_bytes(path, data)  # an earlier incarnation of this owner (requeued job)
+                    return cls(path, owner)
+                if _live(held, mtime, stale_after_s):
+                    return None
+                _break_stale(path, raw)
+        except OSError as exc:
+            raise store_error(exc, path) from None
+        return None
+
+    def still_mine(self) -> bool:
+        got = _read_claim(self.path)
+        return got is not None and got[1] is not None and got[1].get("owner") == self.owner
+
+    def heartbeat(self) -> bool:
+        """Touch the claim; False (and `lost`) if it is no longer ours."""
+        if not self.still_mine():
+            self.lost = True
+            return False
+        try:
+            os.utime(self.path)
+        except OSError:
+            pass
+        return True
+
+    def start_heartbeat(self, interval_s: float = HEARTBEAT_S) -> "Claim":
+        def beat():
+            while not self._stop.wait(interval_s):
+                if not self.heartbeat():
+                    return
+
+        self._thread = threading.Thread(target=beat, name="claim-heartbeat", daemon=True)
+        self._thread.start()
+        return self
+
+    def release(self) -> None:
+        self._stop.set()
+        if not self.reentered and self.still_mine():
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> "Claim":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -1,0 +1,180 @@
+"""A sweep: resolve the grid, decide which cells to run from the store's state, run them, summarise.
+
+Which cells run (`overwrite`, after MTEB's strategies):
+- `missing` (default): every cell that is not done: new ones, half-trained ones (resumed from their checkpoint),
+  failed ones and corrupted ones (redone from scratch);
+- `never`: only cells that were never started; existing cell directories are left exactly as they are;
+- `always`: every cell, from scratch.
+Cells another live runner holds are left to it and counted as `busy`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from benchmark.errors import BenchError
+from benchmark.runner import store as st
+from benchmark.runner.cells import Cell, DatasetCache, resolve_all
+from benchmark.runner.grid import CellSpec
+
+OVERWRITE = ("never", "missing", "always")
+
+
+@dataclass
+class Planned:
+    cell: Cell
+    status: str  # store status before the sweep
+    action: str  # "run", "resume", "redo", "skip", "busy", "keep"
+
+
+@dataclass
+class Summary:
+    store: Path
+    cells: list[Cell]
+    done: list[dict] = field(default_factory=list)
+    skipped: list[Cell] = field(default_factory=list)  # already done (or kept with --overwrite never)
+    failed: list[dict] = field(default_factory=list)
+    busy: list[dict] = field(default_factory=list)
+    aborted: str | None = None  # why the sweep stopped early (e.g. disk full)
+    seconds: float = 0.0
+
+    def counts(self) -> dict[str, int]:
+        return {"cells": len(self.cells), "done": len(self.done), "skipped": len(self.skipped),
+                "failed": len(self.failed), "busy": len(self.busy)}
+
+
+def action_for(status: str, overwrite: str) -> str:
+    if overwrite not in OVERWRITE:
+        raise BenchError(f"--overwrite must be one of {', '.join(OVERWRITE)}, got {overwrite!r}")
+    if status == st.RUNNING:
+        return "busy"
+    if overwrite == "always":
+        return "redo" if status != st.MISSING else "run"
+    if status == st.DONE_S:
+        return "skip"
+    if status == st.MISSING:
+        return "run"
+    if overwrite == "never":
+        return "keep"
+    return {st.PARTIAL: "resume", st.FAILED_S: "resume", st.CORRUPT: "redo"}[status]
+
+
+def plan(specs: list[CellSpec], store: st.Store, overwrite: str = "missing",
+         datasets: DatasetCache | None = None, gpu: bool | None = None) -> list[Planned]:
+    cells = resolve_all(specs, datasets, gpu)
+    out = []
+    for cell in cells:
+        status = store.status(cell.id)
+        out.append(Planned(cell, status, action_for(status, overwrite)))
+    return out
+
+
+def format_plan(planned: list[Planned]) -> str:
+    rows = [("cell", "method", "dataset", "noise", "level", "seed", "profile", "status", "action")]
+    for p in planned:
+        c = p.cell.config
+        rows.append((p.cell.id, c["method"], c["dataset"]["name"], c["noise"]["model"], f"{c['noise']['level']:g}",
+                     str(c["seed"]), c["profile"], p.status, p.action))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    counts: dict[str, int] = {}
+    for p in planned:
+        counts[p.action] = counts.get(p.action, 0) + 1
+    lines.append(f"{len(planned)} cells: " + ", ".join(f"{n} {a}" for a, n in sorted(counts.items())))
+    return "\n".join(lines)
+
+
+def execute(planned: list[Planned], store: st.Store, executor, *, progress: bool = True,
+            echo: Callable[[str], None] = print) -> Summary:
+    """Run the planned cells with `executor` (LocalExecutor / SubmititExecutor); one failure never stops the rest,
+    a full disk stops the sweep (every later cell would fail the same way)."""
+    t0 = time.perf_counter()
+    summary = Summary(store.root, [p.cell for p in planned])
+    todo = [p for p in planned if p.action in ("run", "resume", "redo")]
+    summary.skipped = [p.cell for p in planned if p.action in ("skip", "keep")]
+    summary.busy = [{"cell": p.cell.id, "label": p.cell.label()} for p in planned if p.action == "busy"]
+    if todo:
+        store.ensure_writable()
+        for p in todo:
+            store.write_config(p.cell.config)
+    bar = None
+    if progress and todo:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), desc="cells", unit="cell", file=sys.stderr, position=0, dynamic_ncols=True)
+
+    class _DiskFull(Exception):
+        pass
+
+    def on_result(out: dict) -> None:
+        status = out["status"]
+        if status == "done":
+            summary.done.append(out)
+        elif status == "skipped":
+            summary.skipped.append(next(p.cell for p in todo if p.cell.id == out["cell"]))
+        elif status == "busy":
+            summary.busy.append(out)
+        else:
+            summary.failed.append(out)
+            msg = f"failed: {out['label']}: {out['error']} (log: {out['log']})"
+            (bar.write(msg, file=sys.stderr) if bar else echo(msg))
+            if st.is_disk_full(out.get("error") or ""):
+                raise _DiskFull(out["error"])
+        if bar:
+            bar.update(1)
+            bar.set_postfix(done=len(summary.done), failed=len(summary.failed), refresh=False)
+
+    try:
+        executor.run([store.cell_dir(p.cell.id) for p in todo], on_result)
+    except _DiskFull as exc:
+        summary.aborted = f"stopped: no space left on device under {store.root} ({exc}); free space and rerun"
+    finally:
+        if bar:
+            bar.close()
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def format_summary(summary: Summary) -> str:
+    c = summary.counts()
+    line = (f"{c['cells']} cells: {c['done']} done, {c['skipped']} skipped (already done), {c['failed']} failed"
+            + (f", {c['busy']} running elsewhere" if c["busy"] else "") + f" in {summary.seconds:.0f} s")
+    lines = [line]
+    for out in summary.failed:
+        lines.append(f"  failed: {out['label']}: {out['error']}\n          log: {out['log']}")
+    if summary.aborted:
+        lines.append(summary.aborted)
+    return "\n".join(lines)
+
+
+def ap_table(df, cell_ids: list[str], metric: str = "AP") -> str:
+    """Method x noise level, mean ± std over seeds in AP points (x100, one decimal); empty if nothing is done."""
+    sub = df[df["cell"].isin(cell_ids)]
+    if sub.empty or metric not in sub:
+        return ""
+    sub = sub.assign(points=sub[metric].astype(float) * 100)
+    lines = []
+    for dataset, part in sub.groupby("dataset", sort=True):
+        grouped = part.groupby(["method", "noise_level"])["points"].agg(["mean", "std", "count"])
+        levels = sorted(part["noise_level"].unique())
+        methods = list(dict.fromkeys(part.sort_values(["noise_level"])["method"]))
+        header = [f"{metric} ({dataset})"] + [("clean" if lv == 0 else f"{lv:g}") for lv in levels]
+        rows = [header]
+        for m in methods:
+            row = [m]
+            for lv in levels:
+                if (m, lv) not in grouped.index:
+                    row.append("-")
+                    continue
+                mean, std, n = grouped.loc[(m, lv)]
+                row.append(f"{mean:.1f}" + (f" ± {std:.1f}" if n > 1 else ""))
+            rows.append(row)
+        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+        lines += ["  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths)))
+                  for r in rows]
+        lines.append("")
+    return "\n".join(lines).rstrip()

@@ -1,0 +1,172 @@
+"""torchvision Faster R-CNN with FPN, backbone chosen by the `model` section of the run config.
+
+Two backbone families:
+- `tiny`: 4 stages of 2x [conv3x3-BN-ReLU] (first conv of each stage stride 2), FPN on stages 2-4 + max-pool level
+  (P2..P5, strides 4..32). Small enough to train from scratch on 2 CPU cores (the `cpu` profile).
+- torchvision ResNets (`resnet50`, ...): the papers' ResNet-50-FPN with frozen BN and the first stages frozen,
+  ImageNet-initialised from torchvision's weight enums or from a local file (`model.weights`).
+
+`model.upscale = False` keeps images that already fit in min_size x max_size at their native size (the `cpu`
+profile trains 128 px shapes at 128 px and downsizes 640x480 BCCD to 320x240).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+from benchmark.errors import BenchError
+
+RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+BACKBONES = ("tiny",) + RESNETS
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+class ResizeTransform(GeneralizedRCNNTransform):
+    """torchvision's transform, optionally never enlarging an image that already fits the size limits."""
+
+    def __init__(self, *args, upscale: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.upscale = upscale
+
+    def resize(self, image, target=None):
+        if not self.upscale:
+            h, w = image.shape[-2:]
+            scale = min(float(self.min_size[-1]) / min(h, w), float(self.max_size) / max(h, w))
+            if scale >= 1.0:
+                return image, target
+        return super().resize(image, target)
+
+
+def _conv_bn_relu(cin: int, cout: int, stride: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+def tiny_backbone(widths: list[int], fpn_channels: int) -> BackboneWithFPN:
+    """4-stage conv net (strides 2/4/8/16) + FPN on stages 2-4 and a max-pool level: P2..P5 = '0','1','2','pool'."""
+    if len(widths) != 4:
+        raise BenchError(f"model.widths must list 4 stage widths, got {widths}")
+    stages, cin = OrderedDict(), 3
+    for i, w in enumerate(widths):
+        stages[f"stage{i + 1}"] = nn.Sequential(*_conv_bn_relu(cin, w, 2), *_conv_bn_relu(w, w, 1))
+        cin = w
+    body = nn.Sequential(stages)
+    return BackboneWithFPN(body, {"stage2": "0", "stage3": "1", "stage4": "2"}, list(widths[1:]), fpn_channels,
+                           extra_blocks=LastLevelMaxPool())
+
+
+def _load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError("weights file not found", path)
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt file, pickle with custom classes, ...
+        raise BenchError(f"cannot read weights ({type(exc).__name__}: {exc})", path) from None
+    if isinstance(sd, dict) and isinstance(sd.get("model"), dict):
+        sd = sd["model"]
+    if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise BenchError("not a state dict of tensors", path)
+    return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+def _load_matching(module: nn.Module, sd: dict[str, torch.Tensor], path) -> int:
+    """Load the entries whose name and shape match; a file that matches nothing is an error, not a no-op."""
+    own = module.state_dict()
+    ok = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
+    if not ok:
+        raise BenchError("no weight in this file matches the model (wrong backbone?)", path)
+    module.load_state_dict(ok, strict=False)
+    return len(ok)
+
+
+def _resnet(name: str, pretrained: bool, weights_path) -> nn.Module:
+    import torchvision
+
+    weights = None
+    if pretrained and not weights_path:
+        weights = torchvision.models.get_model_weights(name).IMAGENET1K_V1
+    try:
+        net = torchvision.models.get_model(name, weights=weights, norm_layer=FrozenBatchNorm2d)
+    except (OSError, RuntimeError) as exc:  # offline machine, blocked download
+        raise BenchError(f"cannot get ImageNet weights for {name} ({exc}); pass --weights PATH "
+                         f"(a torchvision {name} state dict) or set model.pretrained=false") from None
+    return net
+
+
+def resnet_fpn(net: nn.Module, trainable_layers: int, fpn_channels: int) -> BackboneWithFPN:
+    """FPN on layer1..4 (P2..P6); stem and the first `5 - trainable_layers` stages frozen (paper: 3 -> stem+layer1)."""
+    if not 0 <= trainable_layers <= 5:
+        raise BenchError(f"model.trainable_layers must be in 0..5, got {trainable_layers}")
+    train = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers] + (["bn1"] if trainable_layers == 5 else [])
+    for pname, p in net.named_parameters():
+        if not any(pname.startswith(t) for t in train):
+            p.requires_grad_(False)
+    c2 = net.inplanes // 8
+    return BackboneWithFPN(net, {f"layer{k}": str(k - 1) for k in (1, 2, 3, 4)}, [c2 * 2 ** (k - 1) for k in (1, 2, 3, 4)],
+                           fpn_channels, extra_blocks=LastLevelMaxPool())
+
+
+def build_faster_rcnn(model_cfg: dict, num_classes: int) -> FasterRCNN:
+    """Faster R-CNN + FPN for `num_classes` object classes (background excluded)."""
+    cfg = model_cfg
+    name = cfg["backbone"]
+    weights_path = cfg.get("weights")
+    detector_weights = None
+    if weights_path:
+        sd = _load_state_dict(weights_path)
+        if any(k.startswith("backbone.") for k in sd):
+            detector_weights = sd  # a whole detector: loaded after construction
+    if name == "tiny":
+        backbone = tiny_backbone(list(cfg["widths"]), cfg["fpn_channels"])
+        if weights_path and detector_weights is None:
+            _load_matching(backbone.body, sd, weights_path)
+    elif name in RESNETS:
+        net = _resnet(name, bool(cfg.get("pretrained")), weights_path)
+        if weights_path and detector_weights is None:
+            _load_matching(net, sd, weights_path)
+        backbone = resnet_fpn(net, cfg["trainable_layers"], cfg["fpn_channels"])
+    else:
+        raise BenchError(f"unknown model.backbone {name!r} (known: {', '.join(BACKBONES)})")
+
+    anchor_sizes = tuple(tuple(int(s) for s in level) for level in cfg["anchor_sizes"])
+    ratios = tuple(float(r) for r in cfg["aspect_ratios"])
+    anchors = AnchorGenerator(anchor_sizes, (ratios,) * len(anchor_sizes))
+    featmaps = list(cfg["roi_featmaps"])
+    roi_pool = MultiScaleRoIAlign(featmaps, output_size=7, sampling_ratio=2)
+    ch = backbone.out_channels
+    rep = cfg["representation_size"]
+    model = FasterRCNN(
+        backbone,
+        num_classes=None,
+        rpn_anchor_generator=anchors,
+        box_roi_pool=roi_pool,
+        box_head=TwoMLPHead(ch * 7 * 7, rep),
+        box_predictor=FastRCNNPredictor(rep, num_classes + 1),
+        rpn_pre_nms_top_n_train=cfg["rpn_pre_nms_top_n_train"],
+        rpn_pre_nms_top_n_test=cfg["rpn_pre_nms_top_n_test"],
+        rpn_post_nms_top_n_train=cfg["rpn_post_nms_top_n_train"],
+        rpn_post_nms_top_n_test=cfg["rpn_post_nms_top_n_test"],
+        box_batch_size_per_image=cfg["box_batch_size_per_image"],
+        box_score_thresh=cfg["box_score_thresh"],
+        box_nms_thresh=cfg["box_nms_thresh"],
+        box_detections_per_img=cfg["box_detections_per_img"],
+    )
+    model.transform = ResizeTransform(cfg["min_size"], cfg["max_size"], IMAGENET_MEAN, IMAGENET_STD,
+                                      upscale=bool(cfg.get("upscale", True)))
+    if detector_weights is not None:
+        _load_matching(model, detector_weights, weights_path)
+    return model

@@ -1,0 +1,199 @@
+"""`bench noise`: list noise models, make noisy training sets, print their realised noise, draw them."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import click
+
+from benchmark.errors import BenchError
+from benchmark.io import atomic_write_text, read_json, write_json
+from noise.levels import parse_levels
+from noise.make import RNG_MODES, compose, iter_noisy, write_noisy
+from noise.registry import NOISE_MODELS, NoiseModel, get_model
+
+
+@click.group("noise")
+def noise():
+    """Make, inspect and list box-noise models."""
+
+
+@noise.command("ls")
+def ls_cmd():
+    """List the noise models: name, level range, kind, what it models."""
+    rows = []
+    for name in NOISE_MODELS.names():
+        nm = get_model(name)
+        origin = NOISE_MODELS.origin(name)
+        params = ", ".join(f"{k}={v!r}" for k, v in nm.defaults().items())
+        extra = (" [oamil-legacy]" if nm.legacy else "") + ("" if origin == "builtin" else f" ({origin})")
+        rows.append((name, nm.level_range(), nm.kind, nm.summary + extra, params))
+    width = max(len(r[0]) for r in rows)
+    for name, lv, kind, summary, params in rows:
+        click.echo(f"{name:<{width}}  {lv:<7} {kind:<8} {summary}")
+        if params:
+            click.echo(f"{'':<{width}}  {'':<7} {'':<8} params: {params}")
+
+
+def _value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def model_from_spec(spec: str, params: tuple[str, ...]) -> tuple[str | NoiseModel, dict]:
+    """`uniform` or a composition `uniform+missing@0.1` (a step with @level keeps that level; the others follow
+    --level), with `-p key=value` (single model) or `-p step.key=value` (composition) parameters."""
+    steps = [s.strip() for s in spec.split("+")]
+    if not all(steps):
+        raise BenchError(f"--model {spec!r}: empty step in the composition")
+    parsed_params: dict[str, dict] = {}
+    for item in params:
+        key, eq, val = item.partition("=")
+        if not eq or not key:
+            raise BenchError(f"--param {item!r}: use key=value")
+        step, dot, name = key.rpartition(".")
+        parsed_params.setdefault(step if dot else "", {})[name] = _value(val)
+    if len(steps) == 1 and "@" not in steps[0]:
+        extra = [k for k in parsed_params if k not in ("", steps[0])]
+        if extra:
+            raise BenchError(f"--param: {extra[0]!r} is not a step of --model {spec!r}")
+        merged = {**parsed_params.get("", {}), **parsed_params.get(steps[0], {})}
+        return steps[0], merged
+    if "" in parsed_params:
+        raise BenchError("--param: with a composed --model, prefix each parameter with its step: -p missing.key=v")
+    names = []
+    out = []
+    for s in steps:
+        name, at, lv = s.partition("@")
+        level = None
+        if at:
+            try:
+                level = float(lv)
+            except ValueError:
+                raise BenchError(f"--model {spec!r}: {lv!r} is not a level") from None
+        names.append(name)
+        out.append((name, level, parsed_params.get(name, {})))
+    unknown = [k for k in parsed_params if k not in names]
+    if unknown:
+        raise BenchError(f"--param: {unknown[0]!r} is not a step of --model {spec!r}")
+    return compose(out, name=spec), {}
+
+
+def _tag(label: str, level: float, seed: int) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+=-]", "_", f"{label}-r{level:g}-s{seed}")
+
+
+@noise.command("make")
+@click.option("--dataset", "-d", required=True, help="catalog name (shapes, bccd, ...) or dataset path")
+@click.option("--model", "-m", default="uniform", show_default=True,
+              help="noise model, or a composition such as uniform+missing@0.1")
+@click.option("--level", "-l", "levels", required=True, help="levels: 0.4, 0.1..0.4 (step 0.1), 0.1,0.3")
+@click.option("--seed", "-s", type=int, default=None, help="noise seed [default: 0; 45 with --rng oamil-legacy]")
+@click.option("--rng", type=click.Choice(RNG_MODES), default="numpy", show_default=True,
+              help="oamil-legacy regenerates OA-MIL's published files (model uniform)")
+@click.option("--layout", type=click.Choice(["auto", "coco", "voc"]), default="auto", show_default=True,
+              help="which mmdet 2.x parser --rng oamil-legacy mimics")
+@click.option("--param", "-p", "params", multiple=True, help="model parameter key=value (value as JSON)")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="output directory")
+@click.option("--emit", multiple=True, type=click.Choice(["mmdet-config"]), help="also write an mmdet 3.x config")
+@click.option("--mmdet-base", default=None, help="detector config the mmdet config inherits")
+def make_cmd(dataset, model, levels, seed, rng, layout, params, out, emit, mmdet_base):
+    """Write noisy training sets: OUT/<model>-r<level>-s<seed>/{train.json,manifest.json}; the test split is
+    written clean once, to OUT/test.json."""
+    from tqdm import tqdm
+
+    from benchmark.datasets import load
+    from noise.mmdet_config import DEFAULT_BASE, mmdet_config
+
+    levels = parse_levels(levels)
+    model_arg, model_params = model_from_spec(model, params)
+    nm = get_model(model_arg)  # check what needs no data before loading it
+    nm.check_params(model_params)
+    for level in levels:
+        nm.check_level(level)
+    splits = load(dataset)
+    if "train" not in splits:
+        raise BenchError(f"dataset {dataset!r} has no train split")
+    train, test = splits["train"], splits.get("test")
+    out = Path(out)
+    results = iter_noisy(train, model_arg, levels, seed=seed, rng=rng, layout=layout, **model_params)
+    test_file = None
+    if test is not None:
+        test_file = out / "test.json"
+        write_json(test_file, test.to_coco())
+    rows = []
+    for result in tqdm(results, total=len(levels), desc="noise", unit="level", file=sys.stderr,
+                       disable=len(levels) < 2):
+        m = result.manifest
+        folder = out / _tag(m["model"], m["level"], m["seed"])
+        paths = write_noisy(result, folder)
+        if "mmdet-config" in emit:
+            classes = [str(c.get("name", c["id"])) for c in train.categories]
+            text = mmdet_config(paths["annotations"], classes, train.image_root, test_file,
+                                None if test is None else test.image_root, mmdet_base or DEFAULT_BASE, m)
+            atomic_write_text(folder / "mmdet_config.py", text)
+        c, iou = m["counts"], m["realised_iou"]["all"]["mean"]
+        rows.append((m["level"], folder, c, iou))
+    click.echo(f"{'level':>6} {'perturbed':>9} {'clipped':>8} {'kept':>6} {'removed':>8} {'added':>6} "
+               f"{'relabel':>8} {'mean IoU':>9}  folder")
+    for level, folder, c, iou in rows:
+        click.echo(f"{level:>6g} {c['perturbed']:>9} {c['clipped']:>8} {c['kept_clean_degenerate']:>6} "
+                   f"{c['removed']:>8} {c['added']:>6} {c['class_changed']:>8} "
+                   f"{'-' if iou is None else format(iou, '.3f'):>9}  {folder}")
+    if test_file is not None:
+        click.echo(f"clean test split: {test_file}")
+
+
+def _load_noisy(path: str):
+    from benchmark.datasets.core import DetectionDataset
+
+    coco = read_json(path)
+    if not isinstance(coco, dict) or not isinstance(coco.get("annotations"), list) \
+            or not isinstance(coco.get("images"), list):
+        raise BenchError("not a COCO annotation file (needs 'images' and 'annotations' lists)", path)
+    try:
+        return DetectionDataset.from_coco(coco, source=str(path))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BenchError(f"malformed annotations ({type(exc).__name__}: {exc})", path) from None
+
+
+@noise.command("stats")
+@click.argument("file", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+def stats_cmd(file, as_json):
+    """Realised noise of a noisy file: IoU(noisy, clean) overall and by box size."""
+    from noise.stats import format_stats, noise_stats
+
+    stats = noise_stats(_load_noisy(file))
+    click.echo(json.dumps(stats, indent=2, sort_keys=True) if as_json else format_stats(stats))
+
+
+@noise.command("show")
+@click.argument("file", type=click.Path())
+@click.option("--out", "-o", "out_png", required=True, type=click.Path(dir_okay=False), help="PNG to write")
+@click.option("--manifest", type=click.Path(dir_okay=False), default=None,
+              help="manifest (default: manifest.json beside FILE, if any) to draw removed boxes")
+@click.option("--image-root", type=click.Path(file_okay=False), default=None, help="folder the file_names are in")
+@click.option("--dataset", "-d", default=None, help="take the image folder from this dataset's train split")
+@click.option("--n", "n_images", type=int, default=6, show_default=True, help="number of images")
+@click.option("--seed", type=int, default=0, show_default=True, help="which images (seeded choice)")
+def show_cmd(file, out_png, manifest, image_root, dataset, n_images, seed):
+    """Draw a few images of a noisy file with clean (green) and noisy (red) boxes."""
+    from noise.show import draw_noisy
+
+    noisy = _load_noisy(file)
+    beside = Path(file).with_name("manifest.json")
+    man = read_json(manifest) if manifest else (read_json(beside) if beside.is_file() else None)
+    if image_root is None and dataset:
+        from benchmark.datasets import load
+
+        image_root = load(dataset)["train"].image_root
+    done = draw_noisy(noisy, out_png, man, image_root, n_images, seed)
+    note = f" ({done['missing_image_files']} image files not found: drawn on grey)" \
+        if done["missing_image_files"] else ""
+    click.echo(f"wrote {out_png}: {done['images']} images{note}")

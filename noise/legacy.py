@@ -1,0 +1,87 @@
+"""`rng="oamil-legacy"`: regenerate the exact boxes OA-MIL's published generator wrote.
+
+What the published scripts (`utils/gen_noisy_coco.py`, `utils/gen_noisy_voc.py`, cxliu0/OA-MIL) do, reproduced here
+without their code:
+- one legacy `RandomState` seeded 45, four scalar `uniform(-r, r)` draws per box in the order x-shift, y-shift,
+  w-scale, h-scale; images in file order (`getImgIds()` / `trainval.txt`), boxes in file order within an image. One
+  vectorised `uniform(-r, r, (n, 4))` reads exactly the same stream.
+- only boxes that survive mmdet 2.x's parser are drawn for (see `noise.boxset`); crowd / difficult boxes spend nothing.
+- VOC: coordinates go through `int(float(v))` and then -1 on all four (mmdet 2.x), so x2 = xmax - 1; the suite's VOC
+  convention is x1 = xmin - 1, x2 = xmax, so the noisy box is computed in mmdet's frame and shifted back by +1 on
+  x2 / y2. Its values in mmdet's frame are those of OA-MIL's pkl.
+- arithmetic: boxes are float32; `x1 + x2` and `x2 - x1` are float32 operations, but every product with a Python float
+  (the draws) was float64 under the authors' NumPy 1.x, and so is everything after it; the result is rounded to
+  float32 once, when stored. NumPy >= 2 (NEP 50) keeps those products in float32, so running the published script
+  today can differ from the authors' files in the last bits (and, rarely, in a clip or keep-clean decision). We
+  reproduce the NumPy 1.x arithmetic explicitly, whatever NumPy is installed.
+- degenerate result (x2 <= x1 or y2 <= y1, compared in float64): the clean box is kept; its draws are still used.
+The written box is that float32 value, losslessly (no decimal rounding), so `float32(x + w)` gives the pkl's x2.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from noise.boxset import BoxSet
+
+LEGACY_SEED = 45
+F32, F64 = np.float32, np.float64
+
+
+def legacy_order(bs: BoxSet) -> np.ndarray:
+    """Eligible rows in the order the published script visits them: image order, then file order."""
+    idx = bs.active_index()
+    image = bs.image[idx]
+    if image.size < 2 or bool((image[1:] >= image[:-1]).all()):  # already grouped in image order
+        return idx
+    return idx[np.argsort(image * np.int64(len(bs)) + idx)]  # unique keys: a fast unstable sort is stable here
+
+
+def mmdet_columns(bs: BoxSet, idx: np.ndarray) -> tuple[np.ndarray, ...]:
+    """x1, y1, x2, y2 (float32) as mmdet 2.x's parser would have produced them for rows `idx`."""
+    src = bs.rows(bs.source_xywh, idx)
+    x, y, w, h = src[:, 0], src[:, 1], src[:, 2], src[:, 3]
+    if bs.layout == "voc":  # suite: x1 = xmin - 1, x2 = xmax  ->  mmdet: int(xmin) - 1, int(xmax) - 1
+        cols = (np.trunc(x + 1) - 1, np.trunc(y + 1) - 1, np.trunc(x + w) - 1, np.trunc(y + h) - 1)
+    else:
+        cols = (x, y, x + w, y + h)
+    return tuple(c.astype(F32) for c in cols)
+
+
+def mmdet_boxes(bs: BoxSet, idx: np.ndarray) -> np.ndarray:
+    """`mmdet_columns` as an (n, 4) float32 array (one box per row, for per-box loops)."""
+    return np.stack(mmdet_columns(bs, idx), axis=1)
+
+
+def legacy_uniform(bs: BoxSet, gamma: float, rs: np.random.RandomState) -> BoxSet:
+    idx = bs.active_index()  # file order; the draws are made in `legacy_order` and moved to these rows
+    if idx.size == 0 or gamma <= 0:  # the script skips perturbation entirely at level 0
+        return bs
+    order = legacy_order(bs)
+    draws = rs.uniform(-gamma, gamma, size=(idx.size, 4))
+    if np.array_equal(order, idx):
+        u = draws
+    else:  # row -> position in `idx`, then scatter the draws there
+        where = np.empty(len(bs), np.int64)
+        where[idx] = np.arange(idx.size)
+        u = np.empty_like(draws)
+        u[where[order]] = draws
+    x1, y1, x2, y2 = mmdet_columns(bs, idx)
+    w, h = (x2 - x1).astype(F64), (y2 - y1).astype(F64)  # float32 subtraction, as in the script
+    cx, cy = (x1 + x2).astype(F64) / 2, (y1 + y2).astype(F64) / 2  # float32 sum, float64 halving (NumPy 1.x)
+    ncx, ncy = cx + w * u[:, 0], cy + h * u[:, 1]
+    nw, nh = w * (u[:, 2] + 1.0), h * (u[:, 3] + 1.0)
+    img_w, img_h = bs.image_wh(idx)
+    lo_x, lo_y = ncx - nw / 2, ncy - nh / 2
+    hi_x, hi_y = ncx + nw / 2, ncy + nh / 2
+    out = np.empty((idx.size, 4), order="F")
+    out[:, 0] = np.where(lo_x > 0, lo_x, 0.0)  # Python max(0, v)
+    out[:, 1] = np.where(lo_y > 0, lo_y, 0.0)
+    out[:, 2] = np.where(img_w - 1 < hi_x, img_w - 1, hi_x)  # Python min(v, W - 1)
+    out[:, 3] = np.where(img_h - 1 < hi_y, img_h - 1, hi_y)
+    bad = (out[:, 2] <= out[:, 0]) | (out[:, 3] <= out[:, 1])
+    clipped = (out[:, 0] != lo_x) | (out[:, 1] != lo_y) | (out[:, 2] != hi_x) | (out[:, 3] != hi_y)
+    out = out.astype(F32, order="F").astype(F64, order="F")
+    if bs.layout == "voc":
+        out[:, 2:] += 1.0  # back to the suite's VOC frame (x2 = xmax)
+    return bs.commit(idx, out, clipped & ~bad, bad)

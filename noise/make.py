@@ -1,0 +1,373 @@
+"""Make noisy training sets: `make_noisy`, `make_noisy_levels`, `compose`, `calibrate`, `write_noisy`,
+`recover_clean`.
+
+The noisy dataset has the noisy box in `bbox`, the clean box in `true_bbox` (None for added bogus boxes, the field
+SSD-Det's loader reads), `area` recomputed for changed boxes, ids and order preserved (added boxes appended with new
+ids). `segmentation` is dropped from every annotation: a polygon would hand a method the clean box back. The
+manifest records everything needed to rebuild the clean set: removed annotations with their index, original classes
+of relabelled boxes, ids of added boxes and original areas where they were not w x h.
+
+Same inputs give byte-identical files on any machine: keys are sorted, noisy boxes of the default `numpy` mode are
+rounded to 0.01 px (the legacy mode writes OA-MIL's float32 values losslessly), manifest statistics to 4 decimals,
+and nothing machine-specific (paths, times) is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from operator import itemgetter
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from benchmark import __version__
+from benchmark.datasets.core import DetectionDataset
+from benchmark.errors import BenchError
+from benchmark.io import atomic_write_bytes, dumps_json, gc_paused, sha256_bytes, write_json
+from noise.boxset import DECIMALS, SIZE_MEDIUM, SIZE_SMALL, BoxSet, box_iou_pairs, detect_layout, extract
+from noise.legacy import LEGACY_SEED
+from noise.registry import KINDS, NoiseModel, get_model
+
+RNG_MODES = ("numpy", "oamil-legacy")
+MANIFEST_FORMAT = 1
+STAT_DECIMALS = 4
+DROPPED_FIELDS = ("segmentation",)
+DEFAULT_SEED = 0
+
+
+@dataclass
+class NoisyResult:
+    dataset: DetectionDataset  # shares image / category dicts with the source: treat as read-only
+    manifest: dict
+    payload: bytes  # the noisy COCO json exactly as `write_noisy` writes it
+
+    @property
+    def sha256(self) -> str:
+        return self.manifest["output"]["sha256"]
+
+
+# ---- entry points ---------------------------------------------------------------------------------------------
+def make_noisy(ds: DetectionDataset, model: str | NoiseModel, level: float, seed: int | None = None,
+               rng: str = "numpy", layout: str = "auto", source_sha256: str | None = None, **params) -> NoisyResult:
+    """Perturb `ds` (a training split) with noise model `model` at strength `level`.
+
+    `rng="numpy"` (default, what leaderboard rows use unless stated) draws from `numpy.random.default_rng(seed)`
+    (seed default 0); `rng="oamil-legacy"` (model `uniform` only) regenerates OA-MIL's published files: legacy
+    `RandomState(seed)` (default 45), their draw order, box filtering and VOC offsets (see `noise.legacy`).
+    `layout` ("auto" | "coco" | "voc") says which legacy parser to mimic; auto: VOC when the dataset was loaded
+    from VOC XML (`info["format"] == "voc"`). `params` go to the model (see `bench noise ls`).
+    `source_sha256`: `ds.fingerprint()` if the caller already has it (the runner does): it costs ~2 s on COCO
+    train, and is only recorded in the manifest."""
+    return make_noisy_levels(ds, model, [level], seed=seed, rng=rng, layout=layout, source_sha256=source_sha256,
+                             **params)[0]
+
+
+def make_noisy_levels(ds: DetectionDataset, model: str | NoiseModel, levels: Iterable[float],
+                      seed: int | None = None, rng: str = "numpy", layout: str = "auto",
+                      source_sha256: str | None = None, **params) -> list[NoisyResult]:
+    """`make_noisy` for several levels from one extraction and one fingerprint (each level restarts the seed)."""
+    return list(iter_noisy(ds, model, levels, seed=seed, rng=rng, layout=layout, source_sha256=source_sha256,
+                           **params))
+
+
+def iter_noisy(ds: DetectionDataset, model: str | NoiseModel, levels: Iterable[float], seed: int | None = None,
+               rng: str = "numpy", layout: str = "auto", source_sha256: str | None = None,
+               **params) -> Iterator[NoisyResult]:
+    """`make_noisy_levels` one level at a time, so a caller can write and drop each result (memory stays flat).
+    Dataset, model name, parameter names, levels and seed are checked before anything is made."""
+    nm, mode, seed, layout = _check(ds, model, seed, rng, layout, params)
+    levels = [nm.check_level(lv) for lv in levels]
+    with gc_paused():  # bulk work on ~1M small objects: the cyclic collector would triple its cost
+        base = extract(ds, mode, layout)
+        source = {"name": ds.name, "sha256": source_sha256 or ds.fingerprint(), "images": len(ds.images),
+                  "annotations": len(ds.annotations)}
+
+    def results() -> Iterator[NoisyResult]:
+        for level in levels:
+            bs = nm.fn(base, level, new_rng(mode, seed), **params)
+            with gc_paused():
+                made = _finish(ds, bs, nm, level, seed, mode, layout, params, source)
+            del bs
+            yield made
+            del made  # the caller has written it: do not hold two levels in memory at once
+
+    return results()
+
+
+def new_rng(mode: str, seed: int):
+    return np.random.RandomState(seed) if mode == "oamil-legacy" else np.random.default_rng(seed)
+
+
+def compose(steps: Sequence[Any], name: str | None = None) -> NoiseModel:
+    """One model applying several in order, e.g. `compose([("uniform", None), ("missing", 0.1)])`.
+
+    A step is a name, or (name, level) or (name, level, params); level None follows the level given to
+    `make_noisy`, a number fixes it. All steps share one random stream, in step order."""
+    parsed = []
+    for step in steps:
+        step = (step,) if isinstance(step, (str, NoiseModel)) else tuple(step)
+        if not 1 <= len(step) <= 3:
+            raise BenchError(f"compose: a step is a name, (name, level) or (name, level, params), got {step!r}")
+        nm = get_model(step[0])
+        level = step[1] if len(step) > 1 else None
+        params = dict(step[2]) if len(step) > 2 and step[2] else {}
+        nm.check_params(params)
+        if level is not None:
+            level = nm.check_level(level)
+        parsed.append((nm, level, params))
+    if not parsed:
+        raise BenchError("compose: give at least one step")
+    free = [nm for nm, lv, _ in parsed if lv is None]
+    max_level = min((nm.max_level for nm in free), default=1.0)
+    inclusive = all(nm.max_inclusive for nm in free if nm.max_level == max_level) if free else True
+    kinds = {nm.kind for nm, _, _ in parsed}
+    kind = kinds.pop() if len(kinds) == 1 else "mixed"
+
+    def composed(bs: BoxSet, level, rng):
+        for nm, lv, params in parsed:
+            bs = nm.fn(bs, level if lv is None else lv, rng, **params)
+        return bs
+
+    label = name or "+".join(nm.name if lv is None else f"{nm.name}@{lv:g}" for nm, lv, _ in parsed)
+    steps_meta = tuple({"model": nm.name, "level": lv, "params": params} for nm, lv, params in parsed)
+    return NoiseModel(label, composed, kind if kind in KINDS else "mixed", max_level, inclusive, False,
+                      "composition: " + ", ".join(s["model"] for s in steps_meta), steps_meta)
+
+
+def calibrate(ds: DetectionDataset, model: str | NoiseModel, target_mean_iou: float, seed: int | None = None,
+              tol: float = 1e-3, layout: str = "auto", **params) -> float:
+    """The level at which `model` gives realised mean IoU `target_mean_iou` on `ds` (with this seed), by bisection.
+
+    Realised IoU is over the boxes that keep a clean counterpart; the answer is rounded to 4 decimals."""
+    nm, mode, seed, layout = _check(ds, model, seed, "numpy", layout, params)
+    if nm.kind == "label":
+        raise BenchError(f"noise model {nm.name!r} does not move boxes: its IoU is 1 at every level")
+    try:
+        target = float(target_mean_iou)
+    except (TypeError, ValueError):
+        raise BenchError(f"target mean IoU {target_mean_iou!r} is not a number") from None
+    if not 0 < target < 1:
+        raise BenchError(f"target mean IoU must be in (0, 1), got {target_mean_iou!r}")
+    base = extract(ds, mode, layout)
+
+    def iou_at(level: float) -> float:
+        mean = _realised(nm.fn(base, level, new_rng(mode, seed), **params))["all"]["mean"]
+        return 1.0 if mean is None else mean
+
+    lo, hi = 0.0, nm.max_level if nm.max_inclusive else nm.max_level * (1 - 1e-6)
+    at_hi = iou_at(hi)
+    if target < at_hi:
+        raise BenchError(f"model {nm.name!r} reaches mean IoU {at_hi:.3f} at its largest level {hi:g} on this "
+                         f"dataset; {target} is out of reach")
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        value = iou_at(mid)
+        if abs(value - target) <= tol / 4 or hi - lo < 1e-6:
+            return round(mid, 4)
+        lo, hi = (mid, hi) if value > target else (lo, mid)
+    return round((lo + hi) / 2, 4)
+
+
+def write_noisy(result: NoisyResult, out_dir: str | Path, stem: str = "train") -> dict[str, Path]:
+    """Write `<out_dir>/<stem>.json` (the noisy COCO file) and `<out_dir>/manifest.json`, atomically."""
+    out_dir = Path(out_dir)
+    data = atomic_write_bytes(out_dir / f"{stem}.json", result.payload)
+    manifest = write_json(out_dir / "manifest.json", result.manifest, indent=True)
+    return {"annotations": data, "manifest": manifest}
+
+
+def recover_clean(noisy: DetectionDataset, manifest: dict) -> DetectionDataset:
+    """The clean dataset back from a noisy one and its manifest (the source minus dropped fields such as
+    `segmentation`): clean boxes, areas and classes restored, added boxes dropped, removed ones put back in place."""
+    added = set(manifest.get("added_ids", []))
+    classes = {c["id"]: c["category_id"] for c in manifest.get("class_changes", [])}
+    ca = manifest.get("clean_area") or {}
+    areas = dict(zip(ca.get("ids", []), ca.get("areas", [])))
+    anns = []
+    for a in noisy.annotations:
+        if a["id"] in added:
+            continue
+        a = dict(a)
+        clean = a.pop("true_bbox", a["bbox"])
+        if clean is None:
+            raise BenchError(f"annotation {a['id']} has no clean box but is not listed as added in the manifest")
+        if a["bbox"] != clean:
+            a["bbox"] = clean
+            a["area"] = areas.get(a["id"], float(clean[2]) * float(clean[3]))
+        if a["id"] in classes:
+            a["category_id"] = classes[a["id"]]
+        anns.append(a)
+    for r in sorted(manifest.get("removed", []), key=lambda r: r["index"]):
+        anns.insert(r["index"], dict(r["annotation"]))
+    info = {k: v for k, v in noisy.info.items() if k != "noisybox"}
+    return DetectionDataset(noisy.images, anns, noisy.categories, noisy.image_root, noisy.name, noisy.source, info)
+
+
+# ---- internals ------------------------------------------------------------------------------------------------
+def _check(ds, model, seed, rng, layout, params):
+    nm = get_model(model)
+    nm.check_params(params)
+    if rng not in RNG_MODES:
+        raise BenchError(f"unknown rng mode {rng!r} (known: {', '.join(RNG_MODES)})")
+    if rng == "oamil-legacy" and not nm.legacy:
+        raise BenchError(f"rng 'oamil-legacy' reproduces OA-MIL's generator and applies to model 'uniform' only, "
+                         f"not {nm.name!r}")
+    if seed is None:
+        seed = LEGACY_SEED if rng == "oamil-legacy" else DEFAULT_SEED
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2 ** 32:
+        raise BenchError(f"noise seed must be an integer in [0, 2**32), got {seed!r}")
+    if not isinstance(ds, DetectionDataset):
+        raise BenchError(f"expected a DetectionDataset, got {type(ds).__name__}")
+    where = ds.source or ds.name or None
+    if not ds.images:
+        raise BenchError("dataset has no images: nothing to perturb", where)
+    if not ds.annotations:
+        raise BenchError("dataset has no annotations: nothing to perturb", where)
+    if layout == "auto":
+        layout = detect_layout(ds)
+    if layout not in ("coco", "voc"):
+        raise BenchError(f"layout must be 'auto', 'coco' or 'voc', got {layout!r}")
+    return nm, rng, int(seed), layout
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(float(x), STAT_DECIMALS)
+
+
+def _realised(bs: BoxSet) -> dict:
+    """Mean IoU(noisy, clean) over boxes with a clean counterpart, overall and by COCO size of the clean box."""
+    rows = bs.active_index()
+    c = bs.rows(bs.clean, rows)
+    iou = box_iou_pairs(bs.rows(bs.boxes, rows), c)
+    area = (c[:, 2] - c[:, 0]) * (c[:, 3] - c[:, 1])
+    groups = {"all": np.ones(rows.size, bool), "small": area < SIZE_SMALL,
+              "medium": (area >= SIZE_SMALL) & (area < SIZE_MEDIUM), "large": area >= SIZE_MEDIUM}
+    return {k: {"n": int(m.sum()), "mean": _r(iou[m].mean()) if m.any() else None} for k, m in groups.items()}
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _xywh(xyxy: np.ndarray, decimals: int | None) -> tuple[np.ndarray, np.ndarray]:
+    out = np.stack([xyxy[:, 0], xyxy[:, 1], xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]], axis=1)
+    area = out[:, 2] * out[:, 3]
+    if decimals is not None:
+        out = np.round(out, decimals) + 0.0
+        area = np.round(out[:, 2] * out[:, 3], 2 * decimals) + 0.0
+    return out, area
+
+
+def _finish(ds, bs: BoxSet, nm: NoiseModel, level, seed, mode, layout, params, source) -> NoisyResult:
+    decimals = DECIMALS if mode == "numpy" else None
+    anns = ds.annotations
+    changed = bs.active & (bs.boxes != bs.clean).any(axis=1)
+    relabelled = ~bs.removed & (bs.category != bs.clean_category)
+    kept = np.flatnonzero(~bs.removed)
+    position = np.full(len(anns), -1, np.int64)  # row -> index in the output list
+    position[kept] = np.arange(kept.size)
+    # 1. every surviving annotation, copied, with its clean box beside it (the one loop over all of them)
+    out = []
+    append = out.append
+    for a in (anns if kept.size == len(anns) else map(anns.__getitem__, kept.tolist())):
+        b = dict(a)
+        for key in DROPPED_FIELDS:
+            b.pop(key, None)
+        b["true_bbox"] = a["bbox"]
+        append(b)
+    # 2. the changed boxes and classes
+    rows = np.flatnonzero(changed)
+    xywh, area = _xywh(bs.boxes[rows], decimals)
+    for p, box, ar in zip(position[rows].tolist(), xywh.tolist(), area.tolist()):
+        b = out[p]
+        b["bbox"] = box
+        b["area"] = ar
+    class_changes = []
+    for r, cat in zip(np.flatnonzero(relabelled).tolist(), bs.category[relabelled].tolist()):
+        out[position[r]]["category_id"] = cat
+        class_changes.append({"id": anns[r]["id"], "category_id": anns[r]["category_id"], "to": cat})
+    # 3. what recover_clean needs beyond the file: removed annotations, original areas that were not w x h
+    removed = [{"index": r, "annotation": {k: v for k, v in anns[r].items() if k not in DROPPED_FIELDS}}
+               for r in np.flatnonzero(bs.removed).tolist()]
+    src = bs.source_xywh[rows]  # the same float products recover_clean's w * h makes
+    odd = rows[bs.source_area[rows] != src[:, 2] * src[:, 3]]
+    clean_area = {"ids": _ids(anns, odd), "areas": bs.source_area[odd].tolist()}
+    added_ids = _append_added(out, ds, bs, decimals)
+    info = dict(ds.info)
+    info["noisybox"] = {"model": nm.name, "level": level, "seed": seed, "rng": mode, "suite_version": __version__}
+    coco = {"info": info, "images": ds.images, "annotations": out, "categories": ds.categories}
+    payload = dumps_json(coco)
+    active = bs.active
+    counts = {
+        "boxes": len(anns),
+        "perturbed": int(changed.sum()),
+        "clipped": int((bs.clipped & changed).sum()),
+        "kept_clean_degenerate": int((bs.collapsed & active & ~changed).sum()),
+        "untouched_ignored": int(bs.ignored.sum()),
+        "untouched_filtered": int((~bs.ignored & ~bs.eligible).sum()),
+        "removed": len(removed),
+        "added": len(added_ids),
+        "class_changed": len(class_changes),
+    }
+    params_full = {**nm.defaults(), **params}
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "suite_version": __version__,
+        "model": nm.name,
+        "kind": nm.kind,
+        "params": _jsonable({"steps": list(nm.steps)} if nm.steps else params_full),
+        "level": level,
+        "seed": seed,
+        "rng": mode,
+        "layout": layout if mode == "oamil-legacy" else None,
+        "source": source,
+        "output": {"sha256": sha256_bytes(payload), "annotations": len(out), "decimals": decimals,
+                   "dropped_fields": list(DROPPED_FIELDS)},
+        "counts": counts,
+        "realised_iou": _realised(bs),
+        "notes": _jsonable(bs.notes),
+        "removed": removed,
+        "class_changes": class_changes,
+        "added_ids": added_ids,
+        "clean_area": clean_area,
+    }
+    noisy = DetectionDataset(ds.images, out, ds.categories, ds.image_root, ds.name, ds.source, info)
+    return NoisyResult(noisy, manifest, payload)
+
+
+def _ids(anns: list, rows: np.ndarray) -> list:
+    """Annotation ids of `rows` (vectorised for integer ids: COCO-sized lists are long)."""
+    if rows.size == 0:
+        return []
+    try:
+        return np.fromiter(map(itemgetter("id"), anns), np.int64, len(anns))[rows].tolist()
+    except (TypeError, ValueError, OverflowError):
+        return [anns[r]["id"] for r in rows.tolist()]
+
+
+def _append_added(out: list, ds, bs: BoxSet, decimals) -> list:
+    if not len(bs.added_boxes):
+        return []
+    ids = [a["id"] for a in ds.annotations]
+    if not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in ids):
+        raise BenchError("annotation ids must be integers to add boxes with new ids", ds.source or None)
+    start = max(ids, default=0) + 1
+    xywh, area = _xywh(bs.added_boxes, decimals)
+    new_ids = list(range(start, start + len(xywh)))
+    for aid, img, cat, box, ar in zip(new_ids, bs.added_image.tolist(), bs.added_category.tolist(), xywh.tolist(),
+                                      area.tolist()):
+        out.append({"id": aid, "image_id": bs.image_ids[img], "category_id": cat, "bbox": box, "area": ar,
+                    "iscrowd": 0, "ignore": 0, "true_bbox": None})
+    return new_ids
+

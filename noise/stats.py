@@ -1,0 +1,59 @@
+"""Realised-noise statistics of a noisy file (one with `true_bbox`): how far the noisy boxes are from the clean
+ones, overall and by COCO size of the clean box (small < 32^2 <= medium < 96^2 <= large, box area)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmark.errors import BenchError
+from noise.boxset import SIZE_MEDIUM, SIZE_SMALL, box_iou_pairs
+
+STAT_DECIMALS = 4
+
+
+def _xyxy(boxes: list) -> np.ndarray:
+    b = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.stack([b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]], axis=1)
+
+
+def noise_stats(ds) -> dict:
+    """{"rows": {all|small|medium|large: {n, mean_iou, median_iou, p_iou_lt_0.5, p_iou_lt_0.7, unchanged}},
+    "bogus": n, "ignored": n, "class_changed": None}. Ignored (crowd / difficult) boxes are left out of the rows."""
+    where = ds.source or ds.name or None
+    anns = [a for a in ds.annotations if "true_bbox" in a]
+    if not anns:
+        raise BenchError("no `true_bbox` fields: not a noisy file (make one with `bench noise make`)", where)
+    bogus = sum(1 for a in anns if a["true_bbox"] is None)
+    real = [a for a in anns if a["true_bbox"] is not None and not (a.get("ignore") or a.get("iscrowd"))]
+    ignored = len(anns) - bogus - len(real)
+    try:
+        noisy = _xyxy([a["bbox"] for a in real])
+        clean = _xyxy([a["true_bbox"] for a in real])
+    except (ValueError, TypeError):
+        raise BenchError("bbox / true_bbox must be 4 numbers each", where) from None
+    iou = box_iou_pairs(noisy, clean)
+    area = (clean[:, 2] - clean[:, 0]) * (clean[:, 3] - clean[:, 1])
+    groups = {"all": np.ones(len(real), bool), "small": area < SIZE_SMALL,
+              "medium": (area >= SIZE_SMALL) & (area < SIZE_MEDIUM), "large": area >= SIZE_MEDIUM}
+    rows = {}
+    for name, m in groups.items():
+        v = iou[m]
+        r = (lambda x: round(float(x), STAT_DECIMALS)) if v.size else (lambda x: None)
+        rows[name] = {"n": int(m.sum()), "mean_iou": r(v.mean() if v.size else 0),
+                      "median_iou": r(np.median(v) if v.size else 0),
+                      "p_iou_lt_0.5": r((v < 0.5).mean() if v.size else 0),
+                      "p_iou_lt_0.7": r((v < 0.7).mean() if v.size else 0),
+                      "unchanged": int((v == 1.0).sum())}
+    return {"rows": rows, "bogus": bogus, "ignored": ignored}
+
+
+def format_stats(stats: dict) -> str:
+    """The stats as a plain-text table (what `bench noise stats` prints)."""
+    head = f"{'boxes':<8}{'n':>9}{'mean IoU':>10}{'median':>9}{'IoU<0.5':>9}{'IoU<0.7':>9}{'unchanged':>11}"
+    lines = [head, "-" * len(head)]
+    fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+    for name, r in stats["rows"].items():
+        lines.append(f"{name:<8}{r['n']:>9}{fmt(r['mean_iou']):>10}{fmt(r['median_iou']):>9}"
+                     f"{fmt(r['p_iou_lt_0.5']):>9}{fmt(r['p_iou_lt_0.7']):>9}{r['unchanged']:>11}")
+    lines.append(f"bogus (no clean box): {stats['bogus']}   ignored (crowd/difficult): {stats['ignored']}")
+    return "\n".join(lines)

@@ -1,0 +1,80 @@
+"""`build_report`: every table, plot, gallery and the HTML page for one results store.
+
+Output layout (default `STORE/report/`):
+  index.html                   self-contained page (format `html`)
+  report.md                    all tables in Markdown, figures linked (format `md`)
+  tables/<group>_<name>.{md,tex,csv}   per format
+  plots/<group>_<name>.{png,svg}       always (the pages use them)
+  galleries/<group>_<source>_<mode>.png
+A group is one (dataset, noise model, profile) of the sweep; methods and noise levels vary inside it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from benchmark import __version__
+from benchmark.io import atomic_write_text
+from reports import html
+from reports import plots as P
+from reports.analysis import NOISY_INPUT, Datasets, Skips
+from reports.config import FORMATS, ReportConfig, parse_formats
+from reports.sections import cells_section, definitions, group_section
+from reports.store import CellCache, load_cells
+from reports.tables import sweep_groups
+from reports.writer import Writer, slug
+
+
+def build_report(store_dir, out_dir=None, formats=FORMATS, config: ReportConfig | None = None,
+                 progress: bool = True) -> Path:
+    """Write the comparison report for a results store; returns the HTML index path (report.md without html)."""
+    store = Path(store_dir)
+    formats = parse_formats(formats)
+    cfg = config or ReportConfig()
+    frame = load_cells(store)
+    out = Path(out_dir) if out_dir is not None else store / "report"
+    out.mkdir(parents=True, exist_ok=True)  # sub-folders appear with their first file
+
+    cache, datasets, skips = CellCache(), Datasets(), Skips()
+    for cid in frame.attrs.get("unloaded", []):
+        skips.add("DONE but left out of the results table (metrics.json changed after DONE, or unreadable)", cid)
+    w = Writer(out, formats)
+    title = f"noisybox-bench report: {store.resolve().name}"
+    w.heading(1, title)
+    w.para(f"store {store.resolve()} · {len(frame)} finished cell(s) · {frame['method'].nunique()} method(s) · "
+           f"noisybox-bench {__version__}", css="meta")
+    nav = len(w.html)  # the navigation list goes here once the groups are known
+    groups = sweep_groups(frame)
+    colors = P.method_colors(list(frame["method"]) + [NOISY_INPUT])  # one colour per method across the page
+    bar = _progress(2 * sum(len(g) for _, g in groups), progress)
+    try:
+        for key, g in groups:
+            group_section(w, key, g, cfg, cache, datasets, skips, colors, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    cells_section(w, frame, cache)
+    definitions(w, cfg)
+    if skips.reasons:
+        w.heading(2, "Skipped", anchor="skipped")
+        w.bullets(skips.lines(), css="skips")
+    links = "".join(f"<li><a href='#{slug('-'.join(map(str, k)))}'>{html.esc(' · '.join(map(str, k)))}</a></li>"
+                    for k, _ in groups)
+    w.html.insert(nav, f"<nav><ul>{links}<li><a href='#cells'>cells and environments</a></li>"
+                       f"<li><a href='#definitions'>definitions</a></li></ul></nav>")
+
+    index = out
+    if "md" in formats:
+        index = atomic_write_text(out / "report.md", "\n".join(w.md))
+    if "html" in formats:
+        index = atomic_write_text(out / "index.html", html.page(title, "\n".join(w.html)))
+    return index
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="report", unit="cell", file=sys.stderr, leave=False)

@@ -1,0 +1,130 @@
+"""Read access to a results store for the reports: the cell table and each cell's files.
+
+The cell table is the runner's (`benchmark.results.load`). Everything else a report needs from a cell (noisy
+training annotations, manifest, refined boxes, predictions, environment) is read here, lazily, so a missing
+optional file costs one counted skip, not the report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark.errors import BenchError
+from benchmark.io import dumps_json, read_json
+
+METRIC_COLUMNS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100", "VOC_AP50")
+PATH_COLUMN = "path"  # the cell directory
+
+
+def dataset_spec(config: dict) -> str | None:
+    """The dataset spec a cell was run with (the runner's `locator`), else the dataset's catalog name."""
+    spec = (config.get("locator") or {}).get("dataset_spec") or (config.get("dataset") or {}).get("name")
+    return spec if isinstance(spec, str) else None
+
+
+def load_cells(store: str | Path) -> pd.DataFrame:
+    """One row per finished cell (`benchmark.results.load`), with the cell directory as `path`.
+
+    Cells with a DONE marker that the results table leaves out (metrics altered after DONE, unreadable files)
+    are counted in `frame.attrs["unloaded"]` so the report can say so.
+    """
+    from benchmark.results import load
+
+    store = Path(store)
+    if not (store / "cells").is_dir():
+        raise BenchError("not a results store (no cells/ directory)", store)
+    frame = normalise(load(store))
+    if frame.empty:
+        raise BenchError("no finished cells (no cells/*/DONE)", store / "cells")
+    done = {d.name for d in (store / "cells").iterdir() if (d / "DONE").is_file()}
+    frame.attrs["unloaded"] = sorted(done - set(frame["cell"].astype(str)))
+    return frame
+
+
+def normalise(frame: pd.DataFrame) -> pd.DataFrame:
+    """The results table with the cell directory as `path`, numeric metrics (NaN where absent), text labels."""
+    frame = frame.copy()
+    frame[PATH_COLUMN] = frame["cell_dir"].astype(str)
+    for col in METRIC_COLUMNS:
+        frame[col] = pd.to_numeric(frame[col], errors="coerce") if col in frame else np.nan
+    frame["noise_level"] = pd.to_numeric(frame["noise_level"], errors="coerce").fillna(0.0)
+    for col in ("method", "dataset", "noise_model", "profile"):
+        frame[col] = frame[col].fillna("").astype(str)
+    return frame
+
+
+@dataclass
+class Cell:
+    """Lazy access to one cell directory's files (missing optional files read as None).
+
+    Small files are parsed once and kept; the large ones (noisy training set, refined boxes, predictions: hundreds
+    of MB for COCO) are parsed on every access and never kept, so a report's memory does not grow with the sweep.
+    """
+
+    path: Path
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def _json(self, rel: str, required: bool = False, keep: bool = True):
+        if rel in self._cache:
+            return self._cache[rel]
+        p = self.path / rel
+        if not p.is_file():
+            if required:
+                raise BenchError("file not found", p)
+            value = None
+        else:
+            value = read_json(p)
+        if keep:
+            self._cache[rel] = value
+        return value
+
+    @property
+    def config(self) -> dict:
+        return self._json("config.json", required=True)
+
+    @property
+    def env(self) -> dict | None:
+        return self._json("env.json")
+
+    @property
+    def metrics(self) -> dict | None:
+        return self._json("metrics.json")
+
+    @property
+    def noisy_train(self) -> dict | None:
+        """COCO dict of the noisy training annotations (`bbox` noisy, `true_bbox` clean)."""
+        return self._json("noise/train.json", keep=False)
+
+    @property
+    def manifest(self) -> dict | None:
+        return self._json("noise/manifest.json")
+
+    @property
+    def refined_boxes(self) -> list[dict] | None:
+        return self._json("refined_boxes.json", keep=False)
+
+    @property
+    def predictions(self) -> list[dict] | None:
+        return self._json("predictions.json", keep=False)
+
+    def noise_key(self) -> str:
+        """Identity of the noisy training set: cells with the same dataset and noise settings share it."""
+        cfg = self.config
+        return dumps_json({"dataset": cfg.get("dataset"), "noise": cfg.get("noise")}).decode()
+
+
+class CellCache:
+    """One `Cell` per directory for the duration of a report, so each small JSON file is parsed once."""
+
+    def __init__(self):
+        self._cells: dict[str, Cell] = {}
+
+    def __call__(self, path: str | Path) -> Cell:
+        key = str(path)
+        if key not in self._cells:
+            self._cells[key] = Cell(Path(path))
+        return self._cells[key]

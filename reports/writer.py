@@ -1,0 +1,82 @@
+"""Collects a report's Markdown and HTML bodies and writes each table / figure in the requested formats."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.io import atomic_write_bytes, atomic_write_text
+from reports import html
+from reports import plots as P
+from reports.tables import Table, plain_html, plain_latex, plain_markdown, to_html, to_latex, to_long, to_markdown
+
+
+def slug(text: str) -> str:
+    """File-name-safe form of a label."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "x"
+
+
+class Writer:
+    """Collects the Markdown and HTML bodies and writes the per-format files as sections are added."""
+
+    def __init__(self, out: Path, formats: tuple[str, ...]):
+        self.out, self.formats = out, formats
+        self.md: list[str] = []
+        self.html: list[str] = []
+
+    def heading(self, level: int, text: str, anchor: str | None = None):
+        self.md.append(f"{'#' * level} {text}\n")
+        a = f" id='{anchor}'" if anchor else ""
+        self.html.append(f"<h{level}{a}>{html.esc(text)}</h{level}>")
+
+    def para(self, text: str, css: str = "note"):
+        self.md.append(text + "\n")
+        self.html.append(f"<p class='{css}'>{html.esc(text)}</p>")
+
+    def _files(self, name: str, md: str, tex: str, csv: pd.DataFrame):
+        if "md" in self.formats:
+            atomic_write_text(self.out / "tables" / f"{name}.md", md)
+        if "latex" in self.formats:
+            atomic_write_text(self.out / "tables" / f"{name}.tex", tex)
+        if "csv" in self.formats:
+            atomic_write_text(self.out / "tables" / f"{name}.csv", csv.to_csv(index=False))
+
+    def csv(self, name: str, df: pd.DataFrame):
+        """A CSV-only table (too wide to show), written when the csv format is on."""
+        if "csv" in self.formats:
+            atomic_write_text(self.out / "tables" / f"{name}.csv", df.to_csv(index=False))
+
+    def table(self, t: Table | None, name: str):
+        if t is None:
+            return
+        md = to_markdown(t)
+        self._files(name, md, to_latex(t), to_long(t))
+        self.md.append(md)
+        self.html.append(f"<div class='scroll'>{to_html(t)}</div>")
+
+    def frame(self, df: pd.DataFrame, name: str, title: str, decimals=1, csv: pd.DataFrame | None = None):
+        if df is None or df.empty:
+            return
+        md = plain_markdown(df, title, decimals)
+        self._files(name, md, plain_latex(df, title, decimals), df if csv is None else csv)
+        self.md.append(md)
+        self.html.append(f"<div class='scroll'>{plain_html(df, title, decimals)}</div>")
+
+    def figure(self, fig, name: str, caption: str):
+        paths = P.save_figure(fig, self.out / "plots" / name)
+        self.md.append(f"![{caption}](plots/{name}.png)\n")
+        self.html.append(html.figure(paths["png"].read_bytes(), caption))
+
+    def picture(self, png: bytes, rel: str, caption: str):
+        atomic_write_bytes(self.out / rel, png)
+        self.md.append(f"![{caption}]({rel})\n")
+        self.html.append(html.figure(png, caption))
+
+    def bullets(self, lines: list[str], css: str = ""):
+        self.md.append("\n".join(f"- {line}" for line in lines) + "\n")
+        self.html.append(f"<ul class='{css}'>" + "".join(f"<li>{html.esc(x)}</li>" for x in lines) + "</ul>")
+
+    def raw_html(self, text: str):
+        self.html.append(text)

@@ -1,0 +1,215 @@
+"""Grid expansion and cell identity (no cell is run here)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import pytest
+
+import test_runner_dummy  # noqa: F401  (registers the `dummy` method)
+from benchmark.errors import BenchError
+from benchmark.runner.cells import DatasetCache, cell_id, identity, resolve, resolve_all
+from benchmark.runner.grid import (CellSpec, expand_grid, parse_levels, parse_methods, parse_seeds,
+                                   parse_set_options)
+from test_runner_dummy import TINY
+
+
+# ---- parsing ------------------------------------------------------------------------------------------------------
+def test_parse_levels_ranges_and_lists():
+    assert parse_levels("0.1..0.4") == [0.1, 0.2, 0.3, 0.4]
+    assert parse_levels("0,0.2,0.4") == [0.0, 0.2, 0.4]
+    assert parse_levels("0.4,0,0.2..0.3") == [0.0, 0.2, 0.3, 0.4]
+    assert parse_levels("0..0.4:0.2") == [0.0, 0.2, 0.4]
+    with pytest.raises(BenchError):
+        parse_levels("a..b")
+
+
+def test_parse_seeds_count_list_range():
+    assert parse_seeds("3") == [0, 1, 2]
+    assert parse_seeds("1") == [0]
+    assert parse_seeds("0,1,2") == [0, 1, 2]
+    assert parse_seeds("7,") == [7]
+    assert parse_seeds("2..4") == [2, 3, 4]
+    for bad in ("0", "x", "-1,2", ""):
+        with pytest.raises(BenchError):
+            parse_seeds(bad)
+
+
+def test_parse_methods_and_scoped_overrides():
+    assert parse_methods("faster_rcnn, oa_mil,ssd_det,oa_mil") == ["faster_rcnn", "oa_mil", "ssd_det"]
+    assert parse_set_options(["train.lr=0.01", "ssd_det:method.alpha=2"]) == {
+        "train.lr": 0.01, "ssd_det": {"method.alpha": 2}}
+
+
+# ---- expansion ----------------------------------------------------------------------------------------------------
+def _keys(cells):
+    return [(c.method, c.noise_level, c.seed, c.role) for c in cells]
+
+
+def test_expand_default_baselines_and_oracle_once_per_seed():
+    cells = expand_grid(["ssd_det"], [0.1, 0.2], [0, 1])
+    assert _keys(cells) == [
+        ("clean", 0.0, 0, "oracle"),
+        ("faster_rcnn", 0.1, 0, "baseline"), ("ssd_det", 0.1, 0, "method"),
+        ("faster_rcnn", 0.2, 0, "baseline"), ("ssd_det", 0.2, 0, "method"),
+        ("clean", 0.0, 1, "oracle"),
+        ("faster_rcnn", 0.1, 1, "baseline"), ("ssd_det", 0.1, 1, "method"),
+        ("faster_rcnn", 0.2, 1, "baseline"), ("ssd_det", 0.2, 1, "method"),
+    ]
+    oracle = cells[0]
+    assert oracle.noise_model == "none" and oracle.noise_params == {}
+
+
+def test_expand_no_baselines_no_duplicates_and_level_zero_is_clean():
+    cells = expand_grid(["faster_rcnn", "ssd_det"], [0, 0.4], [3], ["shapes", "bccd"], noise_model="gaussian",
+                        noise_params={"sigma": 1}, baselines=False)
+    assert len(cells) == 2 * 2 * 2
+    clean = [c for c in cells if c.noise_level == 0]
+    assert all(c.noise_model == "none" and c.noise_params == {} and c.noise_seed == 0 for c in clean)
+    noisy = [c for c in cells if c.noise_level == 0.4]
+    assert all(c.noise_model == "gaussian" and c.noise_params == {"sigma": 1} for c in noisy)
+    # asking for faster_rcnn explicitly with baselines on does not duplicate it
+    with_base = expand_grid(["faster_rcnn"], [0.2], [0])
+    assert _keys(with_base) == [("clean", 0.0, 0, "oracle"), ("faster_rcnn", 0.2, 0, "baseline")]
+
+
+def test_expand_noise_seed_modes():
+    fixed = expand_grid(["ssd_det"], [0.2], [0, 1], baselines=False)
+    assert [c.noise_seed for c in fixed] == [0, 0]
+    tied = expand_grid(["ssd_det"], [0.2], [0, 1], noise_seed="seed", baselines=False)
+    assert [c.noise_seed for c in tied] == [0, 1]
+    legacy = expand_grid(["ssd_det"], [0.2], [0], noise_rng="oamil-legacy", baselines=False)
+    assert legacy[0].noise_seed == 45  # the published OA-MIL script's seed
+    with pytest.raises(BenchError):
+        expand_grid([], [0.1], [0])
+
+
+def test_scoped_overrides_reach_only_their_method():
+    cells = expand_grid(["dummy", "faster_rcnn"], [0.1], [0], overrides={"train.lr": 0.5,
+                                                                         "dummy": {"method.steps": 9}},
+                        baselines=False)
+    by_method = {c.method: c.overrides for c in cells}
+    assert by_method["dummy"] == {"train.lr": 0.5, "method.steps": 9}
+    assert by_method["faster_rcnn"] == {"train.lr": 0.5}
+
+
+# ---- identity -----------------------------------------------------------------------------------------------------
+GOLDEN_CONFIG = {
+    "schema": 1, "code_version": "0.1.0", "method": "m", "profile": "cpu", "seed": 0,
+    "method_config": {"train": {"lr": 0.001, "device": "cuda", "workers": 8}, "method": {"a": 1}},
+    "dataset": {"name": "d", "kind": "coco", "train_sha256": "aa", "test_sha256": "bb"},
+    "noise": {"model": "uniform", "level": 0.2, "params": {}, "seed": 0, "rng": "numpy"},
+}
+
+
+def test_cell_id_golden_and_independent_of_key_order_location_and_runtime_knobs():
+    cid = cell_id(GOLDEN_CONFIG)
+    # the scheme: sha256 of the canonical JSON (sorted keys, no spaces) of the config minus runtime knobs
+    expected = json.loads(json.dumps(GOLDEN_CONFIG))
+    for key in ("device", "workers"):
+        del expected["method_config"]["train"][key]
+    canonical = json.dumps(expected, sort_keys=True, separators=(",", ":")).encode()
+    assert cid == hashlib.sha256(canonical).hexdigest()[:16]
+    assert cid == "e665735888620ef1"  # must not drift: it names every stored cell
+    reordered = json.loads(json.dumps(GOLDEN_CONFIG, sort_keys=True))
+    reordered = dict(reversed(list(reordered.items())))
+    moved = {**GOLDEN_CONFIG, "locator": {"dataset_spec": "/elsewhere"}, "cell_id": "whatever"}
+    runtime = json.loads(json.dumps(GOLDEN_CONFIG))
+    runtime["method_config"]["train"].update(device="cpu", workers=0, log_every=5)
+    assert cell_id(reordered) == cell_id(moved) == cell_id(runtime) == cid
+    assert "locator" not in identity(moved)
+
+
+@pytest.mark.parametrize("path, value", [
+    (("method",), "other"), (("profile",), "paper"), (("seed",), 1), (("code_version",), "0.2.0"),
+    (("method_config", "train", "lr"), 0.002), (("method_config", "method", "a"), 2),
+    (("dataset", "train_sha256"), "ab"), (("dataset", "test_sha256"), "bc"), (("dataset", "name"), "e"),
+    (("noise", "model"), "gaussian"), (("noise", "level"), 0.3), (("noise", "params"), {"k": 1}),
+    (("noise", "seed"), 1), (("noise", "rng"), "oamil-legacy"),
+])
+def test_cell_id_changes_with_every_identity_field(path, value):
+    cfg = json.loads(json.dumps(GOLDEN_CONFIG))
+    node = cfg
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    assert cell_id(cfg) != cell_id(GOLDEN_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def datasets():
+    cache = DatasetCache()
+    cache.splits(TINY)
+    return cache
+
+
+def test_resolve_full_config(datasets):
+    spec = CellSpec("dummy", TINY, "uniform", 0.2, seed=3, noise_seed=5)
+    cell = resolve(spec, datasets)
+    c = cell.config
+    assert c["cell_id"] == cell.id == cell_id(c)
+    assert c["method"] == "dummy" and c["profile"] == "cpu" and c["seed"] == 3
+    assert c["method_config"]["train"]["seed"] == 3 and c["method_config"]["train"]["data_seed"] == 3
+    assert c["method_config"]["method"]["steps"] == 3
+    assert c["dataset"]["kind"] == "shapes"
+    assert c["dataset"]["train_sha256"] == datasets.splits(TINY)["train"].fingerprint()
+    assert c["noise"] == {"model": "uniform", "level": 0.2, "params": {}, "seed": 5, "rng": "numpy"}
+    assert c["locator"]["dataset_spec"] == TINY
+
+
+def test_resolve_is_stable_across_processes(datasets):
+    cells = resolve_all(expand_grid(["dummy"], [0, 0.1], [0, 1], [TINY], baselines=False), datasets)
+    code = ("import test_runner_dummy, json; from benchmark.runner.cells import resolve_all; "
+            "from benchmark.runner.grid import expand_grid; "
+            f"print(json.dumps([c.id for c in resolve_all(expand_grid(['dummy'], [0, 0.1], [0, 1], [{TINY!r}], "
+            "baselines=False))]))")
+    import os
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [c.id for c in cells]
+    assert len({c.id for c in cells}) == 4
+
+
+def test_resolve_rejects_bad_input_before_running(datasets):
+    with pytest.raises(BenchError, match="unknown method"):
+        resolve(CellSpec("no_such_method", TINY, "uniform", 0.1, 0), datasets)
+    with pytest.raises(BenchError, match="noise"):
+        resolve(CellSpec("dummy", TINY, "no_such_noise", 0.1, 0), datasets)
+    with pytest.raises(BenchError, match="--seeds"):
+        resolve(CellSpec("dummy", TINY, "uniform", 0.1, 0, overrides={"train.seed": 4}), datasets)
+    with pytest.raises(BenchError, match="unknown config key"):
+        resolve(CellSpec("dummy", TINY, "uniform", 0.1, 0, overrides={"method.nope": 1}), datasets)
+
+
+# ---- defaults that depend on the machine ----------------------------------------------------------------------------
+def test_default_profile_and_local_layout(monkeypatch):
+    from benchmark.runner.api import SweepOptions, local_layout, runs_on_gpu
+    from benchmark.runner.cells import default_profile
+    from benchmark.runner.devices import cpu_count
+
+    assert default_profile("coco", gpu=True) == "paper" and default_profile("voc", gpu=True) == "paper"
+    assert default_profile("shapes", gpu=True) == "cpu" and default_profile("coco", gpu=False) == "cpu"
+    assert runs_on_gpu(SweepOptions("m", executor="slurm", gpus_per_task=1))
+    assert not runs_on_gpu(SweepOptions("m", executor="slurm", gpus_per_task=0))
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # a CPU machine: one 1-thread worker per core
+    assert local_layout(SweepOptions("m")) == (cpu_count(), 1, None)
+    assert local_layout(SweepOptions("m", jobs=1)) == (1, cpu_count(), None)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")  # one worker per GPU group
+    jobs, _, groups = local_layout(SweepOptions("m", gpus_per_cell=2))
+    assert jobs == 2 and groups == [["4", "5"], ["6", "7"]]
+    assert local_layout(SweepOptions("m"))[2] == [["4"], ["5"], ["6"], ["7"]]
+    with pytest.raises(BenchError, match="only 4 GPU"):
+        local_layout(SweepOptions("m", gpus_per_cell=8))
+
+
+def test_runtime_keys_match_the_engine():
+    engine = pytest.importorskip("benchmark.engine")
+    from benchmark.runner.cells import RUNTIME_KEYS
+
+    assert {k: set(v) for k, v in RUNTIME_KEYS.items()} == {k: set(v) for k, v in engine.RUNTIME_KEYS.items()}

@@ -165,8 +165,8 @@ def main(datasets, methods, levels, seeds, profile, jobs, no_oracle, sets, out):
 
     levels_, seeds_ = _csv(levels, float), _csv(seeds, int)
     cells = []
-    for dataset in _csv(datasets):
-        for seed in seeds_:
+    for seed in seeds_:  # seed-major: a stopped run still has every dataset at the first seeds
+        for dataset in _csv(datasets):
             for method in _csv(methods):
                 cells += [dict(dataset=dataset, method=method, level=lv, seed=seed) for lv in levels_]
             if not no_oracle:

@@ -79,7 +79,9 @@ def main(dataset, noise, rois, steps, warmup, threads, variants, out):
             model.refiner.pooler = MultiScaleRoIAlign(p.featmap_names, p.output_size, p.sampling_ratio)
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
         order = TrainOrder(len(images), cfg["train"]["batch_size"], 0, cfg["train"]["hflip"], cfg["train"]["vflip"])
-        runs[name] = {"model": model, "opt": opt, "order": order, "times": [], "cfg": cfg}
+        pooler = getattr(getattr(model, "refiner", None), "pooler", None)
+        runs[name] = {"model": model, "opt": opt, "order": order, "times": [], "cfg": cfg,
+                      "sampling_ratio": getattr(pooler, "sampling_ratio", None)}
 
     def step(run, it):
         ims, targets = collate([images[i] for i in run["order"].batch(it)])
@@ -110,7 +112,7 @@ def main(dataset, noise, rois, steps, warmup, threads, variants, out):
         rows.append({"variant": name, "torchvision_roi_align": VARIANTS[name][2], "median_s": round(med, 3),
                      "mean_s": round(statistics.fmean(r["times"]), 3), "min_s": round(min(r["times"]), 3),
                      "ratio_vs_faster_rcnn": round(med / base, 2) if base else None,
-                     "bag": bag, "refiner_sampling_ratio": m.get("roi_sampling_ratio"),
+                     "bag": bag, "refiner_sampling_ratio": r["sampling_ratio"],
                      "negatives_per_img": m.get("num_negatives")})
     result = {"dataset": dataset, "noise": noise, "rois_per_img": rois,
               "batch_size": runs[names[0]]["cfg"]["train"]["batch_size"],

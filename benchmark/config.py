@@ -256,7 +256,8 @@ def validate(cfg: dict) -> dict:
         raise BenchError(f"train.grad_clip must be a non-negative number or null, got {t['grad_clip']!r}")
     steps = t["steps"]
     if not isinstance(steps, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in steps) \
-            or steps != sorted(steps) or any(s <= 0 or s > t["epochs"] for s in steps):
+            or steps != sorted(steps) or (t["scheduler"] == "step" and any(s <= 0 or s > t["epochs"] for s in steps)):
+        # the epoch range only matters to the step schedule; cosine/constant runs may shorten `epochs` freely
         raise BenchError(f"train.steps must be increasing epochs in 1..train.epochs ({t['epochs']}), got {steps!r}")
     if not isinstance(t["device"], str) or not (t["device"] in ("auto", "cpu", "cuda") or t["device"].startswith("cuda:")):
         raise BenchError(f"train.device must be auto, cpu, cuda or cuda:N, got {t['device']!r}")

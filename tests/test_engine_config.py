@@ -53,7 +53,7 @@ def test_overrides_apply_and_scale_lr():
     ({"train.hflip": 1.5}, r"train.hflip must be a number in \[0, 1\]"),
     ({"train.optimizer": "adam"}, "train.optimizer must be one of sgd, adamw"),
     ({"train.steps": [11, 8]}, "train.steps must be increasing"),
-    ({"train.steps": [13]}, "train.steps must be increasing epochs in 1..train.epochs"),
+    ({"train.steps": [13], "train.scheduler": "step"}, "train.steps must be increasing epochs in 1..train.epochs"),
     ({"train.iters_per_epoch": 0}, "train.iters_per_epoch must be a positive integer or null"),
     ({"train.device": "tpu"}, "train.device must be"),
     ({"train.amp": "yes"}, "train.amp must be true or false"),
@@ -95,3 +95,11 @@ def test_dataset_kind_from_loader_info():
     assert dataset_kind(DetectionDataset([], [], [], info={"format": "voc"})) == "voc"
     assert dataset_kind(DetectionDataset([], [], [], name="shapes")) == "shapes"
     assert dataset_kind(DetectionDataset([], [], [], source="/d/instances.json")) == "coco"
+
+
+def test_steps_beyond_a_short_cosine_run_are_not_an_error():
+    from benchmark.config import resolve_config
+    from methods import get_method
+
+    cfg = resolve_config(get_method("faster_rcnn"), "cpu", "coco", None, {"train.epochs": 2})
+    assert cfg["train"]["scheduler"] == "cosine" and cfg["train"]["epochs"] == 2

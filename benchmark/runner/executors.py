@@ -92,7 +92,7 @@ def run_torchrun(cell_dir: str | Path, nproc: int, *, overwrite: str = "missing"
                  progress: bool = True) -> dict:
     """Claim the cell here, then run it as `nproc` torchrun processes (rank 0 re-enters this claim)."""
     from benchmark.runner.cells import label
-    from benchmark.runner.run_cell import result
+    from benchmark.runner.run_cell import overwrite_decision, result
 
     cell_dir = Path(cell_dir).resolve()
     name = label(read_json(cell_dir / st.CONFIG))
@@ -101,11 +101,9 @@ def run_torchrun(cell_dir: str | Path, nproc: int, *, overwrite: str = "missing"
         return result(cell_dir, "busy", "claimed by another runner", name=name)
     t0 = time.perf_counter()
     try:
-        status = st.cell_status(cell_dir, ignore_claim=True)
-        if status == st.DONE_S and overwrite != "always":
-            return result(cell_dir, "skipped", name=name)
-        if overwrite == "never" and status != st.MISSING:
-            return result(cell_dir, "skipped", f"{status}; kept (--overwrite never)", name=name)
+        _, skipped = overwrite_decision(cell_dir, overwrite, name)
+        if skipped is not None:
+            return skipped
         claim.start_heartbeat()
         (cell_dir / st.FAILED).unlink(missing_ok=True)  # so a stale message is never reported for this attempt
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),

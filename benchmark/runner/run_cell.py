@@ -33,6 +33,16 @@ def result(cell_dir: Path, status: str, error: str | None = None, seconds: float
             "seconds": round(seconds, 3)}
 
 
+def overwrite_decision(cell_dir: Path, overwrite: str, name: str = "") -> tuple[str, dict | None]:
+    """A claimed cell's status and, if `--overwrite` says to leave it alone, the 'skipped' result to report."""
+    status = st.cell_status(cell_dir, ignore_claim=True)
+    if status == st.DONE_S and overwrite != "always":
+        return status, result(cell_dir, "skipped", name=name)
+    if overwrite == "never" and status != st.MISSING:
+        return status, result(cell_dir, "skipped", f"{status}; kept (--overwrite never)", name=name)
+    return status, None
+
+
 @contextmanager
 def cell_logging(path: Path):
     """Send the suite's log records (and warnings) to the cell's log file while the cell runs."""
@@ -80,11 +90,9 @@ def run_cell(cell_dir: str | Path, *, overwrite: str = "missing", owner: str | N
     if claim is None:
         return result(cell_dir, "busy", "claimed by another runner", name=name)
     try:
-        status = st.cell_status(cell_dir, ignore_claim=True)
-        if status == st.DONE_S and overwrite != "always":
-            return result(cell_dir, "skipped", name=name)
-        if overwrite == "never" and status != st.MISSING:
-            return result(cell_dir, "skipped", f"{status}; kept (--overwrite never)", name=name)
+        status, skipped = overwrite_decision(cell_dir, overwrite, name)
+        if skipped is not None:
+            return skipped
         claim.start_heartbeat(heartbeat_s)
         st.reset(cell_dir, keep_progress=status in (st.PARTIAL, st.FAILED_S) and overwrite != "always")
         with cell_logging(cell_dir / st.LOG):

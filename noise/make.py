@@ -57,8 +57,10 @@ def make_noisy(ds: DetectionDataset, model: str | NoiseModel, level: float, seed
     `RandomState(seed)` (default 45), their draw order, box filtering and VOC offsets (see `noise.legacy`).
     `layout` ("auto" | "coco" | "voc") says which legacy parser to mimic; auto: VOC when the dataset was loaded
     from VOC XML (`info["format"] == "voc"`). `params` go to the model (see `bench noise ls`).
-    `source_sha256`: `ds.fingerprint()` if the caller already has it (the runner does): it costs ~2 s on COCO
-    train, and is only recorded in the manifest."""
+    The manifest's `source.sha256` is the sha256 of the source file as read (`sha256_of: "file"`) when `ds` came
+    straight from a COCO json, else the annotation-content fingerprint (`sha256_of: "annotations"`,
+    `ds.fingerprint()`, ~2 s on COCO train). `source_sha256`: that fingerprint, if the caller already has it (the
+    runner does)."""
     return make_noisy_levels(ds, model, [level], seed=seed, rng=rng, layout=layout, source_sha256=source_sha256,
                              **params)[0]
 
@@ -80,8 +82,7 @@ def iter_noisy(ds: DetectionDataset, model: str | NoiseModel, levels: Iterable[f
     levels = [nm.check_level(lv) for lv in levels]
     with gc_paused():  # bulk work on ~1M small objects: the cyclic collector would triple its cost
         base = extract(ds, mode, layout)
-        source = {"name": ds.name, "sha256": source_sha256 or ds.fingerprint(), "images": len(ds.images),
-                  "annotations": len(ds.annotations)}
+        source = _source(ds, source_sha256)
 
     def results() -> Iterator[NoisyResult]:
         for level in levels:
@@ -231,6 +232,15 @@ def _check(ds, model, seed, rng, layout, params):
     return nm, rng, int(seed), layout
 
 
+def _source(ds: DetectionDataset, fingerprint: str | None) -> dict:
+    if fingerprint is None and ds.file_sha256:
+        sha, of = ds.file_sha256, "file"
+    else:
+        sha, of = fingerprint or ds.fingerprint(), "annotations"
+    return {"name": ds.name, "sha256": sha, "sha256_of": of, "images": len(ds.images),
+            "annotations": len(ds.annotations)}
+
+
 def _r(x: float | None) -> float | None:
     return None if x is None else round(float(x), STAT_DECIMALS)
 
@@ -277,22 +287,25 @@ def _finish(ds, bs: BoxSet, nm: NoiseModel, level, seed, mode, layout, params, s
     kept = np.flatnonzero(~bs.removed)
     position = np.full(len(anns), -1, np.int64)  # row -> index in the output list
     position[kept] = np.arange(kept.size)
-    # 1. every surviving annotation, copied, with its clean box beside it (the one loop over all of them)
-    out = []
-    append = out.append
-    for a in (anns if kept.size == len(anns) else map(anns.__getitem__, kept.tolist())):
-        b = dict(a)
-        for key in DROPPED_FIELDS:
-            b.pop(key, None)
-        b["true_bbox"] = a["bbox"]
-        append(b)
-    # 2. the changed boxes and classes
+    # 1. every surviving annotation, copied once, with its clean box beside it and its noisy box if it changed
+    #    (the one loop over all of them; removed rows are never changed: `active` excludes them)
     rows = np.flatnonzero(changed)
     xywh, area = _xywh(bs.boxes[rows], decimals)
-    for p, box, ar in zip(position[rows].tolist(), xywh.tolist(), area.tolist()):
-        b = out[p]
-        b["bbox"] = box
-        b["area"] = ar
+    new_box, new_area = iter(xywh.tolist()), iter(area.tolist())
+    out = []
+    append = out.append
+    every = kept.size == len(anns)
+    for a, moved in zip(anns if every else map(anns.__getitem__, kept.tolist()),
+                        (changed if every else changed[kept]).tolist()):
+        b = a.copy()
+        b["true_bbox"] = a["bbox"]
+        if moved:
+            b["bbox"] = next(new_box)
+            b["area"] = next(new_area)
+        for key in DROPPED_FIELDS:
+            if key in b:
+                del b[key]
+        append(b)
     class_changes = []
     for r, cat in zip(np.flatnonzero(relabelled).tolist(), bs.category[relabelled].tolist()):
         out[position[r]]["category_id"] = cat

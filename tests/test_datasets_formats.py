@@ -179,6 +179,52 @@ def test_coco_box_crossing_border_is_clipped_and_counted(tmp_path):
     assert ds.info["fixed"] == {} and next(a for a in ds.annotations if a["id"] == 1)["bbox"] == [0, 0, 60.0, 40]
 
 
+def _messy_coco() -> dict:
+    """Every per-box rule at once: clean, clipped, round-off, outside, zero, inverted, unknown image / category,
+    bool and integer coordinates, crowd and difficult flags, a missing area."""
+    data = coco_dict()  # image 10 is 60x40, category 3
+    base = {"image_id": 10, "category_id": 3}
+    boxes = [[1, 2, 3, 4], [-5, 30, 20, 20], [0, 0, 60.0000001, 40], [70, 50, 10, 10], [5, 4, 0, 10],
+             [5, 4, 10, -3], [1.5, 2.5, 3.25, 4], [True, 1, 2, 3], [0, 0, 60, 40]]
+    anns = [{**base, "id": 100 + k, "bbox": b, "area": 1.0} for k, b in enumerate(boxes)]
+    anns += [{**base, "id": 200, "image_id": 99, "bbox": [1, 1, 2, 2]},
+             {**base, "id": 201, "category_id": 9, "bbox": [1, 1, 2, 2]},
+             {**base, "id": 204, "bbox": [1, 1, 2, 2.5]},
+             {**base, "id": 202, "bbox": [1, 1, 2, 2], "iscrowd": True},
+             {**base, "id": 203, "bbox": [1, 1, 2, 2], "difficult": 1}]
+    data["annotations"] = anns
+    return data
+
+
+def test_coco_column_check_gives_what_the_per_annotation_rules_give(tmp_path, monkeypatch):
+    """The column-wise pre-check only decides which annotations need the per-box rules: loading with it and with
+    every annotation through the rules gives the same dataset and the same problem counts and examples."""
+    from benchmark.datasets import coco
+
+    path = make_coco(tmp_path, _messy_coco())
+    fast = load_coco(path)
+    monkeypatch.setattr(coco, "_rows_needing_care", lambda *a: None)
+    careful = load_coco(path)
+    assert fast.annotations == careful.annotations and fast.info == careful.info
+    assert fast.info["skipped"] == {"box_outside_image": 1, "zero_size_box": 1, "inverted_box": 1,
+                                    "unknown_image": 1, "unknown_category": 1}
+    assert fast.info["fixed"] == {"box_clipped_to_image": 1}
+    by_id = {a["id"]: a for a in fast.annotations}
+    assert by_id[101]["bbox"] == [0.0, 30, 15.0, 10.0] and by_id[102]["bbox"] == [0, 0, 60.0, 40]
+    assert by_id[202]["iscrowd"] == 1 and by_id[202]["ignore"] == 1 and by_id[203]["ignore"] == 1
+    assert by_id[204]["area"] == 5.0 and by_id[100]["area"] == 1.0 and 200 not in by_id and 201 not in by_id
+
+
+def test_coco_load_records_the_file_sha256(tmp_path):
+    from benchmark.io import sha256_file
+
+    path = make_coco(tmp_path, coco_dict())
+    ds = load_coco(path)
+    assert ds.file_sha256 == sha256_file(path)
+    assert ds.copy().file_sha256 == ds.file_sha256  # an identical copy keeps it
+    assert ds.subset([10]).file_sha256 is None and ds.without_clean_boxes().file_sha256 is None
+
+
 @pytest.mark.parametrize("content, message", [
     (b'{"images": [', "malformed JSON"),
     (b'[{"image_id": 1, "bbox": [0,0,1,1], "score": 0.5}]', "got a JSON list (a detection results file?)"),

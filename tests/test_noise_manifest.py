@@ -66,7 +66,8 @@ def test_manifest_describes_the_file(tmp_path):
     paths = write_noisy(r, tmp_path)
     m = read_json(paths["manifest"])
     assert m == r.manifest
-    assert m["source"] == {"name": "small", "sha256": ds.fingerprint(), "images": 12, "annotations": 48}
+    assert m["source"] == {"name": "small", "sha256": ds.fingerprint(), "sha256_of": "annotations", "images": 12,
+                           "annotations": 48}
     assert m["output"]["sha256"] == sha256_file(paths["annotations"])
     assert m["seed"] == 1 and m["rng"] == "numpy" and m["level"] == 0.3
     data = read_json(paths["annotations"])
@@ -172,3 +173,18 @@ def test_mmdet_config_snippet(tmp_path):
     exec(mmdet_config(paths["annotations"], ["a"], None, base="mmdet::retinanet/retinanet_r50_fpn_1x_coco.py"),
          one_stage)
     assert one_stage["model"] == {"bbox_head": {"num_classes": 1}} and one_stage["val_dataloader"] is None
+
+
+def test_manifest_source_is_the_file_hash_for_a_loaded_file(tmp_path):
+    """Straight from a COCO json the manifest records the file's sha256 (cheap, and what a user can check with
+    sha256sum); a dataset derived in memory records the annotation fingerprint instead."""
+    from benchmark.datasets import load_coco, save_coco
+
+    path = save_coco(small(), tmp_path / "src" / "train.json")
+    ds = load_coco(path)
+    m = make_noisy(ds, "uniform", 0.2).manifest
+    assert m["source"]["sha256"] == sha256_file(path) and m["source"]["sha256_of"] == "file"
+    derived = ds.subset([im["id"] for im in ds.images[:6]])
+    m2 = make_noisy(derived, "uniform", 0.2).manifest
+    assert m2["source"]["sha256"] == derived.fingerprint() and m2["source"]["sha256_of"] == "annotations"
+    assert make_noisy(ds, "uniform", 0.2).payload == make_noisy(ds.copy(), "uniform", 0.2).payload

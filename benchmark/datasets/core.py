@@ -32,6 +32,9 @@ class DetectionDataset:
     name: str = ""
     source: str = ""
     info: dict = field(default_factory=dict)
+    # sha256 of the file this dataset was loaded from, as read (None for datasets built or derived in memory: every
+    # method returning a new dataset drops it). Noise manifests record it as the source-file hash.
+    file_sha256: str | None = field(default=None, compare=False, repr=False)
 
     # ---- construction -------------------------------------------------------------------------------------
     @classmethod
@@ -120,10 +123,10 @@ class DetectionDataset:
         return root / image["file_name"]
 
     def fingerprint(self) -> str:
-        """sha256 of the canonical annotation content (not the pixels): identifies the dataset in cell hashes."""
-        coco = self.to_coco()
-        coco.pop("info", None)
-        return sha256_bytes(dumps_json(coco))
+        """sha256 of the canonical annotation content (not the pixels): identifies the dataset in cell hashes.
+        Serialised straight from the lists (keys sorted), without the copies `to_coco` makes."""
+        return sha256_bytes(dumps_json({"images": self.images, "annotations": self.annotations,
+                                        "categories": self.categories}))
 
     def __len__(self) -> int:
         return len(self.images)

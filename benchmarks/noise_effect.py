@@ -5,6 +5,8 @@ For each dataset (default `shapes` and `bccd`), the `cpu` profile, OA-MIL's unif
 (default 0, 1, 2; `train.seed` = `train.data_seed` = seed):
   - every method in --methods (default faster_rcnn) trains on the noisy boxes at every level;
   - `clean` (the oracle) trains once per seed on the clean boxes (it reads `true_bbox` of the highest level).
+    Level 0 changes no box, so faster_rcnn at noise 0 is the same training as the oracle (same boxes, seeds and
+    config): it is not run twice; its row reuses the oracle's runs (`same_run_as` in the JSON).
 Every model is evaluated on the clean test split (COCO AP / AP50 / AP75, faster-coco-eval).
 
 Cells run as one single-threaded process per --jobs (one per core is the best throughput on CPU) and are
@@ -14,6 +16,11 @@ seeds, train wall time per run) and writes benchmarks/out/noise_effect.json.
     python benchmarks/noise_effect.py                         # full grid: 24 cells, ~4 min each on one core
     python benchmarks/noise_effect.py --datasets shapes --seeds 0 --jobs 2
     python benchmarks/noise_effect.py --methods faster_rcnn,oa_mil,ssd_det --levels 0.2,0.4
+    python benchmarks/noise_effect.py --extra oa_mil,ssd_det:0.4   # + the robust methods at 0.4 only (issue #7)
+
+For methods that export refined training boxes (OA-MIL's corrected boxes, SSD-Det's pseudo boxes) each row also
+records `refined_iou`: the mean IoU of those boxes with the clean boxes, next to `noisy_iou`, the same for the noisy
+boxes they started from. With several methods at the highest level, the script prints the AP ordering.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 ORACLE = "clean"
+BASELINE = "faster_rcnn"  # the oracle is this detector on the clean boxes
 NOISE_SEED = 0
 _SPLITS: dict = {}
 
@@ -85,12 +93,34 @@ def run_cell(cell: dict, out: Path) -> dict:
     dets = method.predict(result.checkpoint, test, cfg, progress=False)
     predict_s = time.perf_counter() - t1
     coco = evaluate_coco(test, dets)
+    ious = refined_box_iou(noisy, result.refined_boxes)
     row = {**{k: cell[k] for k in ("dataset", "method", "level", "seed", "profile")},
            "AP": coco["AP"], "AP50": coco["AP50"], "AP75": coco["AP75"], "APs": coco["APs"], "APm": coco["APm"],
            "iterations": result.metrics.get("iterations"), "train_s": round(train_s, 1),
-           "engine_train_s": result.metrics.get("train_seconds"), "predict_s": round(predict_s, 1)}
+           "engine_train_s": result.metrics.get("train_seconds"), "predict_s": round(predict_s, 1), **ious}
     write_json(done, row, indent=True)
     return row
+
+
+def refined_box_iou(noisy, refined_path) -> dict:
+    """Mean IoU with the clean boxes of a method's exported refined boxes and of the noisy boxes they came from,
+    over the training annotations that have both (empty when the method exports none)."""
+    import numpy as np
+
+    from benchmark.io import read_json
+    from noise.boxset import box_iou_pairs
+
+    if refined_path is None or not Path(refined_path).is_file():
+        return {}
+    refined = {int(r["id"]): r["bbox"] for r in read_json(refined_path)}
+    rows = [(a["true_bbox"], a["bbox"], refined[int(a["id"])]) for a in noisy.annotations
+            if a.get("true_bbox") is not None and int(a["id"]) in refined]
+    if not rows:
+        return {}
+    clean, given, fixed = (np.array([[x, y, x + w, y + h] for x, y, w, h in col], dtype=np.float64)
+                           for col in zip(*rows))
+    return {"noisy_iou": round(float(box_iou_pairs(given, clean).mean()), 4),
+            "refined_iou": round(float(box_iou_pairs(fixed, clean).mean()), 4), "refined_n": len(rows)}
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -108,8 +138,8 @@ def summarise(rows: list[dict]) -> list[dict]:
     out = []
     for (dataset, method, level), rs in groups.items():
         s = {"dataset": dataset, "method": method, "level": level, "seeds": sorted(r["seed"] for r in rs)}
-        for k in ("AP", "AP50", "AP75", "train_s"):
-            s[k], s[f"{k}_std"] = _mean_std([r[k] for r in rs])
+        for k in ("AP", "AP50", "AP75", "train_s", "noisy_iou", "refined_iou"):
+            s[k], s[f"{k}_std"] = _mean_std([r.get(k) for r in rs])
         out.append(s)
     order = {m: i for i, m in enumerate(["faster_rcnn", "oa_mil", "ssd_det"])}
     out.sort(key=lambda s: (s["dataset"], s["method"] == ORACLE, order.get(s["method"], 9), s["method"],
@@ -121,13 +151,14 @@ def format_table(summary: list[dict]) -> str:
     dw = max([len("dataset")] + [len(s["dataset"]) for s in summary])
     mw = max([len("method")] + [len(s["method"]) for s in summary])
     head = (f"{'dataset':<{dw}} {'method':<{mw}} {'noise':>5} {'seeds':>5}  {'AP':>13} {'AP50':>13} {'AP75':>13} "
-            f"{'train s':>9}")
+            f"{'train s':>9} {'box IoU noisy -> refined':>24}")
     lines = [head, "-" * len(head)]
     for s in summary:
         noise = "clean" if s["level"] is None else f"{s['level']:g}"
         cols = "  ".join(f"{100 * s[k]:5.1f} ± {100 * s[k + '_std']:4.1f}" for k in ("AP", "AP50", "AP75"))
+        ious = "" if s["refined_iou"] != s["refined_iou"] else f"{s['noisy_iou']:.3f} -> {s['refined_iou']:.3f}"
         lines.append(f"{s['dataset']:<{dw}} {s['method']:<{mw}} {noise:>5} {len(s['seeds']):>5}  {cols} "
-                     f"{s['train_s']:9.0f}")
+                     f"{s['train_s']:9.0f} {ious:>24}")
     return "\n".join(lines)
 
 
@@ -146,6 +177,12 @@ def effect_lines(summary: list[dict]) -> list[str]:
             lines.append(f"{dataset}: faster_rcnn at noise {worst['level']:g} keeps "
                          f"{_ratio(worst['AP'], oracle['AP'])} of the oracle's AP and "
                          f"{_ratio(worst['AP75'], oracle['AP75'])} of its AP75")
+        top = max((s["level"] for s in summary if s["dataset"] == dataset and s["level"]), default=None)
+        ranked = sorted((s for s in summary if s["dataset"] == dataset and s["level"] == top
+                         and s["method"] != ORACLE), key=lambda s: -s["AP"])
+        if len(ranked) > 1:
+            lines.append(f"{dataset}: AP ordering at noise {top:g}: " + " > ".join(
+                f"{s['method']} {100 * s['AP']:.1f}" for s in ranked))
     return lines
 
 
@@ -153,6 +190,8 @@ def effect_lines(summary: list[dict]) -> list[str]:
 @click.option("--datasets", default="shapes,bccd", show_default=True)
 @click.option("--methods", default="faster_rcnn", show_default=True, help="noisy-box methods (the oracle is added)")
 @click.option("--levels", default="0,0.2,0.4", show_default=True)
+@click.option("--extra", multiple=True, metavar="METHODS:LEVELS",
+              help="more methods at their own levels, e.g. oa_mil,ssd_det:0.4 (repeatable)")
 @click.option("--seeds", default="0,1,2", show_default=True)
 @click.option("--profile", default="cpu", show_default=True)
 @click.option("--jobs", default=os.cpu_count() or 1, show_default=True, help="parallel 1-thread workers")
@@ -160,15 +199,22 @@ def effect_lines(summary: list[dict]) -> list[str]:
 @click.option("--set", "sets", multiple=True, help="config override for every cell (key=value)")
 @click.option("--out", default=str(REPO / "benchmarks" / "out" / "noise_effect"), show_default=True,
               type=click.Path(file_okay=False, path_type=Path))
-def main(datasets, methods, levels, seeds, profile, jobs, no_oracle, sets, out):
+def main(datasets, methods, levels, seeds, profile, jobs, no_oracle, extra, sets, out):
     from benchmark.io import write_json
 
     levels_, seeds_ = _csv(levels, float), _csv(seeds, int)
+    grid = [(m, levels_) for m in _csv(methods)]
+    for spec in extra:
+        names, sep, lv = spec.partition(":")
+        if not sep or not _csv(names) or not _csv(lv):
+            raise click.BadParameter(f"{spec!r}: expected METHODS:LEVELS, e.g. oa_mil,ssd_det:0.4", param_hint="--extra")
+        grid += [(m, _csv(lv, float)) for m in _csv(names)]
     cells = []
     for seed in seeds_:  # seed-major: a stopped run still has every dataset at the first seeds
         for dataset in _csv(datasets):
-            for method in _csv(methods):
-                cells += [dict(dataset=dataset, method=method, level=lv, seed=seed) for lv in levels_]
+            for method, method_levels in grid:
+                cells += [dict(dataset=dataset, method=method, level=lv, seed=seed) for lv in method_levels
+                          if no_oracle or not (method == BASELINE and lv == 0)]
             if not no_oracle:
                 cells.append(dict(dataset=dataset, method=ORACLE, level=max(levels_), seed=seed))
     for c in cells:
@@ -192,6 +238,9 @@ def main(datasets, methods, levels, seeds, profile, jobs, no_oracle, sets, out):
                 print(f"cell failed: {cell['dataset']} {cell['method']} g={cell['level']} s={cell['seed']}: {exc}",
                       file=sys.stderr)
     wall = time.perf_counter() - t0
+    if not no_oracle and any(m == BASELINE and 0.0 in lv for m, lv in grid):
+        rows += [{**r, "method": BASELINE, "level": 0.0, "same_run_as": ORACLE} for r in list(rows)
+                 if r["method"] == ORACLE]
     summary = summarise(rows)
     table = format_table(summary)
     print(table)

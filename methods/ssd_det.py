@@ -10,7 +10,8 @@ over the whole training set (no augmentation, no gradients) produces the exporte
 on those boxes (paper "Re-train", Table 3/7).
 
 Configuration (`method` section; `default_config`): bag (`base_ratios`, `shake`, `min_inside`), `topk`, negatives,
-loss weights, ablation switches and the two settings below. Table 3 and Table 6 rows: `TABLE3_ROWS`, `TABLE6_SPSD`.
+loss weights (`loss_*` refiner, `det_loss_*` detector), ablation switches (`refiner_stages`, `spsd1_steps`, `spsd2`,
+`spsd2_weighted`, `sisd`, `sisd_ore`) and the options discussed below (`loss_sisd`, `fpn_norm`, `sisd_score`). Table 3 and Table 6 rows: `TABLE3_ROWS`, `TABLE6_SPSD`.
 
 Where the paper and the reference code disagree, and what this suite does
 -------------------------------------------------------------------------
@@ -36,8 +37,8 @@ above 20 % noise -- the paper's extreme ratios on a coarser grid --, the paper's
 negatives per image instead of 500 (its images are <= 320 px, not 1333 x 800). The refiner pools with
 `FastMultiScaleRoIAlign` (torchvision's forward, a sparse-matrix CPU backward, `methods/_ssd_roi_align.py`):
 torchvision's CPU RoIAlign backward dominated the step. Measured on shapes at 512 RoIs/img
-(`benchmarks/ssd_step_time.py`): the paper's refiner (125 proposals, 500 negatives) costs 2.85x a Faster R-CNN step
-(4.6x with torchvision's backward), the `cpu` defaults 1.5x. `method.base_ratios=[1,1.2,1.3,0.8,0.7]
+(`benchmarks/ssd_step_time.py`, two runs): the paper's refiner (125 proposals, 500 negatives) costs 2.85-3.0x a
+Faster R-CNN step (4.3-4.6x with torchvision's backward), the `cpu` defaults 1.5-1.65x. `method.base_ratios=[1,1.2,1.3,0.8,0.7]
 method.num_negatives=500` restores the paper's bag on any profile.
 
 Our reading where the text leaves a choice (documented, switchable where it matters): stage-I bag loss is the BCE

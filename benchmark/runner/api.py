@@ -47,6 +47,8 @@ class SweepOptions:
     imports: list[str] = field(default_factory=list)
     report: bool = True
     progress: bool = True
+    external: list[str] = field(default_factory=list)  # detections files: score them as cells, train nothing
+    external_options: dict = field(default_factory=dict)  # classes / category_ids / match_images (load_detections)
 
 
 def grid(o: SweepOptions):
@@ -79,9 +81,23 @@ def local_layout(o: SweepOptions) -> tuple[int, int, list[list[str]] | None]:
     return jobs, threads, layout
 
 
-def make_executor(o: SweepOptions, store: st.Store):
-    from benchmark.runner.executors import LocalExecutor, SubmititExecutor
+def planned_cells(o: SweepOptions, store: st.Store):
+    """The sweep's cells with their status and action: the training grid, or the cells of `--external` files."""
+    if o.external:
+        from benchmark.runner.external import plan_external
 
+        return plan_external(o.external, o.methods, o.noise, o.seeds, o.datasets, store,
+                             noise_model=o.noise_model, noise_params=o.noise_params, noise_seed=o.noise_seed,
+                             noise_rng=o.noise_rng, profile=o.profile, read_options=o.external_options,
+                             overwrite=o.overwrite)
+    return plan(grid(o), store, o.overwrite, gpu=runs_on_gpu(o))
+
+
+def make_executor(o: SweepOptions, store: st.Store):
+    from benchmark.runner.executors import InlineExecutor, LocalExecutor, SubmititExecutor
+
+    if o.external:  # scoring files is quick and needs no worker processes
+        return InlineExecutor(o.overwrite, progress=False)
     if o.executor == "local":
         jobs, threads, gpu_groups = local_layout(o)
         return LocalExecutor(jobs, threads, gpu_groups, gpus_per_cell=o.gpus_per_cell, imports=o.imports,
@@ -108,7 +124,7 @@ def dry_run(o: SweepOptions) -> str:
     from benchmark.runner.run_cell import import_modules
 
     import_modules(o.imports)
-    return format_plan(plan(grid(o), st.Store(o.store), o.overwrite, gpu=runs_on_gpu(o)))
+    return format_plan(planned_cells(o, st.Store(o.store)))
 
 
 def run_sweep(o: SweepOptions, echo: Callable[[str], None] = print) -> Summary:
@@ -117,11 +133,11 @@ def run_sweep(o: SweepOptions, echo: Callable[[str], None] = print) -> Summary:
 
     import_modules(o.imports)
     store = st.Store(o.store)
-    planned = plan(grid(o), store, o.overwrite, gpu=runs_on_gpu(o))
+    planned = planned_cells(o, store)
     executor = make_executor(o, store)
     todo = sum(p.action in ("run", "resume", "redo") for p in planned)
     how = ""
-    if o.executor == "local" and todo:
+    if o.executor == "local" and todo and not o.external:
         how = f" with {min(executor.jobs, todo)} worker(s) x {executor.threads} thread(s)"
     echo(f"{len(planned)} cells, {todo} to run{how}; results in {store.root}")
     try:
@@ -130,7 +146,7 @@ def run_sweep(o: SweepOptions, echo: Callable[[str], None] = print) -> Summary:
     except KeyboardInterrupt:
         echo("interrupted: finished cells are kept; rerun the same command to resume the others")
         raise
-    if o.executor == "slurm" and not o.wait:
+    if o.executor == "slurm" and not o.wait and not o.external:
         echo(f"submitted {len(getattr(executor, 'jobs', []))} array task(s); logs in {store.root / 'slurm'}; "
              f"rerun the same command to collect results")
         return summary

@@ -24,6 +24,7 @@ NON_IDENTITY = ("cell_id", "locator")
 # config keys that may differ between runs of the same experiment (mirrors benchmark.engine.RUNTIME_KEYS)
 RUNTIME_KEYS = {"train": ("device", "workers", "log_every", "amp", "cache_images", "checkpoint_every")}
 PAPER_KINDS = ("coco", "voc")  # datasets on which a GPU machine defaults to the papers' recipe
+EXTERNAL_PROFILE = "external"  # default profile of cells scored from external detections (benchmark.runner.external)
 
 
 @dataclass
@@ -56,6 +57,8 @@ def identity(config: dict) -> dict:
         for key in keys:
             method_config.get(section, {}).pop(key, None)
     ident["method_config"] = method_config
+    if "external" in ident:  # an external run is its name, data, noise and seed; its file can be replaced
+        ident["external"] = True
     return ident
 
 
@@ -158,6 +161,37 @@ def resolve(spec: CellSpec, datasets: DatasetCache, gpu: bool | None = None) -> 
     cid = cell_id(config)
     config["cell_id"] = cid
     config["locator"] = {"dataset_spec": _absolute_spec(spec.dataset)}
+    return Cell(cid, config, spec)
+
+
+def resolve_external(spec: CellSpec, datasets: DatasetCache, detections: Path, read_options: dict) -> Cell:
+    """The config of a cell scored from a detections file made elsewhere (`benchmark.runner.external`): no method
+    config, profile `external` unless given, and the file's sha256 and read options under `external`."""
+    from benchmark.io import sha256_file
+
+    if not spec.is_clean:
+        from noise import get_model
+
+        get_model(spec.noise_model).check_level(spec.noise_level)
+    path = Path(detections).expanduser().resolve()
+    if not path.is_file():
+        raise BenchError("--external: detections file not found", path)
+    facts = datasets.facts(spec.dataset)
+    config = {
+        "schema": SCHEMA,
+        "code_version": __version__,
+        "method": spec.method,
+        "method_config": {},
+        "profile": spec.profile or EXTERNAL_PROFILE,
+        "dataset": dict(facts),
+        "noise": {"model": spec.noise_model, "level": spec.noise_level, "params": dict(spec.noise_params),
+                  "seed": spec.noise_seed, "rng": spec.noise_rng},
+        "seed": spec.seed,
+        "external": {"file": path.name, "sha256": sha256_file(path), **read_options},
+    }
+    cid = cell_id(config)
+    config["cell_id"] = cid
+    config["locator"] = {"dataset_spec": _absolute_spec(spec.dataset), "detections": str(path)}
     return Cell(cid, config, spec)
 
 

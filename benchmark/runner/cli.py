@@ -75,18 +75,27 @@ def _noise_seed(text: str | None) -> int | str | None:
 @click.option("--cluster", default=None, hidden=True, help="submitit cluster override (local / debug) for tests.")
 @click.option("--import", "imports", multiple=True, metavar="MODULE",
               help="Import a module or .py file first (e.g. one that registers extra methods); repeatable.")
+@click.option("--external", "external", multiple=True, type=click.Path(dir_okay=False), metavar="DETS",
+              help="Score detections made elsewhere (COCO results json, mmdet .bbox.json or --out pickle, detectron2) "
+                   "as cells of --method NAME; one file per (level, seed) cell, levels first. Trains nothing.")
+@click.option("--classes", default=None, help="--external: detector class names in label order (mmdet `classes`).")
+@click.option("--category-ids", type=click.Choice(["dataset", "index0", "index1"]), default="dataset",
+              show_default=True, help="--external json: what category_id holds.")
+@click.option("--match-images", type=click.Choice(["id", "file_stem"]), default="id", show_default=True,
+              help="--external json: match image_id to GT ids or to image file stems.")
 @click.option("--report/--no-report", default=True, show_default=True, help="Write the comparison report at the end.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars [default: when stderr is a terminal].")
 def run(methods, noise, seeds, datasets, noise_model, noise_params, noise_seed, noise_rng, profile, sets,
         no_baselines, out, overwrite, dry_run, executor, jobs, threads, gpus_per_cell, partition, gpus_per_task,
-        cpus_per_task, timeout_min, mem_gb, array_parallelism, slurm_args, no_wait, cluster, imports, report,
-        progress):
+        cpus_per_task, timeout_min, mem_gb, array_parallelism, slurm_args, no_wait, cluster, imports, external,
+        classes, category_ids, match_images, report, progress):
     """Run a sweep of METHOD x noise level x seed into a results store (skips done cells, resumes the rest).
 
     \b
     bench run --method ssd_det --noise 0.1..0.4
     bench run --method faster_rcnn,oa_mil,ssd_det --noise 0,0.2,0.4 --seeds 3 --dataset bccd
     bench run --method ssd_det --executor slurm --partition gpu --gpus-per-task 1
+    bench run --method mmdet_retinanet --noise 0.4 --dataset bccd --external work_dirs/retina.bbox.json
     """
     from benchmark.runner import api
 
@@ -99,6 +108,9 @@ def run(methods, noise, seeds, datasets, noise_model, noise_params, noise_seed, 
         mem_gb=mem_gb, array_parallelism=array_parallelism, slurm_args=_parse_kv(slurm_args, "--slurm-arg"),
         wait=not no_wait, cluster=cluster, imports=list(imports), report=report,
         progress=sys.stderr.isatty() if progress is None else progress,
+        external=list(external),
+        external_options={"category_ids": category_ids, "match_images": match_images,
+                          **({"classes": [c.strip() for c in classes.split(",")]} if classes else {})},
     )
     if dry_run:
         click.echo(api.dry_run(options))

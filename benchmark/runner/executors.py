@@ -257,6 +257,21 @@ class LocalExecutor:
                 s.stop(interrupt=interrupted and s.cell is not None)
 
 
+class InlineExecutor:
+    """Run cells one after another in this process: for cells that train nothing (external detections)."""
+
+    jobs, threads = 1, 1
+
+    def __init__(self, overwrite: str = "missing", progress: bool = False):
+        self.overwrite, self.progress = overwrite, progress
+
+    def run(self, cell_dirs: Sequence[Path], on_result: OnResult) -> None:
+        from benchmark.runner.run_cell import run_cell
+
+        for cell_dir in cell_dirs:
+            on_result(run_cell(cell_dir, overwrite=self.overwrite, progress=self.progress))
+
+
 # ---- Slurm (submitit) -----------------------------------------------------------------------------------------
 try:
     from submitit.helpers import Checkpointable as _Checkpointable
@@ -321,6 +336,11 @@ class SubmititExecutor:
         executor = submitit.AutoExecutor(folder=self.folder, cluster=self.cluster)
         executor.update_parameters(**self.params)
         self.jobs = executor.map_array(self.job, [str(d) for d in cell_dirs])
+        scheduler = "local" if executor.cluster == "local" else "slurm"
+        if executor.cluster != "debug":  # debug jobs ran in this process already
+            for job, cell_dir in zip(self.jobs, cell_dirs):
+                if not (Path(cell_dir) / st.DONE).exists():
+                    st.mark_queued(Path(cell_dir), job.job_id, scheduler)
         if not self.wait:
             return
         pending = dict(zip(self.jobs, cell_dirs))

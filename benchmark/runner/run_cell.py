@@ -153,24 +153,32 @@ def _execute(cell_dir: Path, config: dict, claim: st.Claim | None, progress: boo
     noisy = _noisy_train(cell_dir, config, train)
     timing["noise_s"] = time.perf_counter() - t
 
-    adapter = get_method(config["method"])
-    cfg = config["method_config"]
-    t = time.perf_counter()
-    trained = adapter.train(noisy, cfg, cell_dir / st.TRAIN_DIR, resume=True, diagnostics=noisy, progress=progress)
-    timing["train_s"] = time.perf_counter() - t
-    if _rank() != 0:
-        return
+    if "external" in config:  # detections made elsewhere: nothing to train
+        from benchmark.runner.external import external_predictions
 
-    t = time.perf_counter()
-    predictions = adapter.predict(trained.checkpoint, test, cfg, progress=progress)
-    timing["predict_s"] = time.perf_counter() - t
+        trained = None
+        t = time.perf_counter()
+        predictions = external_predictions(config, test)
+        timing["read_s"] = time.perf_counter() - t
+    else:
+        adapter = get_method(config["method"])
+        cfg = config["method_config"]
+        t = time.perf_counter()
+        trained = adapter.train(noisy, cfg, cell_dir / st.TRAIN_DIR, resume=True, diagnostics=noisy,
+                                progress=progress)
+        timing["train_s"] = time.perf_counter() - t
+        if _rank() != 0:
+            return
+        t = time.perf_counter()
+        predictions = adapter.predict(trained.checkpoint, test, cfg, progress=progress)
+        timing["predict_s"] = time.perf_counter() - t
     write_json(cell_dir / st.PREDICTIONS, predictions)
 
     t = time.perf_counter()
     metrics = evaluate(test, predictions, path=cell_dir / st.PREDICTIONS)
     timing["eval_s"] = time.perf_counter() - t
 
-    if trained.refined_boxes is not None and Path(trained.refined_boxes).is_file():
+    if trained is not None and trained.refined_boxes is not None and Path(trained.refined_boxes).is_file():
         src = Path(trained.refined_boxes)
         if src.resolve() != (cell_dir / st.REFINED).resolve():
             from benchmark.io import atomic_write_bytes
@@ -179,7 +187,7 @@ def _execute(cell_dir: Path, config: dict, claim: st.Claim | None, progress: boo
     from benchmark.runner.environment import capture
 
     write_json(cell_dir / st.ENV, capture(), indent=True)
-    metrics["train"] = dict(trained.metrics or {})
+    metrics["train"] = dict(trained.metrics or {}) if trained is not None else {}
     metrics["timing"] = {k: round(v, 4) for k, v in timing.items()}
     write_json(cell_dir / st.METRICS, metrics, indent=True)
     if claim is not None and not claim.heartbeat():

@@ -210,13 +210,16 @@ def main(datasets, methods, levels, seeds, profile, jobs, no_oracle, extra, sets
             raise click.BadParameter(f"{spec!r}: expected METHODS:LEVELS, e.g. oa_mil,ssd_det:0.4", param_hint="--extra")
         grid += [(m, _csv(lv, float)) for m in _csv(names)]
     cells = []
-    for seed in seeds_:  # seed-major: a stopped run still has every dataset at the first seeds
+    for seed in seeds_:  # seed-major within each group: a stopped run still has every dataset at the first seeds
         for dataset in _csv(datasets):
             for method, method_levels in grid:
                 cells += [dict(dataset=dataset, method=method, level=lv, seed=seed) for lv in method_levels
                           if no_oracle or not (method == BASELINE and lv == 0)]
             if not no_oracle:
                 cells.append(dict(dataset=dataset, method=ORACLE, level=max(levels_), seed=seed))
+    # the baseline and the oracle first (the noise-effect table), then the other methods seed by seed, so a
+    # stopped run has complete tables for what it finished
+    cells.sort(key=lambda c: c["method"] not in (BASELINE, ORACLE))
     for c in cells:
         c.update(profile=profile, sets=list(sets))
     for dataset in _csv(datasets):  # build / check datasets once, before forking workers

@@ -432,3 +432,51 @@ def test_torchrun_cell(tmp_path, train_log, reference):
     assert not list(store.glob("cells/*/claim*"))
     ref = reference[reference["cell"] == summary.cells[0].id].reset_index(drop=True)
     _same_table(table(store), ref)
+
+
+def test_slurm_no_wait_rerun_does_not_resubmit_queued_cells(tmp_path, train_log):
+    """`--executor slurm --no-wait`, then the same command again while the jobs wait or run: the cells are busy
+    (queued or claimed), nothing is submitted twice; once the job finishes the cell is done."""
+    pytest.importorskip("submitit")
+    o = options(tmp_path / "store", executor="slurm", cluster="local", gpus_per_task=0, noise="0.1", seeds="1",
+                wait=False, sets=["dummy:method.step_s=0.3", "dummy:method.steps=6"])
+    first = run_sweep(o, echo=lambda s: None)
+    (cell,) = first.cells
+    cell_dir = tmp_path / "store" / "cells" / cell.id
+    queued = read_json(cell_dir / st.QUEUED)
+    assert queued["scheduler"] == "local" and st.cell_status(cell_dir) in (st.QUEUED_S, st.RUNNING)
+    again = run_sweep(o, echo=lambda s: None)
+    assert again.counts()["busy"] == 1 and not again.done
+    jobs_before = len(list((tmp_path / "store" / "slurm").glob("*_submitted.pkl")))
+    assert jobs_before == 1, "the rerun submitted the queued cell again"
+    deadline = time.time() + 120
+    while st.cell_status(cell_dir) != st.DONE_S:
+        assert time.time() < deadline, "the submitted job did not finish the cell"
+        time.sleep(0.2)
+    assert not (cell_dir / st.QUEUED).exists()
+    assert run_sweep(o, echo=lambda s: None).counts()["skipped"] == 1
+
+
+def test_queued_slurm_job_is_looked_up_with_squeue(tmp_path, monkeypatch):
+    """A Slurm job squeue still lists keeps its cell queued; one it no longer lists releases the cell; without
+    squeue the record is trusted."""
+    cell_dir = tmp_path / "cell"
+    cell_dir.mkdir()
+    st.mark_queued(cell_dir, "123_4", "slurm")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    squeue = bin_dir / "squeue"
+    monkeypatch.setattr(st, "_SQUEUE_TTL_S", -1.0)  # ask every time
+
+    def fake(lines: str) -> None:
+        squeue.write_text(f"#!/bin/sh\nprintf '{lines}'\n")
+        squeue.chmod(0o755)
+
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    fake("123_3\\n123_4\\n")
+    assert st.cell_status(cell_dir) == st.QUEUED_S
+    fake("123_3\\n")
+    assert st.cell_status(cell_dir) == st.MISSING
+    squeue.unlink()
+    monkeypatch.setenv("PATH", str(bin_dir))
+    assert st.cell_status(cell_dir) == st.QUEUED_S  # cannot ask: trusted until the file is deleted

@@ -38,12 +38,14 @@ LOG = "cell.log"
 FAILED = "FAILED"
 DONE = "DONE"
 CLAIM = "claim"
+QUEUED = "queued"  # a scheduler job that will run the cell was submitted (job id inside); see `queued_job`
 RESULT_FILES = (CONFIG, ENV, PREDICTIONS, METRICS, REFINED)  # recorded in DONE when present
 OUTPUTS = (ENV, NOISE_DIR, TRAIN_DIR, PREDICTIONS, METRICS, REFINED, FAILED, LOG)
 
 # statuses
 DONE_S, RUNNING, FAILED_S, PARTIAL, CORRUPT, MISSING = "done", "running", "failed", "partial", "corrupt", "missing"
-STATUSES = (DONE_S, RUNNING, FAILED_S, PARTIAL, CORRUPT, MISSING)
+QUEUED_S = "queued"
+STATUSES = (DONE_S, RUNNING, QUEUED_S, FAILED_S, PARTIAL, CORRUPT, MISSING)
 
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 600.0
@@ -119,6 +121,7 @@ def mark_done(cell_dir: Path, owner: str = "") -> None:
             files[name] = {"size": p.stat().st_size, "sha256": sha256_file(p)}
     write_json(cell_dir / DONE, {"cell_id": cell_dir.name, "finished": time.time(), "owner": owner, "files": files},
                indent=True)
+    (cell_dir / QUEUED).unlink(missing_ok=True)
 
 
 def done_problem(cell_dir: Path) -> str | None:
@@ -160,6 +163,8 @@ def cell_status(cell_dir: Path, ignore_claim: bool = False) -> str:
         return DONE_S if done_problem(cell_dir) is None else CORRUPT
     if not ignore_claim and claim_holder(cell_dir) is not None:
         return RUNNING
+    if not ignore_claim and queued_job(cell_dir) is not None:
+        return QUEUED_S
     if (cell_dir / FAILED).exists():
         return FAILED_S
     if any((cell_dir / name).exists() for name in OUTPUTS):
@@ -187,6 +192,55 @@ def reset(cell_dir: Path, keep_progress: bool) -> None:
             shutil.rmtree(p)
         else:
             p.unlink(missing_ok=True)
+
+
+# ---- queued scheduler jobs -------------------------------------------------------------------------------------
+def mark_queued(cell_dir: Path, job_id: str, scheduler: str) -> None:
+    """Record that scheduler job `job_id` ("slurm", or "local" for submitit's local executor) will run the cell, so
+    a rerun of `bench run --executor slurm --no-wait` does not submit it again while the job waits in the queue."""
+    write_json(Path(cell_dir) / QUEUED, {"job_id": str(job_id), "scheduler": scheduler, "host": HOST,
+                                         "time": time.time()})
+
+
+def queued_job(cell_dir: Path) -> dict | None:
+    """The queued-job record of a cell whose job may still run it, or None (no record, or the job is gone).
+
+    Slurm jobs are looked up with `squeue` (one call per array, cached for a few seconds); where `squeue` cannot be
+    run the record is trusted, and deleting the cell's `queued` file releases the cell. Local jobs: their process."""
+    try:
+        info = read_json(Path(cell_dir) / QUEUED)
+        job_id, scheduler = str(info["job_id"]), info.get("scheduler")
+    except (BenchError, KeyError, TypeError):
+        return None
+    if scheduler == "local":
+        alive = info.get("host") != HOST or (job_id.isdigit() and _pid_alive(int(job_id)))
+    else:
+        alive = _slurm_job_alive(job_id)
+    return info if alive else None
+
+
+_SQUEUE_CACHE: dict[str, tuple[float, set | None]] = {}
+_SQUEUE_TTL_S = 10.0
+
+
+def _slurm_job_alive(job_id: str) -> bool:
+    """Whether Slurm still lists the job (pending, running, requeued ...); True when squeue is not available."""
+    import subprocess
+
+    array = job_id.split("_", 1)[0]
+    now = time.time()
+    cached = _SQUEUE_CACHE.get(array)
+    if cached is None or now - cached[0] > _SQUEUE_TTL_S:
+        try:
+            out = subprocess.run(["squeue", "-h", "-r", "-j", array, "-o", "%i"], capture_output=True, text=True,
+                                 timeout=60)
+            listed = {line.strip() for line in out.stdout.splitlines() if line.strip()} if out.returncode == 0 \
+                else (set() if "invalid job id" in out.stderr.lower() else None)
+        except (OSError, subprocess.TimeoutExpired):
+            listed = None  # cannot ask: trust the record
+        cached = _SQUEUE_CACHE[array] = (now, listed)
+    listed = cached[1]
+    return listed is None or job_id in listed or array in listed
 
 
 # ---- claims -----------------------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ Which cells run (`overwrite`, after MTEB's strategies):
   failed ones and corrupted ones (redone from scratch);
 - `never`: only cells that were never started; existing cell directories are left exactly as they are;
 - `always`: every cell, from scratch.
-Cells another live runner holds are left to it and counted as `busy`.
+Cells another live runner holds, or that a submitted scheduler job will run (`queued`), are left to it and counted as
+`busy`.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class Summary:
 def action_for(status: str, overwrite: str) -> str:
     if overwrite not in OVERWRITE:
         raise BenchError(f"--overwrite must be one of {', '.join(OVERWRITE)}, got {overwrite!r}")
-    if status == st.RUNNING:
+    if status in (st.RUNNING, st.QUEUED_S):
         return "busy"
     if overwrite == "always":
         return "redo" if status != st.MISSING else "run"
@@ -142,7 +143,7 @@ def execute(planned: list[Planned], store: st.Store, executor, *, progress: bool
 def format_summary(summary: Summary) -> str:
     c = summary.counts()
     line = (f"{c['cells']} cells: {c['done']} done, {c['skipped']} skipped (already done), {c['failed']} failed"
-            + (f", {c['busy']} running elsewhere" if c["busy"] else "") + f" in {summary.seconds:.0f} s")
+            + (f", {c['busy']} running or queued elsewhere" if c["busy"] else "") + f" in {summary.seconds:.0f} s")
     lines = [line]
     for out in summary.failed:
         lines.append(f"  failed: {out['label']}: {out['error']}\n          log: {out['log']}")

@@ -57,6 +57,9 @@ class BoxSet:
     notes: dict = field(default_factory=dict)  # model-specific counts (e.g. imported_unmatched)
     category_names: dict = field(default_factory=dict)  # category id -> name
     image_ids: list = field(default_factory=list)  # image id per row of `image_size`
+    # `oamil-legacy` VOC: draws spent on boxes the loader dropped, (k, 2) int64 [image row, annotations of that
+    # image before the slot] (see `benchmark.datasets.voc.LEGACY_DRAW_SLOTS`)
+    legacy_slots: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))
 
     # ---- views -------------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -276,6 +279,7 @@ def extract(ds, mode: str = "numpy", layout: str = "coco") -> BoxSet:
         eligible = (~ignored & on_image & finite & known_cat & (inter_w * inter_h != 0) & (area > 0)
                     & (xywh[:, 2] >= 1) & (xywh[:, 3] >= 1))
     false = np.zeros(n, bool)
+    slots = _legacy_slots(ds, mode, layout)
     box_size = np.asfortranarray(np.where(on_image[:, None], sizes[np.where(on_image, image, 0)], 0.0)) if n \
         else np.zeros((0, 2))
     return BoxSet(source_xywh=xywh, source_area=area, clean=clean, boxes=clean.copy(), image=image,
@@ -283,7 +287,19 @@ def extract(ds, mode: str = "numpy", layout: str = "coco") -> BoxSet:
                   removed=false, clipped=false.copy(), collapsed=false.copy(), image_size=sizes, box_size=box_size,
                   category_ids=cat_ids, mode=mode, layout=layout,
                   category_names={int(c["id"]): str(c.get("name", c["id"])) for c in ds.categories},
-                  image_ids=[im["id"] for im in ds.images])
+                  image_ids=[im["id"] for im in ds.images], legacy_slots=slots)
+
+
+def _legacy_slots(ds, mode: str, layout: str) -> np.ndarray:
+    """The loader's record of dropped boxes OA-MIL still drew for, as [image row, position] (VOC legacy only)."""
+    from benchmark.datasets.voc import LEGACY_DRAW_SLOTS
+
+    raw = ds.info.get(LEGACY_DRAW_SLOTS) if isinstance(ds.info, dict) else None
+    if mode != "oamil-legacy" or layout != "voc" or not raw:
+        return np.zeros((0, 2), np.int64)
+    row = {im["id"]: i for i, im in enumerate(ds.images)}
+    kept = [(row[iid], int(before)) for iid, before in raw if iid in row]
+    return np.array(kept, np.int64).reshape(-1, 2)
 
 
 def detect_layout(ds) -> str:

@@ -37,6 +37,25 @@ def legacy_order(bs: BoxSet) -> np.ndarray:
     return idx[np.argsort(image * np.int64(len(bs)) + idx)]  # unique keys: a fast unstable sort is stable here
 
 
+def _stream_positions(bs: BoxSet, order: np.ndarray) -> np.ndarray:
+    """Where each row of `order` draws in a stream that also holds `bs.legacy_slots` (dropped boxes drawn for in
+    file order): sort rows and slots by (image, position in the image's file order), a slot before the annotation
+    that followed it in the file."""
+    n = len(bs)
+    rank = np.zeros(n, np.int64)  # an annotation's position among its image's annotations, file order
+    by_image = np.argsort(bs.image, kind="stable")
+    img_sorted = bs.image[by_image]
+    starts = np.searchsorted(img_sorted, img_sorted, side="left")
+    rank[by_image] = np.arange(n) - starts
+    slots = bs.legacy_slots
+    image = np.concatenate([bs.image[order], slots[:, 0]])
+    key = np.concatenate([2 * rank[order] + 1, 2 * slots[:, 1]])
+    stream = np.lexsort((np.arange(image.size), key, image))  # stream position -> entry
+    position = np.empty(image.size, np.int64)
+    position[stream] = np.arange(image.size)
+    return position[:order.size]
+
+
 def mmdet_columns(bs: BoxSet, idx: np.ndarray) -> tuple[np.ndarray, ...]:
     """x1, y1, x2, y2 (float32) as mmdet 2.x's parser would have produced them for rows `idx`."""
     src = bs.rows(bs.source_xywh, idx)
@@ -58,7 +77,9 @@ def legacy_uniform(bs: BoxSet, gamma: float, rs: np.random.RandomState) -> BoxSe
     if idx.size == 0 or gamma <= 0:  # the script skips perturbation entirely at level 0
         return bs
     order = legacy_order(bs)
-    draws = rs.uniform(-gamma, gamma, size=(idx.size, 4))
+    draws = rs.uniform(-gamma, gamma, size=(idx.size + len(bs.legacy_slots), 4))
+    if len(bs.legacy_slots):
+        draws = draws[_stream_positions(bs, order)]
     if np.array_equal(order, idx):
         u = draws
     else:  # row -> position in `idx`, then scatter the draws there

@@ -527,3 +527,62 @@ def test_string_image_ids_and_unknown_images():
     first = rs.uniform(-0.3, 0.3, 4)
     x, y, w, h = next(a for a in legacy.dataset.annotations if a["id"] == 3)["bbox"]
     assert np.float32(x + w / 2) == pytest.approx(25.0 + 30.0 * first[0], abs=1e-3)
+
+
+def test_legacy_voc_spends_draws_on_boxes_the_loader_drops(tmp_path):
+    """OA-MIL's VOC parser keeps zero-size, inverted and outside boxes (BCCD has two point boxes), so its generator
+    draws for them; the loader drops them but records where they were, and `oamil-legacy` spends the same draws,
+    so every later box gets the published value."""
+    from benchmark.datasets import load_voc
+
+    rng = np.random.default_rng(3)
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "ImageSets" / "Main").mkdir(parents=True)
+    images, raw, stems = [], [], []
+    for i in range(30):
+        W, H = int(rng.integers(120, 400)), int(rng.integers(120, 400))
+        stem = f"img{i:03d}"
+        stems.append(stem)
+        images.append({"id": i + 1, "file_name": f"{stem}.jpg", "width": W, "height": H})
+        objects = []
+        for k in range(int(rng.integers(1, 6))):
+            xmin, ymin = int(rng.integers(1, W - 20)), int(rng.integers(1, H - 20))
+            xmax, ymax = xmin + int(rng.integers(2, 20)), ymin + int(rng.integers(2, 20))
+            kind = rng.random()
+            if kind < 0.12:
+                xmax, ymax = xmin, ymin  # point box: dropped by the loader, drawn for by OA-MIL
+            elif kind < 0.18:
+                xmax = xmin - 3  # inverted
+            difficult = int(rng.random() < 0.15)
+            raw.append({"id": len(raw) + 1, "image_id": i + 1, "category_id": 1, "voc": (xmin, ymin, xmax, ymax),
+                        "difficult": difficult, "valid": xmax > xmin and ymax > ymin})
+            objects.append(f"<object><name>cell</name><difficult>{difficult}</difficult><bndbox><xmin>{xmin}</xmin>"
+                           f"<ymin>{ymin}</ymin><xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox></object>")
+        (tmp_path / "Annotations" / f"{stem}.xml").write_text(
+            f"<annotation><filename>{stem}.jpg</filename><size><width>{W}</width><height>{H}</height>"
+            f"<depth>3</depth></size>{''.join(objects)}</annotation>")
+    (tmp_path / "ImageSets" / "Main" / "trainval.txt").write_text("\n".join(stems) + "\n")
+    ds = load_voc(tmp_path, "trainval")
+    dropped = [a for a in raw if not a["valid"]]
+    assert len(dropped) >= 5 and sum(not a["difficult"] for a in dropped) >= 3
+    assert len(ds.info["legacy_draw_slots"]) == sum(not a["difficult"] for a in dropped)
+
+    expected = oamil_loop({"images": images, "annotations": raw, "categories": [{"id": 1, "name": "cell"}]}, 0.4,
+                          voc=True)
+    r = make_noisy(ds, "uniform", 0.4, rng="oamil-legacy")
+    kept = [a for a in raw if a["valid"]]
+    assert len(kept) == len(r.dataset.annotations)
+    checked = 0
+    for src, a in zip(kept, r.dataset.annotations):
+        want = expected.get(src["id"])
+        if src["difficult"] or want is None:
+            assert a["bbox"] == a["true_bbox"]
+            continue
+        x, y, w, h = a["bbox"]
+        assert np.array_equal(np.array([x, y, x + w - 1, y + h - 1], np.float32), want), src["id"]
+        checked += 1
+    assert checked > 40
+    # without the recorded slots the stream shifts: the boxes after the first dropped one differ
+    ds.info.pop("legacy_draw_slots")
+    shifted = make_noisy(ds, "uniform", 0.4, rng="oamil-legacy")
+    assert shifted.payload != r.payload

@@ -66,6 +66,12 @@ def _read_split_ids(set_file: Path, log: ProblemLog) -> list[str]:
     return ids
 
 
+# `info` key: boxes this loader drops (zero-size, inverted, outside the image) that OA-MIL's VOC parser keeps, so its
+# generator spends four draws on each: [image id, number of this image's annotations before it]. `oamil-legacy` noise
+# spends the same draws there, so the boxes after them get the published values.
+LEGACY_DRAW_SLOTS = "legacy_draw_slots"
+
+
 def load_voc(root: str | Path, split: str, classes: list[str] | None = None, name: str = "") -> DetectionDataset:
     """Load the images listed in `ImageSets/Main/<split>.txt`.
 
@@ -93,6 +99,7 @@ def load_voc(root: str | Path, split: str, classes: list[str] | None = None, nam
     fixed_classes = list(classes) if classes is not None else None
     cat_of: dict[str, int] = {c: i + 1 for i, c in enumerate(fixed_classes)} if fixed_classes else {}
     images, raw = [], []  # raw: (image_id, class name, bbox, difficult)
+    dropped = []  # (image_id, annotations of that image before it, class name): dropped boxes OA-MIL draws for
     for stem in ids:
         xml_path = ann_dir / f"{stem}.xml"
         rel = f"Annotations/{stem}.xml"
@@ -119,6 +126,7 @@ def load_voc(root: str | Path, split: str, classes: list[str] | None = None, nam
         image_id = id_of[stem]
         images.append({"id": image_id, "file_name": file_name, "width": int(width), "height": int(height)})
 
+        kept_here = 0
         for k, obj in enumerate(el.findall("object"), start=1):
             cname = (obj.findtext("name") or "").strip()
             if not cname:
@@ -138,17 +146,20 @@ def load_voc(root: str | Path, split: str, classes: list[str] | None = None, nam
             if not all(math.isfinite(c) for c in coords):
                 log.skip("non_finite_box", where)
                 continue
+            difficult = _flag(obj.findtext("difficult"), xml_path, f"{what}: <difficult>")
+            box = None
             if xmax < xmin or ymax < ymin:
                 log.skip("inverted_box", f"{where}: xmin={xmin:g} ymin={ymin:g} xmax={xmax:g} ymax={ymax:g}")
-                continue
-            if xmax == xmin or ymax == ymin:
+            elif xmax == xmin or ymax == ymin:
                 log.skip("zero_size_box", f"{where}: xmin={xmin:g} ymin={ymin:g} xmax={xmax:g} ymax={ymax:g}")
-                continue
-            box = clean_box(xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1, width, height, log, where)
+            else:
+                box = clean_box(xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1, width, height, log, where)
             if box is None:
+                if not difficult:  # OA-MIL's VOC parser keeps it and its generator draws for it
+                    dropped.append((image_id, kept_here, cname))
                 continue
-            difficult = _flag(obj.findtext("difficult"), xml_path, f"{what}: <difficult>")
             raw.append((image_id, cname, box, difficult))
+            kept_here += 1
 
     if fixed_classes is None:
         cat_of = {c: i + 1 for i, c in enumerate(sorted({r[1] for r in raw}))}
@@ -159,6 +170,9 @@ def load_voc(root: str | Path, split: str, classes: list[str] | None = None, nam
         for n, (iid, c, box, d) in enumerate(raw, start=1)
     ]
     info = log.store({"format": "voc", "split": split})
+    slots = [[iid, before] for iid, before, c in dropped if c in cat_of]
+    if slots:
+        info[LEGACY_DRAW_SLOTS] = slots
     return DetectionDataset(images, annotations, categories, image_root=img_dir, name=name or f"{root.name}/{split}",
                             source=str(root), info=info)
 

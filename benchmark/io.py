@@ -22,6 +22,15 @@ from benchmark.errors import BenchError
 _JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what the user's umask gives new files (read once: os.umask is process-wide)
+
+
 @contextmanager
 def gc_paused():
     """Pause the cyclic garbage collector: bulk loads of millions of small dicts run ~3x faster without it.
@@ -61,6 +70,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
+            os.fchmod(fh.fileno(), _FILE_MODE)  # mkstemp makes 0600; a plain open() would give 0666 & ~umask
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as exc:

@@ -18,6 +18,7 @@ from leaderboard.rows import ENTRIES, load_rows, write_row
 from leaderboard.schema import METRICS, SCHEMA_VERSION, row_key
 
 PROFILE_BACKBONE = {"paper": "R50-FPN", "cpu": "tiny-FPN"}
+EXTERNAL = "unknown (external run)"  # cells from `bench run --external`: the suite did not train the detector
 
 
 def _reproduced(group: pd.DataFrame, hardware: str) -> dict:
@@ -61,9 +62,10 @@ def rows_from_results(df: pd.DataFrame, dataset_name: str | None = None, test_sp
             "dataset": name, "test_split": split,
             "noise": {"model": "uniform" if nmodel == "none" else nmodel, "level": level,
                       "rng": "none" if level == 0 else (rng if rng in ("numpy", "oamil-legacy") else "unknown")},
-            "detector": template.get("detector", "Faster R-CNN"),
-            "backbone": PROFILE_BACKBONE.get(profile, str(profile)),
-            "schedule": "suite profile " + str(profile), "profile": str(profile),
+            "detector": template.get("detector", "Faster R-CNN" if profile in PROFILE_BACKBONE else EXTERNAL),
+            "backbone": PROFILE_BACKBONE.get(profile, EXTERNAL),
+            "schedule": ("suite profile " + str(profile)) if profile in PROFILE_BACKBONE else EXTERNAL,
+            "profile": str(profile),
             "extra_supervision": "clean boxes (oracle)" if method == "clean" else "none",
             "reported": None, "reproduced": _reproduced(group, hardware),
         }

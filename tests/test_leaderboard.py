@@ -105,6 +105,17 @@ def test_rows_from_results_groups_seeds_and_merges_reported(tmp_path):
     assert path == tmp_path / row_filename(row) and validate_all(tmp_path) == []
 
 
+def test_external_cells_do_not_claim_the_suite_detector(tmp_path):
+    """A `bench run --external` cell (profile `external`) was trained elsewhere: its row must not say Faster R-CNN
+    with the suite's backbone."""
+    df = pd.DataFrame([{"method": "mmdet_retina", "dataset": "bccd", "noise_model": "uniform", "noise_level": 0.4,
+                        "seed": 0, "profile": "external", "cell": "c0", "AP": 0.3, "AP50": 0.6}])
+    (row,) = rows_from_results(df)
+    assert row["detector"] == row["backbone"] == row["schedule"] == "unknown (external run)"
+    assert row["method"] == "mmdet_retina" and row["reproduced"]["metrics"]["AP"]["mean"] == 30.0
+    assert validate_all(tmp_path) == [] and write_row(row, tmp_path).is_file() and validate_all(tmp_path) == []
+
+
 def test_cli_validate_and_render(tmp_path):
     good = _row(reported=30.0)
     write_row(good, tmp_path)

@@ -98,8 +98,8 @@ def test_make_stats_show_on_bccd(bccd_root, tmp_path):
 
 def test_bccd_legacy_matches_the_per_box_loop_over_the_xml(bccd_root):
     """OA-MIL's VOC generator, box by box from the XML files in trainval.txt order, against `oamil-legacy` on the
-    suite's loader. The one deviation: the loader drops the zero-size point clicks BCCD has (OA-MIL would spend
-    four draws on each), so the loop skips them too."""
+    suite's loader. The loader drops BCCD's two zero-size point clicks, on which OA-MIL spends four draws each:
+    the legacy mode spends them too, so every later box matches."""
     from benchmark.datasets import load
 
     train = load(str(bccd_root))["train"]
@@ -108,14 +108,17 @@ def test_bccd_legacy_matches_the_per_box_loop_over_the_xml(bccd_root):
     by_image = r.dataset.annotations_by_image()
     noisy = {im["file_name"]: by_image[im["id"]] for im in r.dataset.images}
     rs = np.random.RandomState(45)
-    compared = 0
+    compared = dropped = 0
     for stem in (bccd_root / "ImageSets" / "Main" / "trainval.txt").read_text().split():
         root = ET.parse(bccd_root / "Annotations" / f"{stem}.xml").getroot()
         W, H = int(root.findtext("size/width")), int(root.findtext("size/height"))
         ours = iter(noisy[f"{stem}.jpg"])
         for obj in root.findall("object"):
             b = [int(float(obj.findtext(f"bndbox/{k}"))) for k in ("xmin", "ymin", "xmax", "ymax")]
-            if b[2] == b[0] or b[3] == b[1]:
+            if b[2] == b[0] or b[3] == b[1]:  # not in the suite's dataset; OA-MIL draws for it all the same
+                if not int(obj.findtext("difficult") or 0):
+                    rs.uniform(-0.4, 0.4, 4)
+                    dropped += 1
                 continue
             a = next(ours)
             if int(obj.findtext("difficult") or 0):
@@ -133,7 +136,7 @@ def test_bccd_legacy_matches_the_per_box_loop_over_the_xml(bccd_root):
             x, y, w, h = a["bbox"]
             assert np.array_equal(np.array([x, y, x + w - 1, y + h - 1], np.float32), np.array(want, np.float32))
             compared += 1
-    assert compared > 3500
+    assert compared > 3500 and dropped == 2
 
 
 def _bench(*args, cwd=None):

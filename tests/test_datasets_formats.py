@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -213,6 +214,20 @@ def test_coco_column_check_gives_what_the_per_annotation_rules_give(tmp_path, mo
     assert by_id[101]["bbox"] == [0.0, 30, 15.0, 10.0] and by_id[102]["bbox"] == [0, 0, 60.0, 40]
     assert by_id[202]["iscrowd"] == 1 and by_id[202]["ignore"] == 1 and by_id[203]["ignore"] == 1
     assert by_id[204]["area"] == 5.0 and by_id[100]["area"] == 1.0 and 200 not in by_id and 201 not in by_id
+
+
+def test_coco_huge_ids_take_the_per_annotation_rules(tmp_path):
+    data = coco_dict()
+    big = 2 ** 63 + 5  # a uint64 id (orjson reads it) beyond int64: no column shortcut, same rules
+    data["images"][0]["id"] = big
+    for a in data["annotations"]:
+        if a["image_id"] == 10:
+            a["image_id"] = big
+    data["annotations"][0]["bbox"] = [50, 30, 20, 20]  # crosses the 60x40 border: clipped
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(data))
+    ds = load_coco(path)
+    assert ds.info["fixed"] == {"box_clipped_to_image": 1} and len(ds.annotations) == 4
 
 
 def test_coco_load_records_the_file_sha256(tmp_path):

@@ -98,7 +98,8 @@ def _parse_annotations(items: list, images: dict[int, dict], category_ids: set, 
             kept[i] = _checked_annotation(i, items[i], images, category_ids, path, log, None)
     out = [a for a in kept if a is not None] if care is None or care.size else kept
     crowd = list(map(bool, map(methodcaller("get", "iscrowd", 0), out)))
-    ignore = map(any, zip(crowd, map(methodcaller("get", "ignore", 0), out), map(methodcaller("get", "difficult", 0), out)))
+    ignore = map(any, zip(crowd, map(methodcaller("get", "ignore", 0), out),
+                          map(methodcaller("get", "difficult", 0), out)))
     for a, c, g in zip(out, crowd, ignore):
         a["iscrowd"] = 1 if c else 0
         a["ignore"] = 1 if g else 0
@@ -131,16 +132,24 @@ def _rows_needing_care(items: list, images: dict[int, dict], category_ids: set) 
     xywh = (np.fromiter(chain.from_iterable(boxes), np.float64, 4 * n).reshape(n, 4) if numbers
             else np.full((n, 4), np.nan))
     size = np.full((n, 2), np.nan)  # unknown image -> NaN -> not inside -> the per-annotation rules skip it
-    if set(map(type, image_ids)) == {int}:  # image ids are validated integers: a sorted search finds each row
-        table = np.array([(k, im["width"], im["height"]) for k, im in images.items()], np.float64).reshape(-1, 3)
-        table = table[np.argsort(table[:, 0])]
-        wanted = np.fromiter(image_ids, np.float64, n)
-        pos = np.minimum(np.searchsorted(table[:, 0], wanted), max(len(table) - 1, 0))
-        found = table[pos, 0] == wanted if len(table) else np.zeros(n, bool)
-        size[found] = table[pos[found], 1:]
-    known_cat = (np.isin(np.fromiter(cats, np.int64, n), np.fromiter(category_ids, np.int64))
-                 if set(map(type, cats)) == {int} and set(map(type, category_ids)) <= {int}
-                 else np.fromiter((c in category_ids for c in cats), bool, n))
+    try:
+        if set(map(type, image_ids)) == {int}:  # image ids are validated integers: a sorted search finds each row
+            ids_sorted = np.fromiter(images.keys(), np.int64, len(images))
+            wh = np.array([(im["width"], im["height"]) for im in images.values()], np.float64).reshape(-1, 2)
+            order = np.argsort(ids_sorted)
+            ids_sorted, wh = ids_sorted[order], wh[order]
+            wanted = np.fromiter(image_ids, np.int64, n)
+            pos = np.minimum(np.searchsorted(ids_sorted, wanted), max(len(ids_sorted) - 1, 0))
+            found = ids_sorted[pos] == wanted if len(ids_sorted) else np.zeros(n, bool)
+            size[found] = wh[pos[found]]
+    except OverflowError:  # ids beyond int64: every box goes through the per-annotation rules
+        size[:] = np.nan
+    try:
+        if set(map(type, cats)) != {int} or not set(map(type, category_ids)) <= {int}:
+            raise OverflowError
+        known_cat = np.isin(np.fromiter(cats, np.int64, n), np.fromiter(category_ids, np.int64))
+    except OverflowError:
+        known_cat = np.fromiter((c in category_ids for c in cats), bool, n)
     x, y, w, h = xywh.T
     with np.errstate(invalid="ignore"):
         inside = (w > 0) & (h > 0) & (x >= 0) & (y >= 0) & (x + w <= size[:, 0]) & (y + h <= size[:, 1])

@@ -126,24 +126,16 @@ def default_profile(kind: str, gpu: bool | None = None) -> str:
     return "paper" if gpu and kind in PAPER_KINDS else "cpu"
 
 
-def resolve(spec: CellSpec, datasets: DatasetCache, gpu: bool | None = None) -> Cell:
-    """The full config of one cell (method config resolved against its profile, dataset fingerprinted)."""
-    from benchmark.config import resolve_config
-    from methods import get_method
-
-    adapter = get_method(spec.method)
-    if not spec.is_clean:  # unknown noise models and out-of-range levels fail before anything runs
+def _check_noise(spec: CellSpec) -> None:
+    """Unknown noise models and out-of-range levels fail before anything runs."""
+    if not spec.is_clean:
         from noise import get_model
 
         get_model(spec.noise_model).check_level(spec.noise_level)
-    facts = datasets.facts(spec.dataset)
-    profile = spec.profile or default_profile(facts["kind"], gpu)
-    overrides = dict(spec.overrides)
-    for key in ("train.seed", "train.data_seed"):
-        if key in overrides:
-            raise BenchError(f"--set {key}: the training seed comes from --seeds")
-    overrides.update({"train.seed": spec.seed, "train.data_seed": spec.seed})
-    method_config = resolve_config(adapter, profile, facts["kind"], spec.noise_level, overrides)
+
+
+def _cell(spec: CellSpec, facts: dict, profile: str, method_config: dict, extra: dict, locator: dict) -> Cell:
+    """The config every cell shares (method, data, noise, seed, code version) plus `extra`, hashed into its id."""
     config = {
         "schema": SCHEMA,
         "code_version": __version__,
@@ -154,14 +146,32 @@ def resolve(spec: CellSpec, datasets: DatasetCache, gpu: bool | None = None) -> 
         "noise": {"model": spec.noise_model, "level": spec.noise_level, "params": dict(spec.noise_params),
                   "seed": spec.noise_seed, "rng": spec.noise_rng},
         "seed": spec.seed,
+        **extra,
     }
-    version = getattr(adapter, "version", None)
-    if version is not None:
-        config["method_version"] = version
     cid = cell_id(config)
     config["cell_id"] = cid
-    config["locator"] = {"dataset_spec": _absolute_spec(spec.dataset)}
+    config["locator"] = {"dataset_spec": _absolute_spec(spec.dataset), **locator}
     return Cell(cid, config, spec)
+
+
+def resolve(spec: CellSpec, datasets: DatasetCache, gpu: bool | None = None) -> Cell:
+    """The full config of one cell (method config resolved against its profile, dataset fingerprinted)."""
+    from benchmark.config import resolve_config
+    from methods import get_method
+
+    adapter = get_method(spec.method)
+    _check_noise(spec)
+    facts = datasets.facts(spec.dataset)
+    profile = spec.profile or default_profile(facts["kind"], gpu)
+    overrides = dict(spec.overrides)
+    for key in ("train.seed", "train.data_seed"):
+        if key in overrides:
+            raise BenchError(f"--set {key}: the training seed comes from --seeds")
+    overrides.update({"train.seed": spec.seed, "train.data_seed": spec.seed})
+    method_config = resolve_config(adapter, profile, facts["kind"], spec.noise_level, overrides)
+    version = getattr(adapter, "version", None)
+    extra = {} if version is None else {"method_version": version}
+    return _cell(spec, facts, profile, method_config, extra, {})
 
 
 def resolve_external(spec: CellSpec, datasets: DatasetCache, detections: Path, read_options: dict) -> Cell:
@@ -169,30 +179,14 @@ def resolve_external(spec: CellSpec, datasets: DatasetCache, detections: Path, r
     config, profile `external` unless given, and the file's sha256 and read options under `external`."""
     from benchmark.io import sha256_file
 
-    if not spec.is_clean:
-        from noise import get_model
-
-        get_model(spec.noise_model).check_level(spec.noise_level)
+    _check_noise(spec)
     path = Path(detections).expanduser().resolve()
     if not path.is_file():
         raise BenchError("--external: detections file not found", path)
     facts = datasets.facts(spec.dataset)
-    config = {
-        "schema": SCHEMA,
-        "code_version": __version__,
-        "method": spec.method,
-        "method_config": {},
-        "profile": spec.profile or EXTERNAL_PROFILE,
-        "dataset": dict(facts),
-        "noise": {"model": spec.noise_model, "level": spec.noise_level, "params": dict(spec.noise_params),
-                  "seed": spec.noise_seed, "rng": spec.noise_rng},
-        "seed": spec.seed,
-        "external": {"file": path.name, "sha256": sha256_file(path), **read_options},
-    }
-    cid = cell_id(config)
-    config["cell_id"] = cid
-    config["locator"] = {"dataset_spec": _absolute_spec(spec.dataset), "detections": str(path)}
-    return Cell(cid, config, spec)
+    external = {"file": path.name, "sha256": sha256_file(path), **read_options}
+    return _cell(spec, facts, spec.profile or EXTERNAL_PROFILE, {}, {"external": external},
+                 {"detections": str(path)})
 
 
 def resolve_all(specs: list[CellSpec], datasets: DatasetCache | None = None, gpu: bool | None = None) -> list[Cell]:

@@ -22,6 +22,7 @@ from operator import itemgetter, methodcaller
 
 import numpy as np
 
+from benchmark.datasets.core import rows_by_id
 from benchmark.errors import BenchError
 
 # The OA-MIL clip bound: x2 <= W - 1, y2 <= H - 1 (and x1, y1 >= 0).
@@ -196,8 +197,8 @@ def pairs_by_image(image_a: np.ndarray, image_b: np.ndarray) -> tuple[np.ndarray
 
 
 def _image_rows(images: list, anns: list) -> np.ndarray:
-    """Row in `images` of each annotation's image (-1: unknown). Integer ids go through a sorted search (a dict
-    lookup per box costs ~1 s on COCO train); other ids through a dict."""
+    """Row in `images` of each annotation's image (-1: unknown). Integer ids go through a sorted search
+    (`rows_by_id`); other ids through a dict."""
     n = len(anns)
     try:
         ids = np.fromiter(map(itemgetter("id"), images), np.int64, len(images))
@@ -207,10 +208,7 @@ def _image_rows(images: list, anns: list) -> np.ndarray:
         for i, iid in enumerate(map(itemgetter("id"), images)):
             index.setdefault(iid, i)
         return np.fromiter(map(index.__getitem__, map(itemgetter("image_id"), anns)), np.int64, n)
-    order = np.argsort(ids, kind="stable")  # first of duplicate ids wins, as with a dict's setdefault
-    pos = np.minimum(np.searchsorted(ids[order], wanted), max(len(ids) - 1, 0))
-    found = ids[order][pos] == wanted if len(ids) else np.zeros(n, bool)
-    return np.where(found, order[pos] if len(ids) else 0, -1).astype(np.int64)
+    return rows_by_id(ids, wanted)  # first of duplicate ids wins, as with a dict's setdefault
 
 
 class _IndexOrMinusOne(dict):

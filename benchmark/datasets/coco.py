@@ -19,7 +19,7 @@ import numpy as np
 from benchmark.errors import BenchError
 from benchmark.io import gc_paused, parse_json, read_bytes, sha256_bytes, write_json
 
-from .core import DetectionDataset
+from .core import DetectionDataset, rows_by_id
 from .problems import ProblemLog, clean_box
 
 
@@ -93,10 +93,10 @@ def _parse_annotations(items: list, images: dict[int, dict], category_ids: set, 
         seen: set = set()
         kept = [_checked_annotation(i, a, images, category_ids, path, log, seen) for i, a in enumerate(items)]
     else:
-        kept = items if not care.size else list(items)
+        kept = list(items)
         for i in care.tolist():
             kept[i] = _checked_annotation(i, items[i], images, category_ids, path, log, None)
-    out = [a for a in kept if a is not None] if care is None or care.size else kept
+    out = [a for a in kept if a is not None]
     crowd = list(map(bool, map(methodcaller("get", "iscrowd", 0), out)))
     ignore = map(any, zip(crowd, map(methodcaller("get", "ignore", 0), out),
                           map(methodcaller("get", "difficult", 0), out)))
@@ -132,28 +132,29 @@ def _rows_needing_care(items: list, images: dict[int, dict], category_ids: set) 
     xywh = (np.fromiter(chain.from_iterable(boxes), np.float64, 4 * n).reshape(n, 4) if numbers
             else np.full((n, 4), np.nan))
     size = np.full((n, 2), np.nan)  # unknown image -> NaN -> not inside -> the per-annotation rules skip it
-    try:
-        if set(map(type, image_ids)) == {int}:  # image ids are validated integers: a sorted search finds each row
-            ids_sorted = np.fromiter(images.keys(), np.int64, len(images))
-            wh = np.array([(im["width"], im["height"]) for im in images.values()], np.float64).reshape(-1, 2)
-            order = np.argsort(ids_sorted)
-            ids_sorted, wh = ids_sorted[order], wh[order]
-            wanted = np.fromiter(image_ids, np.int64, n)
-            pos = np.minimum(np.searchsorted(ids_sorted, wanted), max(len(ids_sorted) - 1, 0))
-            found = ids_sorted[pos] == wanted if len(ids_sorted) else np.zeros(n, bool)
-            size[found] = wh[pos[found]]
-    except OverflowError:  # ids beyond int64: every box goes through the per-annotation rules
-        size[:] = np.nan
-    try:
-        if set(map(type, cats)) != {int} or not set(map(type, category_ids)) <= {int}:
-            raise OverflowError
-        known_cat = np.isin(np.fromiter(cats, np.int64, n), np.fromiter(category_ids, np.int64))
-    except OverflowError:
+    rows = _int_column_op(lambda: rows_by_id(np.fromiter(images.keys(), np.int64, len(images)),
+                                             np.fromiter(image_ids, np.int64, n)), image_ids)
+    if rows is not None:  # else: non-integer or huge ids, every box goes through the per-annotation rules
+        wh = np.array([(im["width"], im["height"]) for im in images.values()], np.float64).reshape(-1, 2)
+        size[rows >= 0] = wh[rows[rows >= 0]]
+    known_cat = _int_column_op(lambda: np.isin(np.fromiter(cats, np.int64, n), np.fromiter(category_ids, np.int64)),
+                               cats, category_ids)
+    if known_cat is None:
         known_cat = np.fromiter((c in category_ids for c in cats), bool, n)
     x, y, w, h = xywh.T
     with np.errstate(invalid="ignore"):
         inside = (w > 0) & (h > 0) & (x >= 0) & (y >= 0) & (x + w <= size[:, 0]) & (y + h <= size[:, 1])
     return np.flatnonzero(~(inside & known_cat))
+
+
+def _int_column_op(op, *columns):
+    """`op()` when every value of `columns` is a Python int that fits int64, else None (the caller's slow path)."""
+    if any(set(map(type, col)) - {int} for col in columns):
+        return None
+    try:
+        return op()
+    except OverflowError:
+        return None
 
 
 def _checked_annotation(i: int, a, images: dict[int, dict], category_ids: set, path: Path, log: ProblemLog,

@@ -18,9 +18,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
+
 from benchmark.io import dumps_json, sha256_bytes
 
 ANNOTATION_KEYS = ("id", "image_id", "category_id", "bbox", "area", "iscrowd", "ignore")
+
+
+def rows_by_id(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Row in `ids` of each of `wanted` (int64 arrays), -1 where absent; the first of duplicate ids wins. A sorted
+    search: a dict lookup per annotation costs ~1 s on COCO train."""
+    if not len(ids):
+        return np.full(len(wanted), -1, np.int64)
+    order = np.argsort(ids, kind="stable")
+    pos = np.minimum(np.searchsorted(ids[order], wanted), len(ids) - 1)
+    return np.where(ids[order][pos] == wanted, order[pos], -1).astype(np.int64)
 
 
 @dataclass

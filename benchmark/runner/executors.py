@@ -260,8 +260,6 @@ class LocalExecutor:
 class InlineExecutor:
     """Run cells one after another in this process: for cells that train nothing (external detections)."""
 
-    jobs, threads = 1, 1
-
     def __init__(self, overwrite: str = "missing", progress: bool = False):
         self.overwrite, self.progress = overwrite, progress
 

@@ -218,6 +218,14 @@ class _IndexOrMinusOne(dict):
         return -1
 
 
+def _column(anns: list, key: str, missing, dtype) -> np.ndarray:
+    """`a.get(key, missing)` of every annotation as an array (itemgetter first: loaded datasets have the key)."""
+    try:
+        return np.fromiter(map(itemgetter(key), anns), dtype, len(anns))
+    except KeyError:
+        return np.fromiter(map(methodcaller("get", key, missing), anns), dtype, len(anns))
+
+
 def _has_size(im: dict) -> bool:
     try:
         return float(im["width"]) > 0 and float(im["height"]) > 0
@@ -251,11 +259,11 @@ def extract(ds, mode: str = "numpy", layout: str = "coco") -> BoxSet:
         xywh = np.fromiter(chain.from_iterable(boxes), np.float64, 4 * n).reshape(n, 4)
         image = _image_rows(ds.images, anns)
         category = np.fromiter(map(itemgetter("category_id"), anns), np.int64, n)
-        flag = np.fromiter(map(methodcaller("get", "ignore", 2), anns), np.int64, n)  # 2: no `ignore` field
+        flag = _column(anns, "ignore", 2, np.int64)  # 2: no `ignore` field
         ignored = flag == 1
         for r in np.flatnonzero((flag != 0) & (flag != 1)).tolist():  # hand-built dicts: derive it
             ignored[r] = _is_ignored(anns[r])
-        area = np.fromiter(map(methodcaller("get", "area", np.nan), anns), np.float64, n)
+        area = _column(anns, "area", np.nan, np.float64)
         cat_ids = np.array(sorted({int(c["id"]) for c in ds.categories}), dtype=np.int64)
     except (KeyError, ValueError, TypeError) as exc:
         raise BenchError(f"annotations are malformed for noise ({type(exc).__name__}: {exc}); every annotation "

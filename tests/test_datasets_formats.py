@@ -499,3 +499,30 @@ def test_voc_writer_never_writes_zero_size_boxes(tmp_path):
     back = load_voc(tmp_path, "test")
     assert len(back.annotations) == 1 and back.info["skipped"] == {}
     assert back.annotations[0]["bbox"] == [3.0, 4.0, 2.0, 2.0]  # the smallest box VOC can hold (within 1 px)
+
+
+@pytest.mark.parametrize("ids", [
+    [1, 2, 3, 4, 5],  # dense and increasing: the lookup table
+    [5, 3, 9, 1, 7],  # dense, unordered
+    [3, 1, 3, 2, 1],  # duplicates: the first row wins (sorted search)
+    [10 ** 12, 7, 10 ** 15],  # sparse: sorted search
+    [-4, -2, 0, 2],  # negative ids
+    [42],
+])
+def test_rows_by_id_is_a_first_wins_dict_lookup(ids):
+    from benchmark.datasets.core import rows_by_id
+
+    first: dict = {}
+    for row, i in enumerate(ids):
+        first.setdefault(i, row)
+    wanted = sorted(set(ids)) + [min(ids) - 1, max(ids) + 1, 6, 0, 10 ** 13] + list(reversed(ids))
+    got = rows_by_id(np.array(ids, np.int64), np.array(wanted, np.int64))
+    assert got.tolist() == [first.get(w, -1) for w in wanted]
+    assert rows_by_id(np.zeros(0, np.int64), np.array([1, 2])).tolist() == [-1, -1]
+
+
+def test_coco_duplicate_annotation_ids_out_of_order_are_an_error(tmp_path):
+    data = coco_dict()
+    data["annotations"][-1]["id"] = data["annotations"][0]["id"]  # not adjacent: the increasing-ids shortcut fails
+    with pytest.raises(BenchError, match="duplicate annotation id"):
+        load_coco(make_coco(tmp_path, data))

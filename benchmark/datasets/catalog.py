@@ -152,8 +152,8 @@ def _load_yolo_root(root: Path, name: str) -> dict[str, DetectionDataset]:
     test = "test" if "test" in avail else ("val" if "val" in avail else None)
     pairs = [(k, s) for k, s in (("train", "train"), ("test", test)) if s in avail]
     if not pairs:
-        raise BenchError(f"YOLO folder has no images/train/, images/val/ or images/test/ "
-                         f"(found: {', '.join(avail) or 'nothing'})", root)
+        raise BenchError(f"YOLO dataset has no train, val or test split (data.yaml entries or images/<split>/ "
+                         f"folders; found: {', '.join(avail) or 'nothing'})", root)
     return {k: load_yolo(root, s, name=f"{name}/{k}") for k, s in pairs}
 
 
@@ -215,15 +215,18 @@ def detect_format(path: Path) -> str:
     if path.is_file():
         if path.suffix.lower() == ".json":
             return "coco-file"
-        raise BenchError("cannot tell the dataset format: expected a COCO .json file or a dataset folder", path)
+        if path.suffix.lower() in (".yaml", ".yml"):
+            return "yolo"
+        raise BenchError("cannot tell the dataset format: expected a COCO .json file, a YOLO .yaml file or a "
+                         "dataset folder", path)
     if (path / "Annotations").is_dir():
         return "voc"
-    if (path / "labels").is_dir() and (path / "images").is_dir():
+    if ((path / "labels").is_dir() and (path / "images").is_dir()) or yolo_splits(path):
         return "yolo"
     if _coco_dir_files(path):
         return "coco-dir"
     raise BenchError("cannot tell the dataset format: expected a VOC folder (Annotations/), a YOLO folder "
-                     "(images/ + labels/) or COCO jsons (train.json, val.json, annotations/instances_*.json)", path)
+                     "(images/ + labels/, or a data.yaml listing its splits) or COCO jsons (train.json, val.json, annotations/instances_*.json)", path)
 
 
 def load(spec: str | Path) -> dict[str, DetectionDataset]:
@@ -242,7 +245,8 @@ def load(spec: str | Path) -> dict[str, DetectionDataset]:
     if not path.exists():
         raise BenchError(f"unknown dataset {spec!r}: not a catalog name ({', '.join(CATALOG)}), "
                          "not a shapes:/coco: spec, and no such file or folder")
-    name = path.stem if path.is_file() else path.resolve().name
+    name = path.resolve().parent.name if path.suffix.lower() in (".yaml", ".yml") else (
+        path.stem if path.is_file() else path.resolve().name)
     fmt = detect_format(path)
     if fmt == "coco-file":
         return _load_coco_file(path)

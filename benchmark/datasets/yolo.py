@@ -1,4 +1,11 @@
-"""YOLO txt folders: `images/<split>/...`, `labels/<split>/....txt`, class names in `data.yaml` or `classes.txt`.
+"""YOLO txt datasets: the `images/<split>/` + `labels/<split>/` layout, or whatever a `data.yaml` says.
+
+A `data.yaml` (Ultralytics' format; also data.yml, dataset.yaml, or any .yaml given as the dataset path) names the
+classes and may list the splits: `train` / `val` / `test`, each a folder of images, a .txt file listing images, or a
+list of those, relative to `path` (itself relative to the yaml's folder). Resolved like Ultralytics does: a relative
+entry that does not exist is retried without a leading `../` (Roboflow exports write `train: ../train/images` beside
+`train/`, `valid/`, `test/`). The label file of an image is its path with the last `images/` folder replaced by
+`labels/` and the extension by `.txt`. Without split entries (or where one does not exist) `images/<split>/` is used.
 
 Each label line is `class cx cy w h`, normalised to the image size; segmentation lines (`class x1 y1 x2 y2 ...`)
 are reduced to their bounding box and counted. Image sizes are read from the file headers (no pixel decoding).
@@ -120,25 +127,42 @@ def _names_list(names, path: Path) -> list[str]:
     return names
 
 
+def _yaml_file(root: Path) -> Path | None:
+    """The dataset's YAML: `root` itself when it is a .yaml file, else the first of `YAML_NAMES` in it."""
+    if root.is_file():
+        return root if root.suffix.lower() in (".yaml", ".yml") else None
+    return next((root / f for f in YAML_NAMES if (root / f).is_file()), None)
+
+
+def _read_yaml(path: Path):
+    text = path.read_text(encoding="utf-8")
+    try:
+        import yaml  # PyYAML when installed; the small parser handles the usual forms of `names` otherwise
+    except ImportError:
+        return {"names": parse_yaml_names(text)}
+    try:
+        return yaml.safe_load(text)
+    except Exception as exc:  # yaml.YAMLError and friends
+        raise BenchError(f"malformed YAML ({exc.__class__.__name__}: {str(exc).splitlines()[0]})", path) from None
+
+
+def dataset_dir(root: str | Path) -> Path:
+    """The folder of a YOLO dataset given as its folder or as its .yaml file."""
+    root = Path(root)
+    return root.parent if root.is_file() else root
+
+
 def yolo_class_names(root: str | Path) -> list[str]:
     """Class names of a YOLO dataset: `names` of data.yaml (or data.yml / dataset.yaml), else classes.txt."""
     root = Path(root)
-    for fname in YAML_NAMES:
-        p = root / fname
-        if p.is_file():
-            text = p.read_text(encoding="utf-8")
-            try:
-                import yaml  # PyYAML when installed; the small parser handles the usual forms otherwise
-
-                data = yaml.safe_load(text)
-                names = data.get("names") if isinstance(data, dict) else None
-            except ImportError:
-                names = parse_yaml_names(text)
-            except Exception as exc:  # yaml.YAMLError and friends
-                raise BenchError(f"malformed YAML ({exc.__class__.__name__}: {str(exc).splitlines()[0]})", p) from None
-            if names is None:
-                raise BenchError("no 'names' key (the class names)", p)
-            return _names_list(names, p)
+    p = _yaml_file(root)
+    if p is not None:
+        data = _read_yaml(p)
+        names = data.get("names") if isinstance(data, dict) else None
+        if names is None:
+            raise BenchError("no 'names' key (the class names)", p)
+        return _names_list(names, p)
+    root = dataset_dir(root)
     for p in (root / "classes.txt", root / "labels" / "classes.txt"):
         if p.is_file():
             names = [l.strip() for l in p.read_text(encoding="utf-8").splitlines() if l.strip()]
@@ -146,9 +170,107 @@ def yolo_class_names(root: str | Path) -> list[str]:
     raise BenchError("no class names: expected data.yaml with 'names' or classes.txt", root)
 
 
+# ---- splits -----------------------------------------------------------------------------------------------------
+SPLIT_KEYS = ("train", "val", "test")
+
+
+def _yaml_splits(root: Path) -> tuple[dict[str, list[Path]], Path | None]:
+    """data.yaml's split entries, resolved to paths (not checked for existence), and the yaml's path."""
+    yaml_path = _yaml_file(root)
+    if yaml_path is None:
+        return {}, None
+    data = _read_yaml(yaml_path)
+    if not isinstance(data, dict):
+        return {}, yaml_path
+    base = yaml_path.parent
+    if isinstance(data.get("path"), str) and data["path"].strip():
+        p = Path(data["path"]).expanduser()
+        p = p if p.is_absolute() else base / p
+        if p.is_dir():  # else: an Ultralytics-relative `path` from another machine; the yaml's folder it is
+            base = p
+    out = {}
+    for key in SPLIT_KEYS:
+        entry = data.get(key)
+        if entry is None or entry == "":
+            continue
+        items = entry if isinstance(entry, list) else [entry]
+        if not items or not all(isinstance(i, str) and i.strip() for i in items):
+            raise BenchError(f"'{key}' must be a path or a list of paths, got {entry!r}", yaml_path)
+        out[key] = [_resolve_entry(base, item.strip()) for item in items]
+    return out, yaml_path
+
+
+def _resolve_entry(base: Path, item: str) -> Path:
+    p = Path(item).expanduser()
+    if p.is_absolute():
+        return p
+    if not (base / p).exists() and item.startswith("../"):
+        return base / item[3:]
+    return base / p
+
+
+def _layout_dir(root: Path, split: str) -> Path:
+    return dataset_dir(root) / "images" / split
+
+
+def _split_sources(root: Path, split: str) -> tuple[list[Path], str]:
+    """Image sources of `split` (folders, .txt lists or image files) and how they were found (for errors)."""
+    entries, yaml_path = _yaml_splits(root)
+    if split in entries and all(p.exists() for p in entries[split]):
+        return entries[split], f"'{split}' in {yaml_path.name}"
+    if _layout_dir(root, split).is_dir():
+        return [_layout_dir(root, split)], f"images/{split}/"
+    if split in entries:
+        missing = next(p for p in entries[split] if not p.exists())
+        raise BenchError(f"split '{split}': {missing} does not exist (and there is no images/{split}/ folder)",
+                         yaml_path)
+    avail = ", ".join(yolo_splits(root)) or "none"
+    raise BenchError(f"not a YOLO split: no images/{split}/ directory (available splits: {avail})",
+                     dataset_dir(root))
+
+
 def yolo_splits(root: str | Path) -> list[str]:
-    d = Path(root) / "images"
-    return sorted(p.name for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
+    """Splits that can be loaded: data.yaml's entries that exist, then the folders under `images/`."""
+    root = Path(root)
+    entries, _ = _yaml_splits(root)
+    found = [k for k, paths in entries.items() if all(p.exists() for p in paths)]
+    d = dataset_dir(root) / "images"
+    if d.is_dir():
+        found += sorted(p.name for p in d.iterdir() if p.is_dir() and p.name not in found)
+    return found
+
+
+def label_path(image: Path) -> Path:
+    """Ultralytics' rule: the last `images` folder of the path becomes `labels`, the extension `.txt`."""
+    parts = list(image.parts)
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            break
+    return Path(*parts).with_suffix(".txt")
+
+
+def _listed_images(source: Path, log: ProblemLog) -> list[Path]:
+    """Image files of one source: a folder (recursively, sorted), a .txt list (one path per line, relative to the
+    list's folder) or one image file. Listed images that do not exist are counted and skipped."""
+    if source.is_dir():
+        return [source / rel for rel in _walk(source, is_image_file)]
+    if source.suffix.lower() == ".txt":
+        out = []
+        for ln, line in enumerate(source.read_text(encoding="utf-8").splitlines(), start=1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            p = Path(line).expanduser()
+            p = p if p.is_absolute() else source.parent / p
+            if p.is_file():
+                out.append(p)
+            else:
+                log.skip("listed_image_missing", f"{source.name}: line {ln}: {line}")
+        return out
+    if is_image_file(source.name):
+        return [source]
+    raise BenchError("a split entry must be a folder of images, a .txt list of images or an image file", source)
 
 
 # ---- loading ------------------------------------------------------------------------------------------------
@@ -200,38 +322,46 @@ def _parse_label_file(path: Path, rel: str, width: int, height: int, ncls: int, 
 
 
 def load_yolo(root: str | Path, split: str, name: str = "") -> DetectionDataset:
+    """One split of a YOLO dataset given as its folder or its .yaml file (see the module docstring)."""
     root = Path(root)
-    img_dir, lbl_dir = root / "images" / split, root / "labels" / split
-    if not img_dir.is_dir():
-        avail = ", ".join(yolo_splits(root)) or "none"
-        raise BenchError(f"not a YOLO split: no images/{split}/ directory (available splits: {avail})", root)
+    sources, found_by = _split_sources(root, split)
     names = yolo_class_names(root)
     log = ProblemLog()
+    files = list(dict.fromkeys(p for src in sources for p in _listed_images(src, log)))  # unique, listed order
+    if len(sources) == 1 and sources[0].is_dir():
+        image_root = sources[0]
+    else:
+        image_root = Path(os.path.commonpath([str(p.parent) for p in files])) if files else dataset_dir(root)
     images, annotations = [], []
-    image_stems = set()
-    for i, rel in enumerate(_walk(img_dir, is_image_file), start=1):
-        stem = str(PurePosixPath(rel).with_suffix(""))
-        image_stems.add(stem)
+    labels_seen = set()
+    for i, path in enumerate(files, start=1):
+        rel = Path(os.path.relpath(path, image_root)).as_posix()
         try:
-            width, height = image_size(img_dir / rel)
+            width, height = image_size(path)
         except BenchError as exc:
             log.skip("unreadable_image", str(exc))
             continue
         images.append({"id": i, "file_name": rel, "width": width, "height": height})
-        label = lbl_dir / f"{stem}.txt"
+        label = label_path(path)
+        labels_seen.add(os.path.normpath(label))
         if not label.is_file():
             continue
-        for cls, box in _parse_label_file(label, f"labels/{split}/{stem}.txt", width, height, len(names), log):
+        shown = os.path.relpath(label, dataset_dir(root)).replace(os.sep, "/")
+        for cls, box in _parse_label_file(label, shown, width, height, len(names), log):
             annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": cls + 1, "bbox": box,
                                 "area": float(box[2]) * float(box[3]), "iscrowd": 0, "ignore": 0})
-    if lbl_dir.is_dir():
+    for src in sources:  # label files of a folder source that no image of the split uses
+        lbl_dir = label_path(src / "x.png").parent if src.is_dir() else None
+        if lbl_dir is None or lbl_dir == src or not lbl_dir.is_dir():
+            continue
         for rel in _walk(lbl_dir, lambda f: f.endswith(".txt")):
-            if rel[:-4] not in image_stems and rel != "classes.txt":
-                log.skip("label_without_image", f"labels/{split}/{rel}")
+            if rel != "classes.txt" and os.path.normpath(lbl_dir / rel) not in labels_seen:
+                log.skip("label_without_image", os.path.relpath(lbl_dir / rel, dataset_dir(root)).replace(os.sep, "/"))
     categories = [{"id": k + 1, "name": n} for k, n in enumerate(names)]
-    info = log.store({"format": "yolo", "split": split})
-    return DetectionDataset(images, annotations, categories, image_root=img_dir, name=name or f"{root.name}/{split}",
-                            source=str(root), info=info)
+    info = log.store({"format": "yolo", "split": split, "split_from": found_by})
+    folder = dataset_dir(root)
+    return DetectionDataset(images, annotations, categories, image_root=image_root,
+                            name=name or f"{folder.name}/{split}", source=str(folder), info=info)
 
 
 # ---- saving -------------------------------------------------------------------------------------------------

@@ -33,7 +33,6 @@ Training, checkpoints, resume, DDP, prediction and evaluation come from the suit
 from __future__ import annotations
 
 from methods import MethodAdapter, Paper
-from methods.core import build_faster_rcnn
 
 from {package}.config import DEFAULTS
 
@@ -53,6 +52,9 @@ class {cls}(MethodAdapter):
     def build_model(self, cfg, num_classes):
         # Replace with your detector. cfg["model"] is the shared core's section (backbone, anchors, sizes),
         # cfg["method"] is yours. Reusing the core keeps comparisons fair (same backbone and schedule).
+        # Import torch-side code here, not at the top: `bench methods ls` imports every adapter module.
+        from methods.core import build_faster_rcnn
+
         model = build_faster_rcnn(cfg["model"], num_classes)
         return model
 '''

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
 
 import pytest
@@ -95,6 +96,10 @@ def test_scaffold_writes_a_package_that_passes_the_contract(tmp_path, monkeypatc
     assert '[project.entry-points."noisybox_bench.methods"]' in pyproject
     assert 'my_method = "noisybox_my_method.adapter:MyMethod"' in pyproject
     assert "check_adapter" in (out / "tests" / "test_my_method.py").read_text()
+    probe = ("import sys; import noisybox_my_method.adapter; "
+             "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
+    imported = subprocess.run([sys.executable, "-c", probe], cwd=out, capture_output=True, text=True, check=True)
+    assert imported.stdout.strip() == "[]"  # listing methods does not pay for a torch import
     monkeypatch.syspath_prepend(str(out))
     adapter_cls = importlib.import_module("noisybox_my_method.adapter").MyMethod
     assert adapter_cls.name == "my_method"

@@ -21,11 +21,10 @@ CLEAN, NOISY = "#1a9e3f", "#e0201b"
 def _pixels(path: Path | None, width: int, height: int):
     if path is not None and path.is_file():
         try:
-            from PIL import Image
+            from benchmark.datasets.images import open_rgb
 
-            with Image.open(path) as im:
-                return np.asarray(im.convert("RGB")), True
-        except OSError:
+            return np.asarray(open_rgb(path, (width, height))), True
+        except (OSError, ValueError, SyntaxError):
             pass
     return np.full((max(int(height), 1), max(int(width), 1), 3), 200, np.uint8), False
 

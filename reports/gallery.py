@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from benchmark.datasets.images import open_rgb
 from benchmark.io import atomic_write_bytes
 
 COLORS = {"clean": (30, 170, 60), "noisy": (255, 140, 0), "refined": (225, 20, 170), "predicted": (225, 20, 170),
@@ -60,8 +61,7 @@ def _tile(ex: Example, size: int, candidate_label: str, images: dict) -> Image.I
         key = str(ex.image_path)
         if key not in images:
             try:
-                with Image.open(ex.image_path) as im:
-                    images[key] = im.convert("RGB")
+                images[key] = open_rgb(ex.image_path, ex.image_size)
             except (OSError, ValueError):
                 images[key] = None
         img = images[key]

@@ -582,3 +582,45 @@ def test_coco_duplicate_annotation_ids_out_of_order_are_an_error(tmp_path):
     data["annotations"][-1]["id"] = data["annotations"][0]["id"]  # not adjacent: the increasing-ids shortcut fails
     with pytest.raises(BenchError, match="duplicate annotation id"):
         load_coco(make_coco(tmp_path, data))
+
+
+def write_sideways_jpeg(path: Path, orientation: int = 6) -> np.ndarray:
+    """A 40x20 JPEG stored sideways with an EXIF orientation tag; returns its stored pixels."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.zeros((20, 40, 3), np.uint8)
+    arr[:, :10] = (255, 0, 0)  # a red band on the stored image's left
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(arr).save(path, exif=exif.tobytes(), quality=95)
+    return arr
+
+
+def test_exif_orientation_gives_the_upright_image_unless_annotated_as_stored(tmp_path):
+    from PIL import ImageOps
+
+    from benchmark.datasets.images import decode_problem, image_size, open_rgb
+    from methods._core.data import load_image
+
+    path = tmp_path / "y" / "images" / "train" / "side.jpg"
+    write_sideways_jpeg(path)
+    with Image.open(path) as im:
+        upright = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    assert image_size(path) == (20, 40) and upright.shape == (40, 20, 3)
+    assert np.array_equal(np.asarray(open_rgb(path)), upright)
+    assert open_rgb(path, (20, 40)).size == (20, 40) and open_rgb(path, (40, 20)).size == (40, 20)  # stored size
+    assert decode_problem(path, 20, 40) is None and decode_problem(path, 40, 20) is None
+    assert "size mismatch" in decode_problem(path, 30, 30)
+    write_image(tmp_path / "plain.png", 40, 20)
+    assert image_size(tmp_path / "plain.png") == (40, 20)
+    # YOLO labels are normalised to the upright image (Ultralytics' convention)
+    root = tmp_path / "y"
+    (root / "data.yaml").write_text("names: [band]\n")
+    (root / "labels" / "train").mkdir(parents=True)
+    (root / "labels" / "train" / "side.txt").write_text("0 0.25 0.5 0.5 0.5\n")
+    ds = load_yolo(root, "train")
+    assert (ds.images[0]["width"], ds.images[0]["height"]) == (20, 40)
+    assert ds.annotations[0]["bbox"] == [0.0, 10.0, 10.0, 20.0]
+    pixels = load_image(ds, ds.images[0])
+    assert tuple(pixels.shape) == (3, 40, 20) and np.array_equal(pixels.permute(1, 2, 0).numpy(), upright)
+    stored = dict(ds.images[0], width=40, height=20)  # e.g. a COCO file that recorded the stored size
+    assert tuple(load_image(ds, stored).shape) == (3, 20, 40)

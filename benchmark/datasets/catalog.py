@@ -28,7 +28,7 @@ from .coco import load_coco
 from .core import DetectionDataset
 from .shapes import ShapesConfig, cache_dir, ensure_shapes
 from .voc import load_voc, voc_splits
-from .yolo import load_yolo, yolo_splits
+from .yolo import load_yolo, same_yolo_sources, yolo_splits
 
 REPO = Path(__file__).resolve().parents[2]
 BCCD_RELATIVE = Path("..") / "shared" / "datasets" / "bccd" / "BCCD"
@@ -154,6 +154,8 @@ def _load_yolo_root(root: Path, name: str) -> dict[str, DetectionDataset]:
     if not pairs:
         raise BenchError(f"YOLO dataset has no train, val or test split (data.yaml entries or images/<split>/ "
                          f"folders; found: {', '.join(avail) or 'nothing'})", root)
+    if len(pairs) == 2 and same_yolo_sources(root, pairs[0][1], pairs[1][1]):
+        pairs = pairs[1:]  # a yaml naming the test images as `train` too (Ultralytics wants the key): no train split
     return {k: load_yolo(root, s, name=f"{name}/{k}") for k, s in pairs}
 
 

@@ -1,4 +1,10 @@
-"""Image files: sizes from headers, validation by decoding, and placing images into an exported layout."""
+"""Image files: sizes from headers, pixels, validation by decoding, and placing images into an exported layout.
+
+EXIF orientation: a photo stored sideways with an orientation tag is shown upright by viewers, OpenCV, mmcv and
+Ultralytics, so labels drawn on it (YOLO's normalised ones above all) refer to the upright image. `image_size`
+gives that size and `open_rgb` those pixels, except where an annotation file recorded the stored size of a
+quarter-turned image: then the stored pixels are what its boxes refer to. Only JPEG / MPO / TIFF / WebP tags are
+read: they sit in the header, while PNG's may follow the pixel data."""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from benchmark.errors import BenchError
 
@@ -18,17 +24,48 @@ def is_image_file(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
+_TAGGED_FORMATS = ("JPEG", "MPO", "TIFF", "WEBP")
+_QUARTER_TURNS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
+def _orientation(im: Image.Image) -> int:
+    if im.format not in _TAGGED_FORMATS:
+        return 1
+    try:
+        value = int(im.getexif().get(0x0112, 1))
+    except (TypeError, ValueError, OSError, SyntaxError):
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def _upright_size(im: Image.Image) -> tuple[int, int]:
+    w, h = im.size
+    return (h, w) if _orientation(im) in _QUARTER_TURNS else (w, h)
+
+
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) from the file header; PIL opens lazily, so no pixels are decoded.
+    """(width, height) of the upright image (EXIF orientation applied), from the file header: PIL opens lazily, so
+    no pixels are decoded.
 
     Raises `BenchError` naming the file if it is missing or not an image."""
     try:
         with Image.open(path) as im:
-            return im.size
+            return _upright_size(im)
     except FileNotFoundError:
         raise BenchError("image file not found", path) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise BenchError(f"not a readable image ({exc.__class__.__name__}: {exc})", path) from None
+
+
+def open_rgb(path: str | Path, annotated_size: tuple | None = None) -> Image.Image:
+    """The RGB pixels annotations refer to: upright (EXIF orientation applied), unless `annotated_size` (width,
+    height) is the stored size of a quarter-turned image. PIL's errors propagate; callers name the file."""
+    with Image.open(path) as im:
+        if _orientation(im) != 1:
+            stored_size = annotated_size is not None and tuple(map(int, annotated_size)) == im.size
+            if not (stored_size and _upright_size(im) != im.size):
+                return ImageOps.exif_transpose(im).convert("RGB")
+        return im.convert("RGB")
 
 
 def decode_problem(path: Path, width: int | None = None, height: int | None = None) -> str | None:
@@ -39,6 +76,7 @@ def decode_problem(path: Path, width: int | None = None, height: int | None = No
     try:
         with Image.open(path) as im:
             size = im.size
+            sizes = {size, _upright_size(im)}  # either is a valid annotated size (see `open_rgb`)
             if im.format == "JPEG":
                 im.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
             im.load()
@@ -46,7 +84,7 @@ def decode_problem(path: Path, width: int | None = None, height: int | None = No
         return "missing"
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         return f"unreadable ({exc.__class__.__name__}: {exc})"
-    if width and height and tuple(size) != (int(width), int(height)):
+    if width and height and (int(width), int(height)) not in sizes:
         return f"size mismatch (annotated {int(width)}x{int(height)}, file {size[0]}x{size[1]})"
     return None
 

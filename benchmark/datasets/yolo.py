@@ -240,6 +240,12 @@ def yolo_splits(root: str | Path) -> list[str]:
     return found
 
 
+def same_yolo_sources(root: str | Path, a: str, b: str) -> bool:
+    """Splits `a` and `b` read the same images (save_yolo writes `train: images/test` for a lone test split)."""
+    resolved = [[os.path.realpath(p) for p in _split_sources(Path(root), s)[0]] for s in (a, b)]
+    return resolved[0] == resolved[1]
+
+
 def label_path(image: Path) -> Path:
     """Ultralytics' rule: the last `images` folder of the path becomes `labels`, the extension `.txt`."""
     parts = list(image.parts)

@@ -17,9 +17,10 @@ from functools import lru_cache
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from benchmark.datasets.core import DetectionDataset
+from benchmark.datasets.images import open_rgb
 from benchmark.errors import BenchError
 from methods._core.geometry import flip_boxes
 
@@ -27,9 +28,9 @@ from methods._core.geometry import flip_boxes
 def load_image(ds: DetectionDataset, image: dict) -> torch.Tensor:
     """RGB uint8 CHW tensor of one image; a missing/corrupt file or a size that contradicts the annotation is an error."""
     path = ds.image_path(image)
+    annotated = (image["width"], image["height"]) if image.get("width") and image.get("height") else None
     try:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"))
+        arr = np.asarray(open_rgb(path, annotated))
     except FileNotFoundError:
         raise BenchError("image file not found", path) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:

@@ -223,10 +223,12 @@ def detect_format(path: Path) -> str:
                          "dataset folder", path)
     if (path / "Annotations").is_dir():
         return "voc"
-    if ((path / "labels").is_dir() and (path / "images").is_dir()) or yolo_splits(path):
+    if (path / "labels").is_dir() and (path / "images").is_dir():
         return "yolo"
     if _coco_dir_files(path):
         return "coco-dir"
+    if yolo_splits(path):  # a data.yaml listing its splits (Roboflow: train/images, valid/images, ...)
+        return "yolo"
     raise BenchError("cannot tell the dataset format: expected a VOC folder (Annotations/), a YOLO folder "
                      "(images/ + labels/, or a data.yaml listing its splits) or COCO jsons (train.json, val.json, annotations/instances_*.json)", path)
 

@@ -6,7 +6,8 @@ checks that it
 2. trains and leaves a checkpoint, metrics and (if it claims to refine boxes) refined training boxes,
 3. never reads the clean boxes: training with the clean boxes replaced by garbage gives bit-identical weights
    (the oracle must do the opposite: its weights must change),
-4. predicts valid COCO results (known image and category ids, finite boxes inside the image, scores in [0, 1]),
+4. predicts valid COCO results, and some (known image and category ids, finite boxes inside the image, scores in
+   [0, 1]; at least one detection at score threshold 0),
 5. resumes from a checkpoint to exactly the weights of an uninterrupted run,
 6. is deterministic under a fixed seed.
 Third-party adapters call it from their own tests (`bench new-method` writes one); built-ins run it in ours.
@@ -24,6 +25,7 @@ TINY_OVERRIDES = {
     "train.epochs": 2, "train.iters_per_epoch": 1, "train.batch_size": 2, "train.steps": [1], "train.warmup_iters": 1,
     "model.widths": [8, 8, 16, 16], "model.fpn_channels": 16, "model.representation_size": 32,
     "model.box_batch_size_per_image": 16,
+    "model.box_score_thresh": 0.0,  # a detector two iterations old is unsure of everything: keep all it finds
 }
 CONTRACT_DATASET = "shapes:train=8,val=4,size=64,seed=11"
 
@@ -129,6 +131,9 @@ def _check_predictions(dets: list[dict], ds) -> str | None:
     cats = {c["id"] for c in ds.categories}
     if not isinstance(dets, list):
         return f"predict returned {type(dets).__name__}, expected a list of COCO results"
+    if not dets:
+        return (f"predict returned no detections on {len(images)} test images at score threshold 0: a method that "
+                "predicts nothing would score AP 0 without any error")
     for d in dets:
         if not {"image_id", "category_id", "bbox", "score"} <= set(d):
             return f"result lacks keys: {d}"

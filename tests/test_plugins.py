@@ -76,6 +76,26 @@ class _NoisyInit(_Leaky):
         return model
 
 
+class _Silent(_Leaky):
+    """Trains honestly but never predicts anything (a score threshold no detection reaches)."""
+
+    name = "silent_probe"
+
+    def training_view(self, train):
+        return train.without_clean_boxes()
+
+    def build_model(self, cfg, num_classes):
+        model = super().build_model(cfg, num_classes)
+        model.roi_heads.score_thresh = 2.0
+        return model
+
+
+def test_contract_kit_catches_a_method_that_predicts_nothing(tmp_path):
+    report = check_adapter(_Silent, workdir=tmp_path)
+    assert [name for name, _ in report.failed] == ["predicts valid COCO results"]
+    assert "no detections" in report.failed[0][1]
+
+
 def test_contract_kit_catches_a_method_that_reads_clean_boxes(tmp_path):
     report = check_adapter(_Leaky, workdir=tmp_path)
     assert not report.ok

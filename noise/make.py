@@ -15,6 +15,7 @@ and nothing machine-specific (paths, times) is written.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -24,7 +25,7 @@ import numpy as np
 from benchmark import __version__
 from benchmark.datasets.core import DetectionDataset
 from benchmark.errors import BenchError
-from benchmark.io import atomic_write_bytes, dumps_json, gc_paused, sha256_bytes, write_json
+from benchmark.io import atomic_write_bytes, dumps_json, gc_paused, parse_json, sha256_bytes, write_json
 from noise.boxset import DECIMALS, SIZE_MEDIUM, SIZE_SMALL, BoxSet, box_iou_pairs, detect_layout, extract
 from noise.legacy import LEGACY_SEED
 from noise.registry import KINDS, NoiseModel, get_model
@@ -38,13 +39,25 @@ DEFAULT_SEED = 0
 
 @dataclass
 class NoisyResult:
-    dataset: DetectionDataset  # shares image / category dicts with the source: treat as read-only
+    """One noisy training set. `payload` is the COCO json exactly as `write_noisy` writes it; `dataset` is that
+    file read back, parsed on first use: writing levels never builds a second copy of every annotation, and the
+    in-memory dataset is by construction the file's content."""
+
     manifest: dict
-    payload: bytes  # the noisy COCO json exactly as `write_noisy` writes it
+    payload: bytes
+    image_root: Path | None = None  # of the source dataset, for `dataset`
+    name: str = ""
+    source: str = ""
 
     @property
     def sha256(self) -> str:
         return self.manifest["output"]["sha256"]
+
+    @cached_property
+    def dataset(self) -> DetectionDataset:
+        coco = parse_json(self.payload, f"noisy payload of {self.name or 'a dataset'}")
+        return DetectionDataset(coco["images"], coco["annotations"], coco["categories"], self.image_root, self.name,
+                                self.source, coco["info"])
 
 
 # ---- entry points ---------------------------------------------------------------------------------------------
@@ -85,10 +98,14 @@ def iter_noisy(ds: DetectionDataset, model: str | NoiseModel, levels: Iterable[f
         source = _source(ds, source_sha256)
 
     def results() -> Iterator[NoisyResult]:
-        for level in levels:
+        template = None
+        for i, level in enumerate(levels):
             bs = nm.fn(base, level, new_rng(mode, seed), **params)
             with gc_paused():
-                made = _finish(ds, bs, nm, level, seed, mode, layout, params, source)
+                if template is None:
+                    template = output_template(ds.annotations)
+                made = _finish(ds, bs, nm, level, seed, mode, layout, params, source, template,
+                               restore=i + 1 < len(levels))
             del bs
             yield made
             del made  # the caller has written it: do not hold two levels in memory at once
@@ -279,48 +296,68 @@ def _xywh(xyxy: np.ndarray, decimals: int | None) -> tuple[np.ndarray, np.ndarra
     return out, area
 
 
-def _finish(ds, bs: BoxSet, nm: NoiseModel, level, seed, mode, layout, params, source) -> NoisyResult:
+def output_template(anns: list[dict]) -> list[dict]:
+    """Every annotation as a noisy file writes it when nothing changed: a copy with its clean box as `true_bbox` and
+    without `DROPPED_FIELDS`. Built once per source; each level sets its changes on it, serialises it and puts the
+    clean values back (`_finish`), so four levels of COCO train copy 860 k dicts once instead of four times."""
+    out = []
+    append = out.append
+    for a in anns:
+        b = a.copy()
+        b["true_bbox"] = a["bbox"]
+        for key in DROPPED_FIELDS:
+            if key in b:
+                del b[key]
+        append(b)
+    return out
+
+
+def _finish(ds, bs: BoxSet, nm: NoiseModel, level, seed, mode, layout, params, source, template: list[dict],
+            restore: bool = True) -> NoisyResult:
+    """One level's file and manifest from `template` (`output_template(ds.annotations)`): noisy boxes, areas and
+    classes are set on it for the serialisation, and put back afterwards when `restore` (another level follows)."""
     decimals = DECIMALS if mode == "numpy" else None
     anns = ds.annotations
     changed = bs.active & (bs.boxes != bs.clean).any(axis=1)
     relabelled = ~bs.removed & (bs.category != bs.clean_category)
     kept = np.flatnonzero(~bs.removed)
-    position = np.full(len(anns), -1, np.int64)  # row -> index in the output list
-    position[kept] = np.arange(kept.size)
-    # 1. every surviving annotation, copied once, with its clean box beside it and its noisy box if it changed
-    #    (the one loop over all of them; removed rows are never changed: `active` excludes them)
+    # 1. the noisy values onto the template (removed rows are never changed: `active` excludes them)
     rows = np.flatnonzero(changed)
     xywh, area = _xywh(bs.boxes[rows], decimals)
-    new_box, new_area = iter(xywh.tolist()), iter(area.tolist())
-    out = []
-    append = out.append
-    every = kept.size == len(anns)
-    for a, moved in zip(anns if every else map(anns.__getitem__, kept.tolist()),
-                        (changed if every else changed[kept]).tolist()):
-        b = a.copy()
-        b["true_bbox"] = a["bbox"]
-        if moved:
-            b["bbox"] = next(new_box)
-            b["area"] = next(new_area)
-        for key in DROPPED_FIELDS:
-            if key in b:
-                del b[key]
-        append(b)
-    class_changes = []
-    for r, cat in zip(np.flatnonzero(relabelled).tolist(), bs.category[relabelled].tolist()):
-        out[position[r]]["category_id"] = cat
-        class_changes.append({"id": anns[r]["id"], "category_id": anns[r]["category_id"], "to": cat})
+    moved = rows.tolist()
+    for r, box, ar in zip(moved, xywh.tolist(), area.tolist()):
+        t = template[r]
+        t["bbox"] = box
+        t["area"] = ar
+    relabel_rows, new_cats = np.flatnonzero(relabelled).tolist(), bs.category[relabelled].tolist()
+    for r, cat in zip(relabel_rows, new_cats):
+        template[r]["category_id"] = cat
+    out = template if kept.size == len(anns) else list(map(template.__getitem__, kept.tolist()))
+    class_changes = [{"id": anns[r]["id"], "category_id": anns[r]["category_id"], "to": cat}
+                     for r, cat in zip(relabel_rows, new_cats)]
     # 3. what recover_clean needs beyond the file: removed annotations, original areas that were not w x h
     removed = [{"index": r, "annotation": {k: v for k, v in anns[r].items() if k not in DROPPED_FIELDS}}
                for r in np.flatnonzero(bs.removed).tolist()]
     src = bs.source_xywh[rows]  # the same float products recover_clean's w * h makes
     odd = rows[bs.source_area[rows] != src[:, 2] * src[:, 3]]
     clean_area = {"ids": _ids(anns, odd), "areas": bs.source_area[odd].tolist()}
+    if len(bs.added_boxes) and out is template:
+        out = list(template)  # the template itself never holds added boxes
     added_ids = _append_added(out, ds, bs, decimals)
     info = dict(ds.info)
     info["noisybox"] = {"model": nm.name, "level": level, "seed": seed, "rng": mode, "suite_version": __version__}
     coco = {"info": info, "images": ds.images, "annotations": out, "categories": ds.categories}
     payload = dumps_json(coco)
+    if restore:  # the clean values back (the same objects the template was built with)
+        for r in moved:
+            t, a = template[r], anns[r]
+            t["bbox"] = a["bbox"]
+            if "area" in a:
+                t["area"] = a["area"]
+            else:
+                del t["area"]
+        for r in relabel_rows:
+            template[r]["category_id"] = anns[r]["category_id"]
     active = bs.active
     counts = {
         "boxes": len(anns),
@@ -355,8 +392,7 @@ def _finish(ds, bs: BoxSet, nm: NoiseModel, level, seed, mode, layout, params, s
         "added_ids": added_ids,
         "clean_area": clean_area,
     }
-    noisy = DetectionDataset(ds.images, out, ds.categories, ds.image_root, ds.name, ds.source, info)
-    return NoisyResult(noisy, manifest, payload)
+    return NoisyResult(manifest, payload, ds.image_root, ds.name, ds.source)
 
 
 def _ids(anns: list, rows: np.ndarray) -> list:

@@ -59,6 +59,27 @@ def test_same_inputs_give_byte_identical_files(tmp_path):
     assert given.payload == a.payload and given.manifest == a.manifest
 
 
+@pytest.mark.parametrize("model,rng", [("una", "numpy"), ("uniform", "oamil-legacy"), ("class_flip", "numpy"),
+                                       ("bogus", "numpy")])
+def test_each_level_of_a_sweep_is_the_level_made_alone_and_the_source_is_untouched(model, rng):
+    """Levels share one output template (changes set, serialised, put back): no level may see another's changes."""
+    ds = small()
+    before = copy.deepcopy(ds.annotations)
+    levels = [0.3, 0.1, 0.4]
+    swept = make_noisy_levels(ds, model, levels, seed=2, rng=rng)
+    for level, r in zip(levels, swept):
+        alone = make_noisy(small(), model, level, seed=2, rng=rng)
+        assert r.payload == alone.payload and r.manifest == alone.manifest, level
+        assert r.dataset.annotations == read_json_bytes(r.payload)["annotations"]
+    assert ds.annotations == before
+
+
+def read_json_bytes(payload: bytes):
+    import orjson
+
+    return orjson.loads(payload)
+
+
 def test_manifest_describes_the_file(tmp_path):
     ds = small()
     r = make_noisy(ds, compose([("uniform", None), ("missing", 0.2), ("class_flip", 0.1), ("bogus", 0.1)]), 0.3,

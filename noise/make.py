@@ -335,7 +335,7 @@ def _finish(ds, bs: BoxSet, nm: NoiseModel, level, seed, mode, layout, params, s
     out = template if kept.size == len(anns) else list(map(template.__getitem__, kept.tolist()))
     class_changes = [{"id": anns[r]["id"], "category_id": anns[r]["category_id"], "to": cat}
                      for r, cat in zip(relabel_rows, new_cats)]
-    # 3. what recover_clean needs beyond the file: removed annotations, original areas that were not w x h
+    # 2. what recover_clean needs beyond the file: removed annotations, original areas that were not w x h
     removed = [{"index": r, "annotation": {k: v for k, v in anns[r].items() if k not in DROPPED_FIELDS}}
                for r in np.flatnonzero(bs.removed).tolist()]
     src = bs.source_xywh[rows]  # the same float products recover_clean's w * h makes

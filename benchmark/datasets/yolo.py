@@ -18,7 +18,7 @@ from __future__ import annotations
 import ast
 import os
 import re
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from benchmark.errors import BenchError
 from benchmark.io import atomic_write_text
@@ -246,14 +246,19 @@ def same_yolo_sources(root: str | Path, a: str, b: str) -> bool:
     return resolved[0] == resolved[1]
 
 
-def label_path(image: Path) -> Path:
-    """Ultralytics' rule: the last `images` folder of the path becomes `labels`, the extension `.txt`."""
-    parts = list(image.parts)
-    for i in range(len(parts) - 2, -1, -1):
+def labels_dir(folder: Path) -> Path:
+    """Ultralytics' rule: the last `images` folder of the path becomes `labels` (unchanged without one)."""
+    parts = list(folder.parts)
+    for i in range(len(parts) - 1, -1, -1):
         if parts[i] == "images":
             parts[i] = "labels"
-            break
-    return Path(*parts).with_suffix(".txt")
+            return Path(*parts)
+    return folder
+
+
+def label_path(image: Path) -> Path:
+    """The label file of an image: in `labels_dir` of its folder, extension `.txt`."""
+    return labels_dir(image.parent) / f"{image.stem}.txt"
 
 
 def _listed_images(source: Path, log: ProblemLog) -> list[Path]:
@@ -357,7 +362,7 @@ def load_yolo(root: str | Path, split: str, name: str = "") -> DetectionDataset:
             annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": cls + 1, "bbox": box,
                                 "area": float(box[2]) * float(box[3]), "iscrowd": 0, "ignore": 0})
     for src in sources:  # label files of a folder source that no image of the split uses
-        lbl_dir = label_path(src / "x.png").parent if src.is_dir() else None
+        lbl_dir = labels_dir(src) if src.is_dir() else None
         if lbl_dir is None or lbl_dir == src or not lbl_dir.is_dir():
             continue
         for rel in _walk(lbl_dir, lambda f: f.endswith(".txt")):

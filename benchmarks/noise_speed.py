@@ -160,7 +160,7 @@ def child_phases(train: Path, out_dir: Path) -> dict:
     from benchmark.datasets import load_coco
     from benchmark.io import gc_paused, read_json
     from noise.boxset import extract
-    from noise.make import _finish, new_rng, output_template, write_noisy
+    from noise.make import OutputTemplate, _finish, new_rng, write_noisy
     from noise.registry import get_model
 
     out = {}
@@ -179,9 +179,9 @@ def child_phases(train: Path, out_dir: Path) -> dict:
         base = step("extract", lambda: extract(ds))
     bs = step("kernel", lambda: nm.fn(base, 0.4, new_rng("numpy", 0)))
     with gc_paused():
-        template = step("output template", lambda: output_template(ds.annotations))
+        template = step("output template", lambda: OutputTemplate(ds.annotations))
         result = step("write-back + serialise", lambda: _finish(ds, bs, nm, 0.4, 0, "numpy", "coco", {},
-                                                                 {"sha256": sha}, template, restore=False))
+                                                                 {"sha256": sha}, template))
     step("write files", lambda: write_noisy(result, out_dir))
     return out
 

@@ -7,16 +7,19 @@ ids). `segmentation` is dropped from every annotation: a polygon would hand a me
 manifest records everything needed to rebuild the clean set: removed annotations with their index, original classes
 of relabelled boxes, ids of added boxes and original areas where they were not w x h.
 
-Same inputs give byte-identical files on any machine: keys are sorted, noisy boxes of the default `numpy` mode are
+Same inputs give byte-identical files on any machine: annotations keep the source's key order (`true_bbox`
+added last; the manifest's keys are sorted), noisy boxes of the default `numpy` mode are
 rounded to 0.01 px (the legacy mode writes OA-MIL's float32 values losslessly), manifest statistics to 4 decimals,
 and nothing machine-specific (paths, times) is written.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from functools import cached_property
-from operator import itemgetter
+from itertools import repeat
+from operator import contains, itemgetter, setitem
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -99,13 +102,12 @@ def iter_noisy(ds: DetectionDataset, model: str | NoiseModel, levels: Iterable[f
 
     def results() -> Iterator[NoisyResult]:
         template = None
-        for i, level in enumerate(levels):
+        for level in levels:
             bs = nm.fn(base, level, new_rng(mode, seed), **params)
             with gc_paused():
                 if template is None:
-                    template = output_template(ds.annotations)
-                made = _finish(ds, bs, nm, level, seed, mode, layout, params, source, template,
-                               restore=i + 1 < len(levels))
+                    template = OutputTemplate(ds.annotations)
+                made = _finish(ds, bs, nm, level, seed, mode, layout, params, source, template)
             del bs
             yield made
             del made  # the caller has written it: do not hold two levels in memory at once
@@ -296,26 +298,89 @@ def _xywh(xyxy: np.ndarray, decimals: int | None) -> tuple[np.ndarray, np.ndarra
     return out, area
 
 
-def output_template(anns: list[dict]) -> list[dict]:
-    """Every annotation as a noisy file writes it when nothing changed: a copy with its clean box as `true_bbox` and
-    without `DROPPED_FIELDS`. Built once per source; each level sets its changes on it, serialises it and puts the
-    clean values back (`_finish`), so four levels of COCO train copy 860 k dicts once instead of four times."""
-    out = []
-    append = out.append
-    for a in anns:
-        b = a.copy()
-        b["true_bbox"] = a["bbox"]
-        for key in DROPPED_FIELDS:
-            if key in b:
-                del b[key]
-        append(b)
-    return out
+class OutputTemplate:
+    """Every annotation as a noisy file writes it: copies with the clean box as `true_bbox`, without
+    `DROPPED_FIELDS`, built once per source and shared by all levels of a sweep. `apply` sets one level's noisy boxes,
+    areas and classes; a row an earlier level changed and this one does not gets its clean values back first, so
+    each level serialises exactly its own changes, and rows every level moves (nearly all, on COCO) are written once
+    per level instead of set and reset. The source annotations are never touched.
+
+    Built with one loop that touches each dict once: separate C-level passes (copy, set, pop) are slower here, as
+    each pass walks all 860 k dicts of COCO train through the cache again."""
+
+    def __init__(self, anns: list[dict]):
+        self.anns = anns
+        dicts = []
+        append = dicts.append
+        for a in anns:
+            b = a.copy()
+            b["true_bbox"] = a["bbox"]
+            for key in DROPPED_FIELDS:
+                if key in b:
+                    del b[key]
+            append(b)
+        self.dicts = dicts
+        self.noisy_box = np.zeros(len(anns), bool)  # rows holding a level's box and area
+        self.noisy_class = np.zeros(len(anns), bool)  # rows holding a level's class
+
+    def apply(self, box_rows: np.ndarray, xywh: list, area: list, class_rows: np.ndarray, classes: list) -> None:
+        """Rows `box_rows` get boxes `xywh` and areas `area`, rows `class_rows` get `classes`; every other row
+        holds its clean values afterwards."""
+        box_mask, class_mask = _mask(box_rows, len(self.dicts)), _mask(class_rows, len(self.dicts))
+        self._restore_boxes(np.flatnonzero(self.noisy_box & ~box_mask))
+        self._restore_classes(np.flatnonzero(self.noisy_class & ~class_mask))
+        moved = self._rows(self.dicts, box_rows)
+        _set_each(moved, "bbox", xywh)
+        _set_each(moved, "area", area)
+        _set_each(self._rows(self.dicts, class_rows), "category_id", classes)
+        self.noisy_box, self.noisy_class = box_mask, class_mask
+
+    @cached_property
+    def ids(self) -> np.ndarray | None:
+        """Every annotation's id as int64 (None where ids are not all integers): one pass, reused by each level."""
+        try:
+            return np.fromiter(map(itemgetter("id"), self.anns), np.int64, len(self.anns))
+        except (TypeError, ValueError, OverflowError):
+            return None
+
+    def _rows(self, items: list, rows: np.ndarray) -> list:
+        return items if rows.size == len(items) else list(map(items.__getitem__, rows.tolist()))
+
+    def _restore_boxes(self, rows: np.ndarray) -> None:
+        if not rows.size:
+            return
+        dicts, sources = self._rows(self.dicts, rows), self._rows(self.anns, rows)
+        _set_each(dicts, "bbox", map(itemgetter("bbox"), sources))
+        if all(map(contains, sources, repeat("area"))):  # loaded datasets always have it
+            _set_each(dicts, "area", map(itemgetter("area"), sources))
+            return
+        for t, a in zip(dicts, sources):
+            if "area" in a:
+                t["area"] = a["area"]
+            else:
+                del t["area"]
+
+    def _restore_classes(self, rows: np.ndarray) -> None:
+        if rows.size:
+            sources = self._rows(self.anns, rows)
+            _set_each(self._rows(self.dicts, rows), "category_id", map(itemgetter("category_id"), sources))
 
 
-def _finish(ds, bs: BoxSet, nm: NoiseModel, level, seed, mode, layout, params, source, template: list[dict],
-            restore: bool = True) -> NoisyResult:
-    """One level's file and manifest from `template` (`output_template(ds.annotations)`): noisy boxes, areas and
-    classes are set on it for the serialisation, and put back afterwards when `restore` (another level follows)."""
+def _mask(rows: np.ndarray, n: int) -> np.ndarray:
+    m = np.zeros(n, bool)
+    m[rows] = True
+    return m
+
+
+def _set_each(dicts: Iterable[dict], key: str, values: Iterable) -> None:
+    """`d[key] = v` for each pair, at C speed (a Python loop over 860 k dicts costs ~0.4 s per field)."""
+    deque(map(setitem, dicts, repeat(key), values), maxlen=0)
+
+
+def _finish(ds, bs: BoxSet, nm: NoiseModel, level, seed, mode, layout, params, source,
+            template: OutputTemplate) -> NoisyResult:
+    """One level's file and manifest: its noisy boxes, areas and classes set on `template` (`OutputTemplate` of
+    `ds.annotations`, shared by the levels of a sweep) and serialised."""
     decimals = DECIMALS if mode == "numpy" else None
     anns = ds.annotations
     changed = bs.active & (bs.boxes != bs.clean).any(axis=1)
@@ -323,41 +388,27 @@ def _finish(ds, bs: BoxSet, nm: NoiseModel, level, seed, mode, layout, params, s
     kept = np.flatnonzero(~bs.removed)
     # 1. the noisy values onto the template (removed rows are never changed: `active` excludes them)
     rows = np.flatnonzero(changed)
-    xywh, area = _xywh(bs.boxes[rows], decimals)
-    moved = rows.tolist()
-    for r, box, ar in zip(moved, xywh.tolist(), area.tolist()):
-        t = template[r]
-        t["bbox"] = box
-        t["area"] = ar
-    relabel_rows, new_cats = np.flatnonzero(relabelled).tolist(), bs.category[relabelled].tolist()
-    for r, cat in zip(relabel_rows, new_cats):
-        template[r]["category_id"] = cat
-    out = template if kept.size == len(anns) else list(map(template.__getitem__, kept.tolist()))
+    xywh, area = _xywh(bs.boxes if rows.size == len(anns) else bs.boxes[rows], decimals)
+    relabel_rows = np.flatnonzero(relabelled)
+    new_cats = bs.category[relabel_rows].tolist()
+    template.apply(rows, xywh.tolist(), area.tolist(), relabel_rows, new_cats)
+    dicts = template.dicts
+    out = dicts if kept.size == len(anns) else list(map(dicts.__getitem__, kept.tolist()))
     class_changes = [{"id": anns[r]["id"], "category_id": anns[r]["category_id"], "to": cat}
-                     for r, cat in zip(relabel_rows, new_cats)]
+                     for r, cat in zip(relabel_rows.tolist(), new_cats)]
     # 2. what recover_clean needs beyond the file: removed annotations, original areas that were not w x h
     removed = [{"index": r, "annotation": {k: v for k, v in anns[r].items() if k not in DROPPED_FIELDS}}
                for r in np.flatnonzero(bs.removed).tolist()]
     src = bs.source_xywh[rows]  # the same float products recover_clean's w * h makes
     odd = rows[bs.source_area[rows] != src[:, 2] * src[:, 3]]
-    clean_area = {"ids": _ids(anns, odd), "areas": bs.source_area[odd].tolist()}
-    if len(bs.added_boxes) and out is template:
-        out = list(template)  # the template itself never holds added boxes
+    clean_area = {"ids": _ids(template, odd), "areas": bs.source_area[odd].tolist()}
+    if len(bs.added_boxes) and out is dicts:
+        out = list(dicts)  # the template itself never holds added boxes
     added_ids = _append_added(out, ds, bs, decimals)
     info = dict(ds.info)
     info["noisybox"] = {"model": nm.name, "level": level, "seed": seed, "rng": mode, "suite_version": __version__}
     coco = {"info": info, "images": ds.images, "annotations": out, "categories": ds.categories}
-    payload = dumps_json(coco)
-    if restore:  # the clean values back (the same objects the template was built with)
-        for r in moved:
-            t, a = template[r], anns[r]
-            t["bbox"] = a["bbox"]
-            if "area" in a:
-                t["area"] = a["area"]
-            else:
-                del t["area"]
-        for r in relabel_rows:
-            template[r]["category_id"] = anns[r]["category_id"]
+    payload = dumps_json(coco, sort_keys=False)  # the source's key order: 40 % faster than sorting
     active = bs.active
     counts = {
         "boxes": len(anns),
@@ -395,14 +446,12 @@ def _finish(ds, bs: BoxSet, nm: NoiseModel, level, seed, mode, layout, params, s
     return NoisyResult(manifest, payload, ds.image_root, ds.name, ds.source)
 
 
-def _ids(anns: list, rows: np.ndarray) -> list:
-    """Annotation ids of `rows` (vectorised for integer ids: COCO-sized lists are long)."""
+def _ids(template: OutputTemplate, rows: np.ndarray) -> list:
+    """Annotation ids of `rows` (through the template's id array: COCO-sized lists are long)."""
     if rows.size == 0:
         return []
-    try:
-        return np.fromiter(map(itemgetter("id"), anns), np.int64, len(anns))[rows].tolist()
-    except (TypeError, ValueError, OverflowError):
-        return [anns[r]["id"] for r in rows.tolist()]
+    ids = template.ids
+    return ids[rows].tolist() if ids is not None else [template.anns[r]["id"] for r in rows.tolist()]
 
 
 def _append_added(out: list, ds, bs: BoxSet, decimals) -> list:

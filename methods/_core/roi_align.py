@@ -1,8 +1,8 @@
-"""RoIAlign with a faster CPU backward, for the refiner's large RoI batches (private to SSD-Det; a candidate for
-`methods/_core`).
+"""RoIAlign with a faster CPU backward: the core detector's box head and SSD-Det's refiner pool through it.
 
 Forward is torchvision's `roi_align` (aligned=False, fixed sampling ratio). On CPU torchvision's backward walks
-every (RoI, channel, bin) and recomputes the bilinear weights per channel; it dominates an SSD-Det CPU step.
+every (RoI, channel, bin) and recomputes the bilinear weights per channel: ~0.3 s of a 0.8 s `cpu`-profile Faster
+R-CNN step (1024 RoIs), and it dominated an SSD-Det CPU step; the sparse product below takes ~0.09 s.
 RoIAlign is linear in the features and its bilinear weights factor into a y part and an x part (the out-of-image
 test too), so the backward is one sparse matrix product: grad_features[N*H*W, C] = S^T grad_out[R*P*Q, C], with
 (2*sr)^2 non-zeros per output bin. Same numbers as torchvision's backward up to float summation order
@@ -94,5 +94,5 @@ class FastMultiScaleRoIAlign(MultiScaleRoIAlign):
         for level, (feat, scale) in enumerate(zip(x_filtered, self.scales)):
             idx = torch.where(levels == level)[0]
             out = roi_align_fast_backward(feat, rois[idx], self.output_size, scale, self.sampling_ratio)
-            result = result.index_put((idx,), out.to(result.dtype))
+            result[idx] = out.to(result.dtype)  # in place, as torchvision: each row copied once, not the result per level
         return result

@@ -55,7 +55,8 @@ def cli():
 def main(argv=None):
     """Entry point: user errors become one line on stderr and exit code 2."""
     try:
-        cli.main(args=argv, prog_name="bench", standalone_mode=False)
+        # without standalone mode click returns the code of `ctx.exit(n)` / `Exit(n)` instead of exiting
+        code = cli.main(args=argv, prog_name="bench", standalone_mode=False)
     except BenchError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -70,6 +71,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

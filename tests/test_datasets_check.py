@@ -164,6 +164,16 @@ def test_cli_check_bccd_prints_counts_and_problems(bccd_root):
     assert strict.exit_code == 1
 
 
+def test_the_bench_entry_point_passes_exit_codes_on(bccd_root, capsys):
+    """`bench` (benchmark.cli.main, not click's test runner) must exit 1 where a command asks for it: scripts and CI
+    read the code of `data check --strict` and of a sweep with failed cells."""
+    with pytest.raises(SystemExit) as exc:
+        main(["data", "check", "bccd", "--split", "train", "--no-images", "--strict"])
+    assert exc.value.code == 1
+    capsys.readouterr()
+    main(["data", "check", "bccd", "--split", "train", "--no-images"])  # no --strict: returns normally
+
+
 def test_cli_check_json_and_strict_clean(tmp_path):
     save_coco(small_ds(tmp_path / "imgs"), tmp_path / "train.json")
     res = CliRunner().invoke(cli, ["data", "check", str(tmp_path / "train.json"), "--json", "--strict"])

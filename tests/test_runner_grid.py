@@ -33,9 +33,20 @@ def test_parse_seeds_count_list_range():
     assert parse_seeds("0,1,2") == [0, 1, 2]
     assert parse_seeds("7,") == [7]
     assert parse_seeds("2..4") == [2, 3, 4]
-    for bad in ("0", "x", "-1,2", ""):
+    for bad in ("0", "x", "-1,2", "", "2..0"):
         with pytest.raises(BenchError):
             parse_seeds(bad)
+
+
+def test_expand_rejects_noise_settings_before_any_cell_runs():
+    """A typo in the noise settings fails the command, not every cell of the sweep one by one."""
+    with pytest.raises(BenchError, match="has no parameter 'x'"):
+        expand_grid(["dummy"], [0.1], [0], noise_model="una", noise_params={"x": 1})
+    with pytest.raises(BenchError, match="unknown noise model"):
+        expand_grid(["dummy"], [0.1], [0], noise_model="no_such_noise")
+    with pytest.raises(BenchError, match="uniform only"):
+        expand_grid(["dummy"], [0.1], [0], noise_model="gaussian", noise_rng="oamil-legacy")
+    assert expand_grid(["dummy"], [0.0], [0], noise_model="no_such_noise", baselines=False)  # clean: no model used
 
 
 def test_parse_methods_and_scoped_overrides():
@@ -64,13 +75,13 @@ def test_expand_default_baselines_and_oracle_once_per_seed():
 
 
 def test_expand_no_baselines_no_duplicates_and_level_zero_is_clean():
-    cells = expand_grid(["faster_rcnn", "ssd_det"], [0, 0.4], [3], ["shapes", "bccd"], noise_model="gaussian",
-                        noise_params={"sigma": 1}, baselines=False)
+    cells = expand_grid(["faster_rcnn", "ssd_det"], [0, 0.4], [3], ["shapes", "bccd"], noise_model="bias",
+                        noise_params={"direction": "shrink"}, baselines=False)
     assert len(cells) == 2 * 2 * 2
     clean = [c for c in cells if c.noise_level == 0]
     assert all(c.noise_model == "none" and c.noise_params == {} and c.noise_seed == 0 for c in clean)
     noisy = [c for c in cells if c.noise_level == 0.4]
-    assert all(c.noise_model == "gaussian" and c.noise_params == {"sigma": 1} for c in noisy)
+    assert all(c.noise_model == "bias" and c.noise_params == {"direction": "shrink"} for c in noisy)
     # asking for faster_rcnn explicitly with baselines on does not duplicate it
     with_base = expand_grid(["faster_rcnn"], [0.2], [0])
     assert _keys(with_base) == [("clean", 0.0, 0, "oracle"), ("faster_rcnn", 0.2, 0, "baseline")]
@@ -206,6 +217,9 @@ def test_default_profile_and_local_layout(monkeypatch):
     assert local_layout(SweepOptions("m"))[2] == [["4"], ["5"], ["6"], ["7"]]
     with pytest.raises(BenchError, match="only 4 GPU"):
         local_layout(SweepOptions("m", gpus_per_cell=8))
+    for bad in ({"jobs": 0}, {"threads": 0}):
+        with pytest.raises(BenchError, match="must be at least 1"):
+            local_layout(SweepOptions("m", **bad))
 
 
 def test_runtime_keys_match_the_engine():

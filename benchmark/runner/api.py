@@ -65,6 +65,9 @@ def local_layout(o: SweepOptions) -> tuple[int, int, list[list[str]] | None]:
     CPU: one 1-thread job per core (measured: two 1-thread trainings give ~1.6x the throughput of one 2-thread)."""
     if o.gpus_per_cell < 1:
         raise BenchError(f"--gpus-per-cell must be at least 1, got {o.gpus_per_cell}")
+    for flag, value in (("--jobs", o.jobs), ("--threads", o.threads)):
+        if value is not None and value < 1:
+            raise BenchError(f"{flag} must be at least 1, got {value}")
     per = o.gpus_per_cell
     gpus = visible_gpus()
     cores = cpu_count()

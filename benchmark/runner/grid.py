@@ -78,6 +78,8 @@ def parse_seeds(text: str) -> list[int]:
         for part in _items(text, "--seeds"):
             if ".." in part:
                 lo, hi = (int(p) for p in part.split("..", 1))
+                if hi < lo:
+                    raise BenchError(f"--seeds: range {part!r} goes backwards (write {hi}..{lo})")
                 seeds += list(range(lo, hi + 1))
             else:
                 seeds.append(int(part))
@@ -85,6 +87,8 @@ def parse_seeds(text: str) -> list[int]:
         raise BenchError(f"--seeds: expected a count (3), a list (0,1,2) or a range (0..2), got {text!r}") from None
     if any(s < 0 for s in seeds):
         raise BenchError("--seeds: seeds must be non-negative")
+    if not seeds:
+        raise BenchError("--seeds: need at least one seed (e.g. --seeds 3 or --seeds 0,1,2)")
     return sorted(set(seeds))
 
 
@@ -116,6 +120,8 @@ def expand_grid(methods: list[str], levels: list[float], seeds: list[int], datas
         raise BenchError(f"--noise-seed must be a non-negative integer or 'seed', got {noise_seed!r}")
     overrides = dict(overrides or {})
     levels = sorted({normalise_level(v) for v in levels})
+    if any(lv > 0 for lv in levels):
+        _check_noise(noise_model, noise_params or {}, noise_rng, [lv for lv in levels if lv > 0])
     plan: list[tuple[str, float, str]] = []  # (method, level, role)
     if baselines:
         plan.append((ORACLE_METHOD, 0.0, "oracle"))
@@ -142,6 +148,23 @@ def expand_grid(methods: list[str], levels: list[float], seeds: list[int], datas
                     profile=profile, overrides=_overrides_for(method, overrides), role=role,
                 ))
     return out
+
+
+def _check_noise(model: str, params: dict, rng: str, levels: list[float]) -> None:
+    """Noise model, parameters, rng mode and levels as `make_noisy` will check them, before any cell starts: a typo
+    fails the command, not every cell of the sweep."""
+    from noise.make import RNG_MODES
+    from noise.registry import get_model
+
+    nm = get_model(model)
+    nm.check_params(params)
+    if rng not in RNG_MODES:
+        raise BenchError(f"--noise-rng: unknown rng mode {rng!r} (known: {', '.join(RNG_MODES)})")
+    if rng == "oamil-legacy" and not nm.legacy:
+        raise BenchError(f"--noise-rng oamil-legacy reproduces OA-MIL's generator and applies to --noise-model uniform "
+                         f"only, not {nm.name!r}")
+    for lv in levels:
+        nm.check_level(lv)
 
 
 def _overrides_for(method: str, overrides: dict[str, Any]) -> dict:

@@ -421,11 +421,30 @@ def refined_annotations(train, refined: dict[int, list[float]]) -> list[dict]:
 
 
 # ---- prediction ---------------------------------------------------------------------------------------------
+# where a run directory keeps its weights: `fit`'s workdir, `bench train --out` and a results-store cell (`train/`),
+# and ssd_det+retrain's re-trained detector (`retrain/`) before its first stage
+CHECKPOINT_DIRS = (".", "train", "retrain", "train/retrain")
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or the newest weights in a run directory: `model_final.pth`, else the rolling
+    `checkpoint.pth`, in the directory itself or in the subfolders runs write (`CHECKPOINT_DIRS`)."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    for sub in CHECKPOINT_DIRS:
+        for name in (FINAL, CHECKPOINT):
+            if (path / sub / name).is_file():
+                return path / sub / name
+    tried = ", ".join(f"{sub}/{{{FINAL},{CHECKPOINT}}}" if sub != "." else f"{{{FINAL},{CHECKPOINT}}}"
+                      for sub in CHECKPOINT_DIRS)
+    raise BenchError(f"no checkpoint in this directory (looked for {tried})", path)
+
+
 def load_model(adapter, checkpoint: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
-    """Model + checkpoint dict from `model_final.pth` or a rolling `checkpoint.pth`."""
-    checkpoint = Path(checkpoint)
-    if checkpoint.is_dir():
-        checkpoint = checkpoint / FINAL if (checkpoint / FINAL).is_file() else checkpoint / CHECKPOINT
+    """Model + checkpoint dict from `model_final.pth` or a rolling `checkpoint.pth` (or a run directory holding
+    one, see `find_checkpoint`)."""
+    checkpoint = find_checkpoint(checkpoint)
     state = _load(checkpoint)
     if not isinstance(state, dict) or "model" not in state or "config" not in state or "categories" not in state:
         raise BenchError("not a noisybox-bench checkpoint (needs model, config and categories)", checkpoint)

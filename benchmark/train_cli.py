@@ -148,7 +148,7 @@ def train(method_name, dataset_spec, noise_file, profile, out, weights, sets, se
 
 @click.command("predict")
 @click.option("--checkpoint", required=True, type=click.Path(exists=True, path_type=Path),
-              help="model_final.pth / checkpoint.pth, or a run directory holding one")
+              help="model_final.pth / checkpoint.pth, or a run directory holding one (bench train --out, a results-store cell)")
 @click.option("--dataset", "dataset_spec", required=True, help="catalog name or dataset path")
 @click.option("--split", default="test", show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
@@ -163,14 +163,13 @@ def predict(checkpoint, dataset_spec, split, out, method_name, device, do_eval, 
 
     _set_threads(threads)
 
-    from benchmark.engine import CHECKPOINT, FINAL
+    from benchmark.engine import find_checkpoint
     from benchmark.io import write_json
     from methods import get_method
 
+    checkpoint = find_checkpoint(checkpoint)
     if method_name is None:
         path = checkpoint
-        if path.is_dir():
-            path = path / FINAL if (path / FINAL).is_file() else path / CHECKPOINT
         try:
             meta = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:

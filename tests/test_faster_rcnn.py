@@ -9,6 +9,7 @@ import torch
 import benchmark.engine as engine
 from benchmark.config import resolve_config
 from benchmark.datasets.coco import save_coco
+from benchmark.errors import BenchError
 from methods import METHODS, get_method
 from methods._core.toy import make_toy_dataset
 
@@ -100,10 +101,22 @@ def test_bench_train_and_predict_cli(tmp_path):
     assert 0.0 <= metrics["coco"]["AP"] <= 1.0 and metrics["train"]["iterations"] == 3
     assert (out / "train" / "model_final.pth").is_file() and (out / "predictions.json").is_file()
 
-    pred_out = tmp_path / "pred"
-    main(["predict", "--checkpoint", str(out / "train"), "--dataset", spec, "--out", str(pred_out), "--quiet"])
-    again = json.loads((pred_out / "metrics.json").read_text())
-    assert again["coco"]["AP"] == pytest.approx(metrics["coco"]["AP"])
+    for given in (out / "train", out):  # the weights' folder, or the run folder `bench train --out` made
+        pred_out = tmp_path / "pred" / given.name
+        main(["predict", "--checkpoint", str(given), "--dataset", spec, "--out", str(pred_out), "--quiet"])
+        again = json.loads((pred_out / "metrics.json").read_text())
+        assert again["coco"]["AP"] == pytest.approx(metrics["coco"]["AP"])
+
+
+def test_a_folder_without_weights_names_what_was_looked_for(tmp_path):
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "checkpoint.pth").write_bytes(b"")
+    assert engine.find_checkpoint(tmp_path) == tmp_path / "train" / "checkpoint.pth"
+    (tmp_path / "model_final.pth").write_bytes(b"")
+    assert engine.find_checkpoint(tmp_path) == tmp_path / "model_final.pth"  # the folder's own weights first
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BenchError, match=r"no checkpoint in this directory \(looked for \{model_final.pth"):
+        engine.find_checkpoint(tmp_path / "empty")
 
 
 def test_bench_train_bad_override_is_one_line_error(tmp_path, capsys):

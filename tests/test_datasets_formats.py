@@ -141,6 +141,8 @@ def test_coco_image_root_in_coco_layout(tmp_path):
     p = write_json(tmp_path / "annotations" / "instances_val2017.json", data)
     assert load_coco(p).image_root == tmp_path / "val2017"
     assert load_coco(p, image_root=tmp_path / "x").image_root == tmp_path / "x"
+    (tmp_path / "val2017" / data["images"][0]["file_name"]).unlink()  # the first image missing: still found
+    assert load_coco(p).image_root == tmp_path / "val2017"
 
 
 def test_coco_save_load_is_exact(tmp_path):

@@ -213,12 +213,17 @@ def _guess_image_root(json_path: Path, images: list[dict], info: dict) -> Path:
     candidates += [here, here / "images", here.parent, here.parent / "images"]
     stem = json_path.stem.split("_")[-1]  # instances_val2017.json -> val2017
     candidates += [here.parent / stem, here.parent / "images" / stem]
-    if images:
-        probe = images[0]["file_name"]
-        for c in candidates:
-            if (c / probe).is_file():
-                return c
-    return candidates[0]
+    # a few images spread over the list, not only the first (which may be the one missing file)
+    n = len(images)
+    probes = [images[i]["file_name"] for i in sorted({0, n // 3, 2 * n // 3, n - 1})] if n else []
+    best, hits = candidates[0], 0
+    for c in candidates:
+        found = sum((c / name).is_file() for name in probes)
+        if found > hits:
+            best, hits = c, found
+        if hits == len(probes) and probes:
+            break
+    return best
 
 
 def load_coco(json_path: str | Path, image_root: str | Path | None = None, name: str = "") -> DetectionDataset:

@@ -17,7 +17,7 @@ def _xyxy(boxes: list) -> np.ndarray:
 
 
 def noise_stats(ds) -> dict:
-    """{"rows": {all|small|medium|large: {n, mean_iou, median_iou, p_iou_lt_0.5, p_iou_lt_0.7, unchanged}},
+    """{"rows": {all|small|medium|large: {n, mean_iou, median_iou, p_iou_lt_0.5, p_iou_lt_0.75, unchanged}},
     "bogus": n, "ignored": n, "class_changed": None}. Ignored (crowd / difficult) boxes are left out of the rows."""
     where = ds.source or ds.name or None
     anns = [a for a in ds.annotations if "true_bbox" in a]
@@ -42,18 +42,18 @@ def noise_stats(ds) -> dict:
         rows[name] = {"n": int(m.sum()), "mean_iou": r(v.mean() if v.size else 0),
                       "median_iou": r(np.median(v) if v.size else 0),
                       "p_iou_lt_0.5": r((v < 0.5).mean() if v.size else 0),
-                      "p_iou_lt_0.7": r((v < 0.7).mean() if v.size else 0),
+                      "p_iou_lt_0.75": r((v < 0.75).mean() if v.size else 0),
                       "unchanged": int((v == 1.0).sum())}
     return {"rows": rows, "bogus": bogus, "ignored": ignored}
 
 
 def format_stats(stats: dict) -> str:
     """The stats as a plain-text table (what `bench noise stats` prints)."""
-    head = f"{'boxes':<8}{'n':>9}{'mean IoU':>10}{'median':>9}{'IoU<0.5':>9}{'IoU<0.7':>9}{'unchanged':>11}"
+    head = f"{'boxes':<8}{'n':>9}{'mean IoU':>10}{'median':>9}{'IoU<0.5':>9}{'IoU<0.75':>9}{'unchanged':>11}"
     lines = [head, "-" * len(head)]
     fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
     for name, r in stats["rows"].items():
         lines.append(f"{name:<8}{r['n']:>9}{fmt(r['mean_iou']):>10}{fmt(r['median_iou']):>9}"
-                     f"{fmt(r['p_iou_lt_0.5']):>9}{fmt(r['p_iou_lt_0.7']):>9}{r['unchanged']:>11}")
+                     f"{fmt(r['p_iou_lt_0.5']):>9}{fmt(r['p_iou_lt_0.75']):>9}{r['unchanged']:>11}")
     lines.append(f"bogus (no clean box): {stats['bogus']}   ignored (crowd/difficult): {stats['ignored']}")
     return "\n".join(lines)

@@ -80,12 +80,19 @@ class Datasets:
             return None
 
 
+def _counted(a: dict) -> bool:
+    """The boxes realised-noise figures are over, as in `bench noise stats` and the manifest: crowd / difficult
+    boxes are never perturbed and would only pull the mean IoU towards 1."""
+    return not (a.get("ignore") or a.get("iscrowd"))
+
+
 def realised_ious(noisy_train: dict) -> np.ndarray:
-    """IoU(noisy box, clean box) of every annotation that has both (boxes the noise added have no clean box)."""
-    pairs = [(a["bbox"], a["true_bbox"]) for a in noisy_train.get("annotations", []) if a.get("true_bbox") is not None]
+    """IoU(noisy box, clean box) of every counted annotation that has both (boxes the noise added have no clean
+    box)."""
+    anns = [a for a in noisy_train.get("annotations", []) if _counted(a)]
+    pairs = [(a["bbox"], a["true_bbox"]) for a in anns if a.get("true_bbox") is not None]
     if not pairs:
-        boxes = [a["bbox"] for a in noisy_train.get("annotations", [])]  # untouched set: noisy == clean
-        return np.ones(len(boxes))
+        return np.ones(len(anns))  # untouched set: noisy == clean
     noisy, clean = zip(*pairs)
     return paired_iou(as_xyxy(noisy), as_xyxy(clean))
 

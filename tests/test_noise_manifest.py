@@ -135,7 +135,7 @@ def test_noise_stats_match_the_manifest():
         assert s["rows"][size]["n"] == r.manifest["realised_iou"][size]["n"]
         assert s["rows"][size]["mean_iou"] == pytest.approx(r.manifest["realised_iou"][size]["mean"], abs=2e-4)
     assert s["ignored"] == r.manifest["counts"]["untouched_ignored"]
-    assert 0 < s["rows"]["all"]["p_iou_lt_0.7"] <= 1
+    assert 0 < s["rows"]["all"]["p_iou_lt_0.75"] <= 1
 
 
 def _mmdet_like_check(path):

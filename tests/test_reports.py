@@ -363,3 +363,27 @@ def test_html_renders_in_headless_chromium(built, tmp_path):
     assert (img.sum(axis=2) < 200).mean() > 0.002
     orange = np.abs(img - np.array([255, 127, 14])).max(axis=2) < 40
     assert orange.sum() > 200, orange.sum()
+
+
+def test_report_noise_figures_count_the_boxes_noise_stats_and_the_manifest_count():
+    """One definition of realised IoU everywhere: crowd boxes (never perturbed) are left out, or they would pull
+    the report's mean towards 1 while `bench noise stats` and the manifest say otherwise."""
+    import orjson
+
+    from benchmark.datasets.core import DetectionDataset
+    from noise import make_noisy, noise_stats
+    from reports.analysis import realised_ious
+
+    rng = np.random.default_rng(3)
+    images = [{"id": i + 1, "file_name": f"{i}.png", "width": 200, "height": 150} for i in range(4)]
+    anns = []
+    for k in range(24):
+        x, y = rng.uniform(5, 100, 2)
+        anns.append({"id": k + 1, "image_id": 1 + k % 4, "category_id": 1, "bbox": [x, y, 40.0, 30.0],
+                     "area": 1200.0, "iscrowd": int(k % 5 == 0)})
+    ds = DetectionDataset.from_coco({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "a"}]})
+    made = make_noisy(ds, "uniform", 0.4, seed=1)
+    ious = realised_ious(orjson.loads(made.payload))
+    stats, manifest = noise_stats(made.dataset)["rows"]["all"], made.manifest["realised_iou"]["all"]
+    assert len(ious) == stats["n"] == manifest["n"] == 24 - 5
+    assert round(float(ious.mean()), 4) == stats["mean_iou"] == manifest["mean"] < 0.9

@@ -2,7 +2,9 @@
 
 Columns (metrics are fractions 0-1, as in metrics.json):
 - identity: `cell`, `method`, `dataset`, `dataset_kind`, `profile`, `noise_model`, `noise_level`, `noise_seed`,
-  `noise_rng`, `seed`, `code_version`;
+  `noise_rng`, `seed`, `code_version`, `dataset_id` (the first 8 hex digits of a hash of the train and test
+  fingerprints). Two different datasets with the same name (two folders called `coco`) get `dataset` values
+  `coco [<dataset_id>]`, so tables, reports and leaderboard rows never average one with the other;
 - COCO: `AP`, `AP50`, `AP75`, `APs`, `APm`, `APl`, `AR1`, `AR10`, `AR100`, `ARs`, `ARm`, `ARl`;
 - VOC: `VOC_AP50`;
 - `train_<name>` for every number in the cell's training metrics, `time_<name>` for its timings (seconds);
@@ -19,11 +21,11 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.errors import BenchError
-from benchmark.io import atomic_write_bytes, read_json, sha256_file
+from benchmark.io import atomic_write_bytes, read_json, sha256_bytes, sha256_file
 
 COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 IDENTITY_COLUMNS = ("cell", "method", "dataset", "dataset_kind", "profile", "noise_model", "noise_level",
-                    "noise_seed", "noise_rng", "seed", "code_version")
+                    "noise_seed", "noise_rng", "seed", "code_version", "dataset_id")
 SORT_COLUMNS = ["dataset", "method", "noise_model", "noise_level", "seed", "cell"]
 CSV_NAME = "results.csv"
 PARQUET_NAME = "results.parquet"
@@ -52,6 +54,7 @@ def cell_row(cell_dir: Path) -> dict | None:
         "dataset_kind": config["dataset"].get("kind"), "profile": config["profile"],
         "noise_model": noise["model"], "noise_level": float(noise["level"]), "noise_seed": noise["seed"],
         "noise_rng": noise["rng"], "seed": config["seed"], "code_version": config.get("code_version"),
+        "dataset_id": _dataset_id(config["dataset"]),
     }
     coco = metrics.get("coco") or {}
     for name in COCO_METRICS:
@@ -63,6 +66,19 @@ def cell_row(cell_dir: Path) -> dict | None:
                 row[prefix + key] = value
     row["cell_dir"] = str(cell_dir)
     return row
+
+
+def _dataset_id(dataset: dict) -> str:
+    fingerprints = f"{dataset.get('train_sha256')}/{dataset.get('test_sha256')}"
+    return sha256_bytes(fingerprints.encode())[:8]
+
+
+def _distinct_names(df: pd.DataFrame) -> pd.DataFrame:
+    """`name [dataset_id]` for names shared by different datasets (by content)."""
+    shared = df.groupby("dataset")["dataset_id"].transform("nunique") > 1
+    if shared.any():
+        df.loc[shared, "dataset"] = df.loc[shared, "dataset"] + " [" + df.loc[shared, "dataset_id"] + "]"
+    return df
 
 
 def load(store_dir: str | Path) -> pd.DataFrame:
@@ -84,6 +100,8 @@ def load(store_dir: str | Path) -> pd.DataFrame:
     df = df[front + rest + ["cell_dir"]]
     for col in (*COCO_METRICS, "VOC_AP50", "noise_level"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)  # undefined metric -> NaN, never 0
+    if not df.empty:
+        df = _distinct_names(df)
     return df.sort_values(SORT_COLUMNS, kind="stable").reset_index(drop=True)
 
 

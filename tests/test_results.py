@@ -14,10 +14,11 @@ from benchmark.runner import store as st
 from benchmark.runner.cells import cell_id
 
 
-def make_cell(store, method="m", level=0.2, seed=0, ap=0.5, done=True, voc=0.7, extra_train=None):
+def make_cell(store, method="m", level=0.2, seed=0, ap=0.5, done=True, voc=0.7, extra_train=None, dataset="shapes",
+              train_sha="a"):
     config = {"schema": 1, "code_version": "0.1.0", "method": method, "profile": "cpu", "seed": seed,
               "method_config": {"train": {"seed": seed}},
-              "dataset": {"name": "shapes", "kind": "shapes", "train_sha256": "a", "test_sha256": "b"},
+              "dataset": {"name": dataset, "kind": "shapes", "train_sha256": train_sha, "test_sha256": "b"},
               "noise": {"model": "none" if level == 0 else "uniform", "level": level, "params": {}, "seed": 0,
                         "rng": "numpy"}}
     config["cell_id"] = cell_id(config)
@@ -54,6 +55,33 @@ def test_load_one_row_per_done_cell_with_documented_columns(tmp_path):
     assert df.set_index("cell").loc[c.name, "noise_model"] == "none"
     assert math.isnan(df.set_index("cell").loc[a.name, "train_bag_iou"])
     assert df.set_index("cell").loc[b.name, "train_bag_iou"] == 0.7
+
+
+def test_two_datasets_with_one_name_stay_apart(tmp_path):
+    """Two folders both called `coco` (different content) must not be averaged as if they were seeds of one."""
+    a = make_cell(tmp_path, "faster_rcnn", dataset="coco", train_sha="x1", ap=0.1)
+    b = make_cell(tmp_path, "faster_rcnn", dataset="coco", train_sha="x2", ap=0.9)
+    c = make_cell(tmp_path, "faster_rcnn", dataset="bccd", train_sha="x3")
+    df = results.load(tmp_path).set_index("cell")
+    names = {df.loc[a.name, "dataset"], df.loc[b.name, "dataset"]}
+    assert len(names) == 2 and all(n.startswith("coco [") for n in names)
+    assert df.loc[a.name, "dataset"] == f"coco [{df.loc[a.name, 'dataset_id']}]"
+    assert df.loc[c.name, "dataset"] == "bccd"  # a name used by one dataset only stays as it is
+
+
+def test_dataset_names_from_paths_skip_split_and_part_names(tmp_path):
+    from benchmark.runner.cells import dataset_name
+
+    for rel in ("coco/annotations/instances_train2017.json", "cells/train/_annotations.coco.json",
+                "coco/annotations/train.json", "mine.json", "voc2012/train/x"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("{}")
+    assert dataset_name(f"coco:{tmp_path}/coco/annotations/instances_train2017.json,v.json") == "coco"
+    assert dataset_name(f"coco:{tmp_path}/cells/train/_annotations.coco.json,v.json") == "cells"
+    assert dataset_name(str(tmp_path / "coco" / "annotations" / "train.json")) == "coco"
+    assert dataset_name(str(tmp_path / "mine.json")) == "mine"
+    assert dataset_name(str(tmp_path / "voc2012" / "train")) == "voc2012"
+    assert dataset_name("shapes") == "shapes"
 
 
 def test_cells_whose_metrics_changed_after_done_are_left_out(tmp_path):

@@ -75,14 +75,39 @@ def _absolute_spec(spec: str) -> str:
     return str(p.resolve()) if p.exists() else spec
 
 
+# names that say which split or part a file / folder is, not which dataset: `coco/annotations/instances_train2017
+# .json` is the dataset `coco`, Roboflow's `cells/train/_annotations.coco.json` the dataset `cells`
+_SPLIT_WORDS = {"train", "training", "trainval", "val", "valid", "validation", "test", "testing", "annotations",
+                "annotation", "images", "labels", "splits"}
+_FILE_WORDS = _SPLIT_WORDS | {"", "instances", "coco", "json", "detections", "gt"}
+
+
+def _generic(name: str, words: set[str]) -> bool:
+    parts = name.lower().replace(".", "_").replace("-", "_").split("_")
+    return all(w.rstrip("0123456789") in words or w.isdigit() for w in parts)
+
+
+def _named(path: Path) -> str:
+    """The first name on the way up from `path` that is not a split / part name (else `path`'s own)."""
+    path = path.resolve()
+    own = path.stem if path.is_file() else path.name
+    if not _generic(own, _FILE_WORDS if path.is_file() else _SPLIT_WORDS):
+        return own
+    for q in path.parents:
+        if q.name and not _generic(q.name, _SPLIT_WORDS):
+            return q.name
+    return own
+
+
 def dataset_name(spec: str) -> str:
-    """Catalog name, or the base name of the dataset's folder / train file."""
+    """Catalog name, or the dataset's own name from its train file / folder path: the first file or folder name
+    that is not a generic one (`train`, `annotations`, `instances_train2017`, ...). Two different datasets that
+    still end up with one name are told apart in the results table (`benchmark.results.load`)."""
     if spec.startswith("coco:"):
-        return Path(spec[5:].split(",")[0]).stem
+        return _named(Path(spec[5:].split(",")[0]).expanduser())
     p = Path(spec).expanduser()
     if p.exists():
-        p = p.resolve()
-        return p.stem if p.is_file() else p.name
+        return _named(p)
     return spec
 
 

@@ -173,6 +173,25 @@ def stats_cmd(file, as_json):
     click.echo(json.dumps(stats, indent=2, sort_keys=True) if as_json else format_stats(stats))
 
 
+def _image_prefix_beside(file: Path) -> str | None:
+    """The training image folder `bench noise make` recorded in the `mmdet_config.py` it wrote beside FILE (the
+    noisy json itself holds no paths, so that it stays byte-identical across machines)."""
+    import ast
+
+    cfg = file.with_name("mmdet_config.py")
+    if not cfg.is_file():
+        return None
+    try:
+        tree = ast.parse(cfg.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "train_img_prefix" for t in node.targets):
+            value = node.value.value if isinstance(node.value, ast.Constant) else None
+            return value if isinstance(value, str) and Path(value).is_dir() else None
+    return None
+
+
 @noise.command("show")
 @click.argument("file", type=click.Path())
 @click.option("--out", "-o", "out_png", required=True, type=click.Path(dir_okay=False), help="PNG to write")
@@ -193,7 +212,10 @@ def show_cmd(file, out_png, manifest, image_root, dataset, n_images, seed):
         from benchmark.datasets import load
 
         image_root = load(dataset)["train"].image_root
+    if image_root is None and not dataset:
+        image_root = _image_prefix_beside(Path(file))
     done = draw_noisy(noisy, out_png, man, image_root, n_images, seed)
-    note = f" ({done['missing_image_files']} image files not found: drawn on grey)" \
+    hint = "" if image_root or dataset else "; say where the images are with --image-root DIR or --dataset SPEC"
+    note = f" ({done['missing_image_files']} image files not found: drawn on grey{hint})" \
         if done["missing_image_files"] else ""
     click.echo(f"wrote {out_png}: {done['images']} images{note}")

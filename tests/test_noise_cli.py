@@ -94,6 +94,12 @@ def test_make_stats_show_on_bccd(bccd_root, tmp_path):
     assert shown.exit_code == 0, shown.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "4 images" in shown.output
     assert "not found" not in shown.output
+    # without -d: the image folder noise make recorded in mmdet_config.py beside the file
+    alone = runner.invoke(noise, ["show", str(tmp_path / "uniform-r0.3-s7" / "train.json"), "-o", str(png), "--n", "2"])
+    assert alone.exit_code == 0 and "2 images" in alone.output and "not found" not in alone.output, alone.output
+    (tmp_path / "uniform-r0.3-s7" / "mmdet_config.py").unlink()
+    lost = runner.invoke(noise, ["show", str(tmp_path / "uniform-r0.3-s7" / "train.json"), "-o", str(png), "--n", "2"])
+    assert "2 image files not found" in lost.output and "--image-root" in lost.output, lost.output
 
 
 def test_bccd_legacy_matches_the_per_box_loop_over_the_xml(bccd_root):

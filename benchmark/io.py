@@ -127,7 +127,15 @@ def parse_json(data: bytes, path: str | Path) -> Any:
         with gc_paused():
             return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise BenchError(f"malformed JSON ({exc})", Path(path)) from None
+        raise BenchError(f"malformed JSON ({exc}){_nan_hint(data, exc.pos)}", Path(path)) from None
+
+
+def _nan_hint(data: bytes, pos: int) -> str:
+    """Python's `json.dump` writes NaN / Infinity, which JSON (and orjson) does not allow: say so."""
+    near = bytes(data[max(0, pos - 1):pos + 9]) if isinstance(data, (bytes, bytearray, memoryview)) else b""
+    if b"NaN" in near or b"Infinity" in near:
+        return ": NaN / Infinity are not JSON numbers (Python's json.dump writes them; write null instead)"
+    return ""
 
 
 def sha256_bytes(data: bytes) -> str:

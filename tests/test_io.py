@@ -28,7 +28,11 @@ def test_atomic_write_uses_the_umask_mode_and_leaves_no_temp_file(tmp_path):
 def test_read_json_errors_name_the_file(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_bytes(b"{")
-    with pytest.raises(BenchError, match="bad.json: malformed JSON"):
+    with pytest.raises(BenchError, match="bad.json: malformed JSON") as exc:
+        read_json(bad)
+    assert "NaN" not in str(exc.value)
+    bad.write_text('{"bbox": [1.0, NaN, 3, 4]}')  # what Python's json.dump writes for a float('nan')
+    with pytest.raises(BenchError, match="NaN / Infinity are not JSON numbers"):
         read_json(bad)
     with pytest.raises(BenchError, match="nope.json: file not found"):
         read_json(tmp_path / "nope.json")

@@ -109,6 +109,12 @@ def test_load_detects_coco_layouts(tmp_path):
     lone = tmp_path / "lone" / "boxes.json"
     save_coco(ds, lone)
     assert list(load(lone)) == ["train"]
+    save_coco(ds.subset([1]), tmp_path / "d" / "onecls_train.json")  # the file named just for its split wins
+    assert len(load(tmp_path / "d")["train"]) == 3
+    save_coco(ds, tmp_path / "e" / "a_train.json")
+    save_coco(ds, tmp_path / "e" / "b_train.json")
+    with pytest.raises(BenchError, match=r"more than one train file in this folder \(a_train.json, b_train.json\)"):
+        load(tmp_path / "e")
 
 
 def test_load_rejects_bad_specs(tmp_path):

@@ -194,6 +194,9 @@ def _load_coco_file(path: Path) -> dict[str, DetectionDataset]:
     return _same_categories(out)
 
 
+_PLAIN_STEMS = {"train", "trainval", "val", "valid", "validation", "test"}  # a file named just for its split wins
+
+
 def _coco_dir_files(root: Path) -> dict[str, Path]:
     """split -> json in a COCO folder; `instances_*` files first (COCO's annotations/ also holds keypoints and
     captions), then a `test` file over a `val` one for the test split."""
@@ -207,9 +210,17 @@ def _coco_dir_files(root: Path) -> dict[str, Path]:
 
     def rank(p: Path):
         lo = p.stem.lower()
-        return (not lo.startswith("instances"), "test" not in lo, lo)
+        return (not lo.startswith("instances"), "test" not in lo, lo not in _PLAIN_STEMS)
 
-    return {split: min(ps, key=rank) for split, ps in cands.items()}
+    out = {}
+    for split, ps in cands.items():
+        best = min(rank(p) for p in ps)
+        top = sorted(str(p) for p in ps if rank(p) == best)
+        if len(top) > 1:  # e.g. train.json and onecls_train.json: never pick one silently
+            raise BenchError(f"more than one {split} file in this folder ({', '.join(Path(t).name for t in top)}); "
+                             "say which with coco:TRAIN.json,TEST.json", root)
+        out[split] = Path(top[0])
+    return out
 
 
 def detect_format(path: Path) -> str:

@@ -39,6 +39,9 @@ def build_report(store_dir, out_dir=None, formats=FORMATS, config: ReportConfig 
     cache, datasets, skips = CellCache(), Datasets(), Skips()
     for cid in frame.attrs.get("unloaded", []):
         skips.add("DONE but left out of the results table (metrics.json changed after DONE, or unreadable)", cid)
+    for cid, name, status, error in frame.attrs.get("unfinished", []):
+        state = "not started" if status == "missing" else status
+        skips.add(f"not finished: {name}, {state}{': ' + error if error else ''} (log: cells/{cid}/cell.log)", cid)
     w = Writer(out, formats)
     title = f"noisybox-bench report: {store.resolve().name}"
     w.heading(1, title)

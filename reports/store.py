@@ -30,7 +30,8 @@ def load_cells(store: str | Path) -> pd.DataFrame:
     """One row per finished cell (`benchmark.results.load`), with the cell directory as `path`.
 
     Cells with a DONE marker that the results table leaves out (metrics altered after DONE, unreadable files)
-    are counted in `frame.attrs["unloaded"]` so the report can say so.
+    are counted in `frame.attrs["unloaded"]`, and cells that are not done (failed, half-run, running) listed in
+    `frame.attrs["unfinished"]` as (cell, label, status, one-line error or None), so the report can say so.
     """
     from benchmark.results import load
 
@@ -42,7 +43,34 @@ def load_cells(store: str | Path) -> pd.DataFrame:
         raise BenchError("no finished cells (no cells/*/DONE)", store / "cells")
     done = {d.name for d in (store / "cells").iterdir() if (d / "DONE").is_file()}
     frame.attrs["unloaded"] = sorted(done - set(frame["cell"].astype(str)))
+    frame.attrs["unfinished"] = unfinished_cells(store)
     return frame
+
+
+def unfinished_cells(store: Path) -> list[tuple[str, str, str, str | None]]:
+    """(cell, label, status, error) of every cell directory without DONE: what a sweep left failed, half-run or
+    running."""
+    from benchmark.io import read_json
+    from benchmark.runner import store as st
+    from benchmark.runner.cells import label
+
+    out = []
+    for d in sorted((store / "cells").iterdir()):
+        if not d.is_dir() or not (d / st.CONFIG).is_file() or (d / st.DONE).exists():
+            continue
+        status = st.cell_status(d)
+        error = None
+        if status == st.FAILED_S:
+            try:
+                error = str(read_json(d / st.FAILED).get("error") or "") or None
+            except (BenchError, AttributeError):
+                error = None
+        try:
+            name = label(read_json(d / st.CONFIG))
+        except (BenchError, KeyError, TypeError):
+            name = "unreadable config.json"
+        out.append((d.name, name, status, error))
+    return out
 
 
 def normalise(frame: pd.DataFrame) -> pd.DataFrame:

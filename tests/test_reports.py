@@ -253,9 +253,22 @@ def test_missing_images_and_predictions_are_reported_skips(tmp_path):
     text = index.read_text()
     assert "1 cell(s): no predictions.json: detection analyses skipped" in text
     assert "1 cell(s): DONE but left out of the results table" in text
+    assert "1 cell(s): not finished: unreadable config.json, not started (log: cells/unfinished/cell.log)" in text
     assert not (store / "report" / "report.md").exists() and not list((store / "report" / "tables").glob("*"))
     # galleries still drawn, on a grey canvas
     assert Image.open(store / "report" / "galleries" / "toy-oamil-cpu_training_group.png").size[0] > 300
+
+
+def test_failed_and_half_run_cells_are_listed_in_the_report(tmp_path):
+    store = make_store(tmp_path, with_images=False, seeds=1)
+    failed = store / "cells" / "oa_mil-0.3-0"
+    (failed / "DONE").unlink()
+    write_json(failed / "FAILED", {"error": "BenchError: out of memory"})
+    (store / "cells" / "faster_rcnn-0.1-0" / "DONE").unlink()  # interrupted: outputs but no marker
+    text = build_report(store, formats=("md",), config=FAST, progress=False).read_text()
+    assert "not finished: oa_mil oamil=0.3 seed=0 (toy), failed: BenchError: out of memory " \
+           "(log: cells/oa_mil-0.3-0/cell.log)" in text
+    assert "not finished: faster_rcnn oamil=0.1 seed=0 (toy), partial (log: cells/faster_rcnn-0.1-0/cell.log)" in text
 
 
 # ---- CLI ---------------------------------------------------------------------------------------------------------

@@ -83,6 +83,9 @@ class MethodAdapter:
     description: ClassVar[str] = ""
     reads_clean_boxes: ClassVar[bool] = False
     refines_boxes: ClassVar[bool] = False
+    # training time relative to the core Faster R-CNN on the same config (a scheduling hint only: the runner
+    # starts the costliest cells first, so a long cell does not end a sweep running alone on an idle machine)
+    relative_cost: ClassVar[float] = 1.0
 
     # ---- configuration ----------------------------------------------------------------------------------
     def default_config(self, profile: str, noise_level: float | None = None, dataset_kind: str = "coco") -> dict:

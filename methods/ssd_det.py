@@ -144,6 +144,7 @@ def _group_norm_fpn(detector, groups: int = 32) -> None:
 @register_method
 class SSDDet(MethodAdapter):
     name = "ssd_det"
+    relative_cost = 3.0  # cpu profile, 128 RoIs/img: the refiner's ~9k pooled RoIs per step (ssd_step_time.py)
     paper = Paper(title="Spatial Self-Distillation for Object Detection with Inaccurate Bounding Boxes", venue="ICCV",
                   year=2023, url="https://arxiv.org/abs/2307.12101",
                   code="https://github.com/ucas-vg/PointTinyBenchmark/tree/SSD-Det")
@@ -298,6 +299,7 @@ def pseudo_box_dataset(train: "DetectionDataset", refined: list[dict]) -> "Detec
 @register_method
 class SSDDetRetrain(SSDDet):
     name = "ssd_det+retrain"
+    relative_cost = 4.0  # SSD-Det, then a Faster R-CNN
     description = "SSD-Det, then a fresh Faster R-CNN trained on its final pseudo boxes (paper: Re-train)"
 
     def train(self, train: "DetectionDataset", cfg: dict, workdir: Path, *, resume: bool = True,

@@ -227,3 +227,16 @@ def test_runtime_keys_match_the_engine():
     from benchmark.runner.cells import RUNTIME_KEYS
 
     assert {k: set(v) for k, v in RUNTIME_KEYS.items()} == {k: set(v) for k, v in engine.RUNTIME_KEYS.items()}
+
+
+def test_costliest_cells_start_first_and_ties_keep_grid_order():
+    """On 2 workers the quick start's last SSD-Det cell used to run alone for minutes: long cells go first."""
+    from types import SimpleNamespace
+
+    from benchmark.runner.sweep import longest_first
+
+    todo = [SimpleNamespace(cell=SimpleNamespace(method=m), i=i) for i, m in enumerate(
+        ["clean", "faster_rcnn", "ssd_det", "not_registered", "faster_rcnn", "ssd_det+retrain", "ssd_det"])]
+    assert [(p.cell.method, p.i) for p in longest_first(todo)] == [
+        ("ssd_det+retrain", 5), ("ssd_det", 2), ("ssd_det", 6),
+        ("clean", 0), ("faster_rcnn", 1), ("not_registered", 3), ("faster_rcnn", 4)]

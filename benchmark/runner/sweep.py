@@ -89,6 +89,18 @@ def format_plan(planned: list[Planned]) -> str:
     return "\n".join(lines)
 
 
+def longest_first(todo: list[Planned]) -> list[Planned]:
+    """Cells in order of their method's `relative_cost`, costliest first (stable: grid order otherwise), so the
+    workers finish together instead of one long cell running alone at the end."""
+    from methods import METHODS
+
+    def cost(p: Planned) -> float:
+        adapter = METHODS.get(p.cell.method) if p.cell.method in METHODS else None  # external cells: no adapter
+        return float(getattr(adapter, "relative_cost", 1.0) or 1.0)
+
+    return sorted(todo, key=lambda p: -cost(p))
+
+
 def execute(planned: list[Planned], store: st.Store, executor, *, progress: bool = True,
             echo: Callable[[str], None] = print) -> Summary:
     """Run the planned cells with `executor` (LocalExecutor / SubmititExecutor); one failure never stops the rest,
@@ -130,7 +142,7 @@ def execute(planned: list[Planned], store: st.Store, executor, *, progress: bool
             bar.set_postfix(done=len(summary.done), failed=len(summary.failed), refresh=False)
 
     try:
-        executor.run([store.cell_dir(p.cell.id) for p in todo], on_result)
+        executor.run([store.cell_dir(p.cell.id) for p in longest_first(todo)], on_result)
     except _DiskFull as exc:
         summary.aborted = f"stopped: no space left on device under {store.root} ({exc}); free space and rerun"
     finally:

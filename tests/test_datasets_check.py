@@ -254,3 +254,20 @@ def test_yolo_polygons_are_a_note_not_a_problem(tmp_path):
     from benchmark.datasets import format_report
 
     assert "note: polygon_label: 1" in format_report(r)
+
+
+def test_empty_and_typo_looking_classes_are_notes():
+    """A misspelt VOC class name becomes a class of its own with a box or two: say so, without failing --strict."""
+    images = [{"id": i, "file_name": f"{i}.png", "width": 100, "height": 100} for i in range(1, 31)]
+    anns = [{"id": k, "image_id": 1 + k % 30, "category_id": 1 + k % 2, "bbox": [10, 10, 20, 20]} for k in range(60)]
+    anns.append({"id": 99, "image_id": 1, "category_id": 3, "bbox": [50, 50, 10, 10]})
+    cats = [{"id": 1, "name": "circle"}, {"id": 2, "name": "square"}, {"id": 3, "name": "sqaure"},
+            {"id": 4, "name": "hexagon"}]
+    r = check(DetectionDataset.from_coco({"images": images, "annotations": anns, "categories": cats}), images=False)
+    notes = {n["note"]: n for n in r["notes"]}
+    assert r["ok"] and notes["empty_class"]["examples"] == ["hexagon"]
+    assert notes["rare_class"]["examples"] == ["sqaure (1 box)"]
+    few = [a for a in anns if a["category_id"] != 3][:8]  # a small dataset: a few boxes per class is normal there
+    r = check(DetectionDataset.from_coco({"images": images, "annotations": few + [anns[-1]], "categories": cats[:3]}),
+              images=False)
+    assert not any(n["note"] == "rare_class" for n in r["notes"])

@@ -86,6 +86,25 @@ def _size_histograms(ds: DetectionDataset) -> dict:
     return {"coco_area": coco, "sqrt_area_px": pixels, "sqrt_area_percentiles_0_10_50_90_100": pct}
 
 
+def _class_notes(per_class: dict) -> list[dict]:
+    """Classes a detector cannot learn (no boxes) or that look like a typo (a handful of boxes while the others have
+    many: a misspelt class name in VOC XML or a stray index in YOLO labels becomes a class of its own)."""
+    boxes = [pc["boxes"] for pc in per_class.values() if pc["boxes"]]
+    median = float(np.median(boxes)) if boxes else 0.0  # of the classes that have boxes
+    empty = [pc["name"] for pc in per_class.values() if pc["boxes"] == 0]
+    rare = [f"{pc['name']} ({pc['boxes']} box{'es' if pc['boxes'] > 1 else ''})" for pc in per_class.values()
+            if 0 < pc["boxes"] <= max(2.0, median / 100) and median >= 20]
+    notes = []
+    if empty:
+        notes.append({"note": "empty_class", "count": len(empty), "examples": empty[:5],
+                      "description": "class without boxes in this split (its AP is undefined): " + ", ".join(empty[:5])})
+    if rare:
+        notes.append({"note": "rare_class", "count": len(rare), "examples": rare[:5],
+                      "description": "class with very few boxes next to the others (a misspelt class name?): "
+                                     + ", ".join(rare[:5])})
+    return notes
+
+
 def check(ds: DetectionDataset, images: bool = True, progress: bool = True) -> dict:
     """Counts per class, images without boxes, box-size histograms and every problem found.
 
@@ -116,6 +135,7 @@ def check(ds: DetectionDataset, images: bool = True, progress: bool = True) -> d
     notes = [{"note": reason, "count": int(n), "description": _describe(reason),
               "examples": ds.info.get("problem_examples", {}).get(reason, [])}
              for reason, n in sorted(ds.info.get("notes", {}).items())]
+    notes += _class_notes(per_class)
     files = None
     if images:
         files = validate_images(ds, progress=progress)

@@ -35,7 +35,7 @@ SIZE_SMALL, SIZE_MEDIUM = 32.0 ** 2, 96.0 ** 2  # COCO's area ranges
 
 @dataclass(frozen=True)
 class BoxSet:
-    source_xywh: np.ndarray  # (N, 4) float64, the annotations' `bbox` as read
+    source_xywh: np.ndarray  # (N, 4) float64, the annotations' `bbox` (`oamil-legacy`: as the file had it, unclipped)
     source_area: np.ndarray  # (N,) float64, the annotations' `area` (w * h where missing)
     clean: np.ndarray  # (N, 4) float64 xyxy clean boxes (suite convention: x2 = x + w)
     boxes: np.ndarray  # (N, 4) float64 xyxy current (noisy) boxes
@@ -275,6 +275,8 @@ def extract(ds, mode: str = "numpy", layout: str = "coco") -> BoxSet:
     area = np.where(np.isnan(area), xywh[:, 2] * xywh[:, 3], area)
     known_cat = np.isin(category, cat_ids)
     clean = columns(xywh[:, 0], xywh[:, 1], xywh[:, 0] + xywh[:, 2], xywh[:, 1] + xywh[:, 3])
+    if mode == "oamil-legacy":  # mmdet 2.x saw (and OA-MIL perturbed) the boxes before the loader clipped them
+        xywh = _as_read(ds, anns, xywh)
     finite = np.isfinite(xywh).all(axis=1) if n else np.zeros(0, bool)
     on_image = image >= 0
     if mode == "numpy":
@@ -283,8 +285,8 @@ def extract(ds, mode: str = "numpy", layout: str = "coco") -> BoxSet:
         eligible = ~ignored & on_image & finite & known_cat
     else:  # mmdet 2.x CocoDataset._parse_ann_info, as OA-MIL's generator ran it
         size = sizes[np.where(on_image, image, 0)]
-        inter_w = np.maximum(0.0, np.minimum(clean[:, 2], size[:, 0]) - np.maximum(xywh[:, 0], 0.0))
-        inter_h = np.maximum(0.0, np.minimum(clean[:, 3], size[:, 1]) - np.maximum(xywh[:, 1], 0.0))
+        inter_w = np.maximum(0.0, np.minimum(xywh[:, 0] + xywh[:, 2], size[:, 0]) - np.maximum(xywh[:, 0], 0.0))
+        inter_h = np.maximum(0.0, np.minimum(xywh[:, 1] + xywh[:, 3], size[:, 1]) - np.maximum(xywh[:, 1], 0.0))
         eligible = (~ignored & on_image & finite & known_cat & (inter_w * inter_h != 0) & (area > 0)
                     & (xywh[:, 2] >= 1) & (xywh[:, 3] >= 1))
     false = np.zeros(n, bool)
@@ -297,6 +299,22 @@ def extract(ds, mode: str = "numpy", layout: str = "coco") -> BoxSet:
                   category_ids=cat_ids, mode=mode, layout=layout,
                   category_names={int(c["id"]): str(c.get("name", c["id"])) for c in ds.categories},
                   image_ids=[im["id"] for im in ds.images], legacy_slots=slots)
+
+
+def _as_read(ds, anns: list, xywh: np.ndarray) -> np.ndarray:
+    """`xywh` with the loader-clipped boxes put back as the file had them (`ds.info["unclipped_boxes"]`)."""
+    from benchmark.datasets.problems import UNCLIPPED_BOXES
+
+    raw = ds.info.get(UNCLIPPED_BOXES) if isinstance(ds.info, dict) else None
+    if not raw:
+        return xywh
+    by_id = {r[0]: r[1:] for r in raw if isinstance(r, list) and len(r) == 5}
+    rows = [(i, by_id[a["id"]]) for i, a in enumerate(anns) if a["id"] in by_id]
+    if not rows:
+        return xywh
+    out = xywh.copy()
+    out[[i for i, _ in rows]] = np.array([box for _, box in rows], np.float64)
+    return out
 
 
 def _legacy_slots(ds, mode: str, layout: str) -> np.ndarray:

@@ -235,10 +235,19 @@ def legacy_coco(seed=5, n_images=60, per_image=12) -> dict:
     return {"images": images, "annotations": anns, "categories": CATS}
 
 
-@pytest.mark.parametrize("gamma", [0.1, 0.4, 0.9])
-def test_legacy_coco_equals_the_per_box_loop(gamma):
+@pytest.mark.parametrize("gamma,from_file", [(0.1, False), (0.4, False), (0.9, False), (0.4, True)])
+def test_legacy_coco_equals_the_per_box_loop(gamma, from_file, tmp_path):
+    """From a file, the loader clips the boxes crossing the border (and drops those outside): legacy mode must still
+    perturb what mmdet 2.x read, the boxes as the file had them."""
+    from benchmark.datasets import load_coco
+
     coco = legacy_coco()
-    r = make_noisy(DetectionDataset.from_coco(coco), "uniform", gamma, rng="oamil-legacy")
+    if from_file:
+        ds = load_coco(write_json(tmp_path / "train.json", coco))
+        assert ds.info["fixed"]["box_clipped_to_image"] > 20 and ds.info["skipped"]["box_outside_image"] > 5
+    else:
+        ds = DetectionDataset.from_coco(coco)
+    r = make_noisy(ds, "uniform", gamma, rng="oamil-legacy")
     expected = oamil_loop(coco, gamma)
     got = {a["id"]: a for a in r.dataset.annotations}
     assert r.manifest["seed"] == 45 and r.manifest["layout"] == "coco"
@@ -553,6 +562,8 @@ def test_legacy_voc_spends_draws_on_boxes_the_loader_drops(tmp_path):
                 xmax, ymax = xmin, ymin  # point box: dropped by the loader, drawn for by OA-MIL
             elif kind < 0.18:
                 xmax = xmin - 3  # inverted
+            elif kind < 0.3:
+                xmax = W + 7  # past the border: the loader clips it, OA-MIL perturbs it as written
             difficult = int(rng.random() < 0.15)
             raw.append({"id": len(raw) + 1, "image_id": i + 1, "category_id": 1, "voc": (xmin, ymin, xmax, ymax),
                         "difficult": difficult, "valid": xmax > xmin and ymax > ymin})
@@ -566,6 +577,7 @@ def test_legacy_voc_spends_draws_on_boxes_the_loader_drops(tmp_path):
     dropped = [a for a in raw if not a["valid"]]
     assert len(dropped) >= 5 and sum(not a["difficult"] for a in dropped) >= 3
     assert len(ds.info["legacy_draw_slots"]) == sum(not a["difficult"] for a in dropped)
+    assert ds.info["fixed"]["box_clipped_to_image"] >= 3 and len(ds.info["unclipped_boxes"]) >= 3
 
     expected = oamil_loop({"images": images, "annotations": raw, "categories": [{"id": 1, "name": "cell"}]}, 0.4,
                           voc=True)

@@ -194,6 +194,8 @@ def _checked_annotation(i: int, a, images: dict[int, dict], category_ids: set, p
         inside = w > 0 and h > 0 and x >= 0 and y >= 0 and x + w <= img["width"] and y + h <= img["height"]
         if not inside:
             bb = clean_box(x, y, w, h, img["width"], img["height"], log, f"{src}: annotation {aid} ({img['file_name']})")
+            if bb is not None and bb != [x, y, w, h]:
+                log.unclipped.append([aid, x, y, w, h])
     except TypeError:
         raise BenchError(f"annotations[{i}] (id {aid}): bbox must be 4 numbers [x, y, w, h], got {bb!r}",
                          path) from None

@@ -7,7 +7,10 @@ invalid box is dropped (or clipped) and counted here, so training never sees it 
 - `skipped`:  reason -> number of boxes/images/lines dropped,
 - `fixed`:    reason -> number of boxes repaired in place (e.g. clipped to the image),
 - `notes`:    reason -> number of lawful conversions worth knowing about (e.g. YOLO polygons read as boxes),
-- `problem_examples`: reason -> up to `MAX_EXAMPLES` one-line descriptions naming the file.
+- `problem_examples`: reason -> up to `MAX_EXAMPLES` one-line descriptions naming the file,
+- `unclipped_boxes` (`UNCLIPPED_BOXES`): `[annotation id, x, y, w, h]` of every box the loader clipped to its image
+  (round-off included), as the file had it: `rng="oamil-legacy"` perturbs these, since mmdet 2.x's parsers, which
+  OA-MIL's generator ran, never clipped.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections import Counter
 
 MAX_EXAMPLES = 5
 ROUNDING_PX = 1e-3  # overshoot of the image border smaller than this is float round-off: clamped silently
+UNCLIPPED_BOXES = "unclipped_boxes"
 
 # reason -> what it means (used by `check` to print a readable report)
 REASONS: dict[str, str] = {
@@ -42,6 +46,7 @@ class ProblemLog:
         self.fixed: Counter[str] = Counter()
         self.notes: Counter[str] = Counter()
         self.examples: dict[str, list[str]] = {}
+        self.unclipped: list[list] = []  # [annotation id, x, y, w, h] before clipping
 
     def _example(self, reason: str, where: str) -> None:
         ex = self.examples.setdefault(reason, [])
@@ -66,6 +71,8 @@ class ProblemLog:
         info["fixed"] = dict(self.fixed)
         info["notes"] = dict(self.notes)
         info["problem_examples"] = {k: list(v) for k, v in self.examples.items()}
+        if self.unclipped:  # (kept otherwise: a file saved after clipping still carries the boxes it had before)
+            info[UNCLIPPED_BOXES] = [list(r) for r in self.unclipped]
         return info
 
 

@@ -158,7 +158,8 @@ def load_voc(root: str | Path, split: str, classes: list[str] | None = None, nam
                 if not difficult:  # OA-MIL's VOC parser keeps it and its generator draws for it
                     dropped.append((image_id, kept_here, cname))
                 continue
-            raw.append((image_id, cname, box, difficult))
+            as_read = [xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1]
+            raw.append((image_id, cname, box, difficult, None if box == as_read else as_read))
             kept_here += 1
 
     if fixed_classes is None:
@@ -167,8 +168,9 @@ def load_voc(root: str | Path, split: str, classes: list[str] | None = None, nam
     annotations = [
         {"id": n, "image_id": iid, "category_id": cat_of[c], "bbox": box, "area": float(box[2]) * float(box[3]),
          "iscrowd": 0, "ignore": d, "difficult": d}
-        for n, (iid, c, box, d) in enumerate(raw, start=1)
+        for n, (iid, c, box, d, _) in enumerate(raw, start=1)
     ]
+    log.unclipped += [[n, *before] for n, (*_, before) in enumerate(raw, start=1) if before is not None]
     info = log.store({"format": "voc", "split": split})
     slots = [[iid, before] for iid, before, c in dropped if c in cat_of]
     if slots:

@@ -228,6 +228,16 @@ def test_cli_convert_single_json_and_split_errors(tmp_path):
     assert isinstance(res.exception, BenchError) and "has no split test" in str(res.exception)
 
 
+def test_cli_convert_to_voc_says_which_classes_it_cannot_keep(tmp_path):
+    ds = small_ds(tmp_path / "imgs")
+    ds.categories.append({"id": 7, "name": "unused"})
+    save_coco(ds, tmp_path / "train.json")
+    res = CliRunner().invoke(cli, ["data", "convert", str(tmp_path / "train.json"), str(tmp_path / "voc"), "--to",
+                                   "voc", "--split", "train"])
+    assert res.exit_code == 0, res.output
+    assert "classes without boxes (VOC cannot record them) unused" in res.output
+
+
 def test_cli_user_errors_are_one_line_exit_2(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text('{"images": [')

@@ -96,6 +96,10 @@ def convert_cmd(src, dst, fmt, splits, images):
         elif fmt == "voc":
             out = dst
             summary = save_voc(ds, dst, name, images=images)
+            used = {a["category_id"] for a in ds.annotations}
+            lost = sorted(c["name"] for c in ds.categories if c["id"] not in used)
+            if lost:  # VOC has no class list: a class exists only through its objects
+                summary["classes without boxes (VOC cannot record them)"] = ", ".join(lost)
         else:
             out = dst
             summary = save_yolo(ds, dst, name, images=images)

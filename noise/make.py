@@ -225,7 +225,9 @@ def recover_clean(noisy: DetectionDataset, manifest: dict) -> DetectionDataset:
 
 
 # ---- internals ------------------------------------------------------------------------------------------------
-def _check(ds, model, seed, rng, layout, params):
+def check_model(model: str | NoiseModel, params: dict, rng: str = "numpy") -> NoiseModel:
+    """The noise model, checked with its parameters and rng mode (what `make_noisy` checks before any work; the
+    runner calls it when it expands a sweep)."""
     nm = get_model(model)
     nm.check_params(params)
     if rng not in RNG_MODES:
@@ -233,6 +235,11 @@ def _check(ds, model, seed, rng, layout, params):
     if rng == "oamil-legacy" and not nm.legacy:
         raise BenchError(f"rng 'oamil-legacy' reproduces OA-MIL's generator and applies to model 'uniform' only, "
                          f"not {nm.name!r}")
+    return nm
+
+
+def _check(ds, model, seed, rng, layout, params):
+    nm = check_model(model, params, rng)
     if seed is None:
         seed = LEGACY_SEED if rng == "oamil-legacy" else DEFAULT_SEED
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2 ** 32:

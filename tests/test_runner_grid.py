@@ -44,7 +44,7 @@ def test_expand_rejects_noise_settings_before_any_cell_runs():
         expand_grid(["dummy"], [0.1], [0], noise_model="una", noise_params={"x": 1})
     with pytest.raises(BenchError, match="unknown noise model"):
         expand_grid(["dummy"], [0.1], [0], noise_model="no_such_noise")
-    with pytest.raises(BenchError, match="uniform only"):
+    with pytest.raises(BenchError, match="'uniform' only"):
         expand_grid(["dummy"], [0.1], [0], noise_model="gaussian", noise_rng="oamil-legacy")
     assert expand_grid(["dummy"], [0.0], [0], noise_model="no_such_noise", baselines=False)  # clean: no model used
 

@@ -153,16 +153,9 @@ def expand_grid(methods: list[str], levels: list[float], seeds: list[int], datas
 def _check_noise(model: str, params: dict, rng: str, levels: list[float]) -> None:
     """Noise model, parameters, rng mode and levels as `make_noisy` will check them, before any cell starts: a typo
     fails the command, not every cell of the sweep."""
-    from noise.make import RNG_MODES
-    from noise.registry import get_model
+    from noise.make import check_model
 
-    nm = get_model(model)
-    nm.check_params(params)
-    if rng not in RNG_MODES:
-        raise BenchError(f"--noise-rng: unknown rng mode {rng!r} (known: {', '.join(RNG_MODES)})")
-    if rng == "oamil-legacy" and not nm.legacy:
-        raise BenchError(f"--noise-rng oamil-legacy reproduces OA-MIL's generator and applies to --noise-model uniform "
-                         f"only, not {nm.name!r}")
+    nm = check_model(model, params, rng)
     for lv in levels:
         nm.check_level(lv)
 

@@ -308,12 +308,18 @@ def _as_read(ds, anns: list, xywh: np.ndarray) -> np.ndarray:
     raw = ds.info.get(UNCLIPPED_BOXES) if isinstance(ds.info, dict) else None
     if not raw:
         return xywh
-    by_id = {r[0]: r[1:] for r in raw if isinstance(r, list) and len(r) == 5}
-    rows = [(i, by_id[a["id"]]) for i, a in enumerate(anns) if a["id"] in by_id]
-    if not rows:
+    raw = [r for r in raw if isinstance(r, list) and len(r) == 5]
+    try:  # integer ids: the vectorised lookup, not a dict probe per annotation
+        ids = np.fromiter(map(itemgetter("id"), anns), np.int64, len(anns))
+        rows = rows_by_id(ids, np.array([r[0] for r in raw], np.int64))
+    except (TypeError, ValueError, OverflowError):
+        row_of = {a["id"]: i for i, a in enumerate(anns)}
+        rows = np.array([row_of.get(r[0], -1) for r in raw], np.int64)
+    known = rows >= 0
+    if not known.any():
         return xywh
     out = xywh.copy()
-    out[[i for i, _ in rows]] = np.array([box for _, box in rows], np.float64)
+    out[rows[known]] = np.array([r[1:] for r in raw], np.float64)[known]
     return out
 
 

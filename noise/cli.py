@@ -15,6 +15,8 @@ from noise.levels import parse_levels
 from noise.make import RNG_MODES, compose, iter_noisy, write_noisy
 from noise.registry import NOISE_MODELS, NoiseModel, get_model
 
+MMDET_CONFIG = "mmdet_config.py"  # written beside each noisy file by --emit mmdet-config
+
 
 @click.group("noise")
 def noise():
@@ -136,7 +138,7 @@ def make_cmd(dataset, model, levels, seed, rng, layout, params, out, emit, mmdet
             classes = [str(c.get("name", c["id"])) for c in train.categories]
             text = mmdet_config(paths["annotations"], classes, train.image_root, test_file,
                                 None if test is None else test.image_root, mmdet_base or DEFAULT_BASE, m)
-            atomic_write_text(folder / "mmdet_config.py", text)
+            atomic_write_text(folder / MMDET_CONFIG, text)
         c, iou = m["counts"], m["realised_iou"]["all"]["mean"]
         rows.append((m["level"], folder, c, iou))
     click.echo(f"{'level':>6} {'perturbed':>9} {'clipped':>8} {'kept':>6} {'removed':>8} {'added':>6} "
@@ -174,11 +176,14 @@ def stats_cmd(file, as_json):
 
 
 def _image_prefix_beside(file: Path) -> str | None:
-    """The training image folder `bench noise make` recorded in the `mmdet_config.py` it wrote beside FILE (the
-    noisy json itself holds no paths, so that it stays byte-identical across machines)."""
+    """The training image folder recorded in the `mmdet_config.py` beside FILE (`bench noise make --emit
+    mmdet-config` writes it; the noisy json itself holds no paths, so that it stays byte-identical across
+    machines)."""
     import ast
 
-    cfg = file.with_name("mmdet_config.py")
+    from noise.mmdet_config import TRAIN_IMAGES_VAR
+
+    cfg = file.with_name(MMDET_CONFIG)
     if not cfg.is_file():
         return None
     try:
@@ -186,7 +191,8 @@ def _image_prefix_beside(file: Path) -> str | None:
     except (OSError, SyntaxError, UnicodeDecodeError):
         return None
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "train_img_prefix" for t in node.targets):
+        names = [getattr(t, "id", None) for t in node.targets] if isinstance(node, ast.Assign) else []
+        if TRAIN_IMAGES_VAR in names:
             value = node.value.value if isinstance(node.value, ast.Constant) else None
             return value if isinstance(value, str) and Path(value).is_dir() else None
     return None

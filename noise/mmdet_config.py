@@ -15,6 +15,7 @@ from pathlib import Path
 from benchmark import __version__
 
 DEFAULT_BASE = "mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py"
+TRAIN_IMAGES_VAR = "train_img_prefix"  # the config's training image folder (`bench noise show` reads it back)
 
 
 def _head_override(base: str) -> str:
@@ -49,10 +50,10 @@ def mmdet_config(train_file: str | Path, classes: list[str], train_images: Path 
         f"num_classes = {len(classes)}",
         "metainfo = dict(classes=classes)",
         f"train_ann_file = {str(Path(train_file).resolve())!r}",
-        f"train_img_prefix = {_dir(train_images)!r}",
+        f"{TRAIN_IMAGES_VAR} = {_dir(train_images)!r}",
         "train_dataloader = dict(dataset=dict(",
         "    type='CocoDataset', data_root='', metainfo=metainfo, ann_file=train_ann_file,",
-        "    data_prefix=dict(img=train_img_prefix)))",
+        f"    data_prefix=dict(img={TRAIN_IMAGES_VAR})))",
     ]
     if test_file is not None:
         lines += [

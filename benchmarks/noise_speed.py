@@ -9,7 +9,8 @@ Generates (seeded, into a temporary folder) a COCO-train-sized annotation file l
                scalar legacy draws per box) vs the vectorised kernels (`numpy` and `oamil-legacy` modes, best of 3);
                a second loop with NumPy-1.x float64 arithmetic is checked bit-equal to the legacy kernel
   one level    load_coco + make_noisy(uniform, 0.4) + write_noisy (json + manifest)
-  four levels  one load_coco, then 0.1..0.4 through iter_noisy, each written
+  four levels  one load_coco, then 0.1..0.4 through iter_noisy, each written by write_levels while the next is made
+               (as `bench noise make` writes)
   bench CLI    `bench noise make -d coco:TRAIN,TEST -l 0.4` as a user runs it (interpreter start-up included)
 
 Targets (issue 4): kernel >= 50x faster than the per-box loop; one level <= 8 s; four levels <= 20 s; peak RSS
@@ -188,24 +189,19 @@ def child_phases(train: Path, out_dir: Path) -> dict:
 
 def child_levels(train: Path, out_dir: Path, levels: list[float]) -> dict:
     from benchmark.datasets import load_coco
-    from noise import iter_noisy, write_noisy
+    from noise import iter_noisy, write_levels
 
     t0, c0 = time.perf_counter(), time.process_time()
     ds = load_coco(train)
     load_s = time.perf_counter() - t0
-    make_s = write_s = 0.0
     ious = []
-    t = time.perf_counter()
-    for result in iter_noisy(ds, "uniform", levels, seed=0):
-        t1 = time.perf_counter()
-        make_s += t1 - t
-        write_noisy(result, out_dir / f"uniform-r{result.manifest['level']:g}")
+    # as `bench noise make` writes: each level's files written while the next level is made
+    made = iter_noisy(ds, "uniform", levels, seed=0)
+    for result, _ in write_levels(made, lambda r: out_dir / f"uniform-r{r.manifest['level']:g}"):
         ious.append(result.manifest["realised_iou"]["all"]["mean"])
         del result
-        t = time.perf_counter()
-        write_s += t - t1
-    return {"load_s": load_s, "make_s": make_s, "write_s": write_s, "total_s": time.perf_counter() - t0,
-            "cpu_s": time.process_time() - c0, "mean_iou": ious}
+    return {"load_s": load_s, "make_and_write_s": time.perf_counter() - t0 - load_s,
+            "total_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "mean_iou": ious}
 
 
 def run_child(args: list[str]) -> tuple[dict, float, float]:
@@ -291,7 +287,7 @@ def main() -> None:
           f"  {speedup_legacy:.0f}x faster (CPU {k['loop_cpu_s'] / k['kernel_legacy_cpu_s']:.0f}x); best of 3")
     for name, r in (("one level", one), ("four levels", four)):
         print(f"{name:<14}{r['total_s']:>9.2f}{r['cpu_s']:>8.2f}{r['peak_rss_gb']:>8.2f}  load {r['load_s']:.2f}"
-              f" + make {r['make_s']:.2f} + write {r['write_s']:.2f}; mean IoU {r['mean_iou']}")
+              f" + make and write {r['make_and_write_s']:.2f}; mean IoU {r['mean_iou']}")
     if "bench CLI" in rows:
         r = rows["bench CLI"]
         print(f"{'bench CLI':<14}{r['wall_s']:>9.1f}{'':>8}{r['peak_rss_gb']:>8.2f}  bench noise make -l 0.4, "

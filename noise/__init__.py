@@ -10,9 +10,10 @@ This package imports no torch and no detector code.
 
 from noise.levels import parse_levels
 from noise.make import (NoisyResult, calibrate, compose, iter_noisy, make_noisy, make_noisy_levels, recover_clean,
-                        write_noisy)
+                        write_levels, write_noisy)
 from noise.registry import NOISE_MODELS, NoiseModel, get_model, noise_model
 from noise.stats import noise_stats
 
 __all__ = ["NOISE_MODELS", "NoiseModel", "NoisyResult", "calibrate", "compose", "get_model", "iter_noisy", "make_noisy",
-           "make_noisy_levels", "noise_model", "noise_stats", "parse_levels", "recover_clean", "write_noisy"]
+           "make_noisy_levels", "noise_model", "noise_stats", "parse_levels", "recover_clean", "write_levels",
+           "write_noisy"]

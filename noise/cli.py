@@ -12,7 +12,7 @@ import click
 from benchmark.errors import BenchError
 from benchmark.io import atomic_write_text, read_json, write_json
 from noise.levels import parse_levels
-from noise.make import RNG_MODES, compose, iter_noisy, write_noisy
+from noise.make import RNG_MODES, compose, iter_noisy, write_levels
 from noise.registry import NOISE_MODELS, NoiseModel, get_model
 
 MMDET_CONFIG = "mmdet_config.py"  # written beside each noisy file by --emit mmdet-config
@@ -129,11 +129,11 @@ def make_cmd(dataset, model, levels, seed, rng, layout, params, out, emit, mmdet
         test_file = out / "test.json"
         write_json(test_file, test.to_coco())
     rows = []
-    for result in tqdm(results, total=len(levels), desc="noise", unit="level", file=sys.stderr,
-                       disable=len(levels) < 2):
+    written = write_levels(results, lambda r: out / _tag(r.manifest["model"], r.manifest["level"], r.manifest["seed"]))
+    for result, paths in tqdm(written, total=len(levels), desc="noise", unit="level", file=sys.stderr,
+                              disable=len(levels) < 2):
         m = result.manifest
-        folder = out / _tag(m["model"], m["level"], m["seed"])
-        paths = write_noisy(result, folder)
+        folder = paths["manifest"].parent
         if "mmdet-config" in emit:
             classes = [str(c.get("name", c["id"])) for c in train.categories]
             text = mmdet_config(paths["annotations"], classes, train.image_root, test_file,

@@ -10,7 +10,9 @@ import pytest
 
 from benchmark.datasets.core import DetectionDataset
 from benchmark.io import read_json, sha256_file
-from noise import compose, make_noisy, make_noisy_levels, noise_stats, recover_clean, write_noisy
+from benchmark.errors import BenchError
+from noise import (compose, iter_noisy, make_noisy, make_noisy_levels, noise_stats, recover_clean, write_levels,
+                   write_noisy)
 from noise.mmdet_config import mmdet_config
 
 CATS = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}, {"id": 5, "name": "bird"}]
@@ -73,6 +75,30 @@ def test_each_level_of_a_sweep_is_the_level_made_alone_and_the_source_is_untouch
         assert r.payload == alone.payload and r.manifest == alone.manifest, level
         assert r.dataset.annotations == read_json_bytes(r.payload)["annotations"]
     assert ds.annotations == before
+
+
+def test_write_levels_writes_each_level_in_order_as_write_noisy_does(tmp_path):
+    """The sweep writer overlaps each write with making the next level: same files, in order, nothing lost."""
+    ds = small()
+    levels = [0.1, 0.2, 0.3, 0.4]
+    seen = []
+    for result, paths in write_levels(iter_noisy(ds, "uniform", levels, seed=3),
+                                      lambda r: tmp_path / f"r{r.manifest['level']:g}"):
+        assert paths["annotations"].read_bytes() == result.payload  # on disk when yielded
+        seen.append(result.manifest["level"])
+        alone = write_noisy(make_noisy(ds, "uniform", result.manifest["level"], seed=3), tmp_path / "alone")
+        assert paths["annotations"].read_bytes() == alone["annotations"].read_bytes()
+        assert paths["manifest"].read_bytes() == alone["manifest"].read_bytes()
+    assert seen == levels
+
+
+def test_write_levels_reports_a_failed_write(tmp_path):
+    (tmp_path / "r0.2").write_text("a file where the level's folder should go")
+    made = iter_noisy(small(), "uniform", [0.1, 0.2, 0.3])
+    written = write_levels(made, lambda r: tmp_path / f"r{r.manifest['level']:g}")
+    with pytest.raises(BenchError, match="r0.2"):
+        list(written)
+    assert (tmp_path / "r0.1" / "train.json").is_file()
 
 
 def read_json_bytes(payload: bytes):

@@ -85,6 +85,10 @@ def test_expand_no_baselines_no_duplicates_and_level_zero_is_clean():
     # asking for faster_rcnn explicitly with baselines on does not duplicate it
     with_base = expand_grid(["faster_rcnn"], [0.2], [0])
     assert _keys(with_base) == [("clean", 0.0, 0, "oracle"), ("faster_rcnn", 0.2, 0, "baseline")]
+    # the oracle ignores the noise: asking for it at noisy levels gives its one clean cell, not a retraining per level
+    assert _keys(expand_grid(["clean"], [0.2, 0.4], [0], baselines=False)) == [("clean", 0.0, 0, "method")]
+    assert _keys(expand_grid(["clean", "ssd_det"], [0.4], [0])) == [
+        ("clean", 0.0, 0, "oracle"), ("faster_rcnn", 0.4, 0, "baseline"), ("ssd_det", 0.4, 0, "method")]
 
 
 def test_expand_noise_seed_modes():

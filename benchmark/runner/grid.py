@@ -126,7 +126,8 @@ def expand_grid(methods: list[str], levels: list[float], seeds: list[int], datas
     if baselines:
         plan.append((ORACLE_METHOD, 0.0, "oracle"))
         plan += [(m, lv, "baseline") for lv in levels for m in BASELINE_METHODS]
-    plan += [(m, lv, "method") for lv in levels for m in methods]
+    # the oracle trains on the clean boxes whatever the level: one cell (level 0) per seed and dataset
+    plan += [(m, 0.0 if m == ORACLE_METHOD else lv, "method") for lv in levels for m in methods]
 
     out: list[CellSpec] = []
     seen: set[tuple] = set()

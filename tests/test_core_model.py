@@ -104,17 +104,25 @@ def test_fast_roi_align_backward_matches_torchvision(sr):
     assert (ge == 0).all()
 
 
-def test_fast_multiscale_pooler_matches_torchvision():
+@pytest.mark.parametrize("sizes", [(1, 600), (1, 60), (460, 600)], ids=["all-levels", "small-only", "large-only"])
+def test_fast_multiscale_pooler_matches_torchvision(sizes):
+    """Mixed sizes go through the per-level scatter; RoIs all on one level (the first, or the last) are pooled in
+    one call on that level's map."""
     torch.manual_seed(0)
     feats = {k: torch.randn(2, 4, s, s, requires_grad=True) for k, s in (("0", 32), ("1", 16), ("2", 8))}
     boxes = []
+    lo, hi = sizes
     for _ in range(2):
         xy = torch.rand(150, 2) * 120 - 5
-        boxes.append(torch.cat([xy, xy + torch.rand(150, 2) * 100 + 1], 1))  # spans all three levels
+        boxes.append(torch.cat([xy, xy + torch.rand(150, 2) * (hi - lo) + lo], 1))
     outs = []
     for cls in (MultiScaleRoIAlign, FastMultiScaleRoIAlign):
-        out = cls(["0", "1", "2"], 7, 2)(feats, boxes, [(128, 128)] * 2)
+        pooler = cls(["0", "1", "2"], 7, 2)
+        out = pooler(feats, boxes, [(128, 128)] * 2)
         w = torch.linspace(-1, 1, out.numel()).reshape(out.shape)
-        outs.append((out, torch.autograd.grad((out * w).sum(), list(feats.values()))))
+        grads = torch.autograd.grad((out * w).sum(), list(feats.values()), allow_unused=True)
+        outs.append((out, [torch.zeros_like(f) if g is None else g for f, g in zip(feats.values(), grads)]))
+    levels = set(pooler.map_levels(boxes).tolist())
+    assert levels == ({0, 1, 2} if sizes == (1, 600) else {0} if sizes == (1, 60) else {2})
     assert torch.equal(outs[0][0], outs[1][0])
     assert all(torch.allclose(x, y, atol=1e-5) for x, y in zip(outs[0][1], outs[1][1]))

@@ -89,6 +89,10 @@ class FastMultiScaleRoIAlign(MultiScaleRoIAlign):
         if len(x_filtered) == 1:
             return roi_align_fast_backward(x_filtered[0], rois, self.output_size, self.scales[0], self.sampling_ratio)
         levels = self.map_levels(boxes)
+        if len(rois) and bool((levels == levels[0]).all()):  # one level holds every RoI (small objects: P2)
+            level = int(levels[0])
+            return roi_align_fast_backward(x_filtered[level], rois, self.output_size, self.scales[level],
+                                           self.sampling_ratio).to(x_filtered[0].dtype)
         first = x_filtered[0]
         result = first.new_zeros((len(rois), first.shape[1]) + tuple(self.output_size))
         for level, (feat, scale) in enumerate(zip(x_filtered, self.scales)):

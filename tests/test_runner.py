@@ -274,6 +274,20 @@ CLI_ARGS = ["--method", "dummy", "--noise", "0.1,0.2", "--seeds", "2", "--datase
             "--import", "test_runner_dummy", "--no-report"]
 
 
+def test_cli_noise_seed_defaults_to_the_fixed_seed_not_the_training_seed(tmp_path, train_log):
+    """As `--help` and the papers: one noisy file for every training seed unless `--noise-seed seed`."""
+    def cells(*extra):
+        r = bench(*CLI_ARGS, "--dry-run", "--out", str(tmp_path / "s"), *extra)
+        assert r.returncode == 0, r.stderr
+        return [line.split()[0] for line in r.stdout.splitlines() if line.split() and "dummy" in line.split()]
+
+    default, fixed, tied = cells(), cells("--noise-seed", "0"), cells("--noise-seed", "seed")
+    assert len(default) == 4 and default == fixed
+    assert tied != default and tied[:2] == default[:2]  # training seed 0 draws with noise seed 0 either way
+    legacy = cells("--noise-rng", "oamil-legacy")
+    assert legacy == cells("--noise-rng", "oamil-legacy", "--noise-seed", "45")
+
+
 def test_cli_errors_are_one_line(tmp_path, train_log):
     r = bench(*CLI_ARGS[:2], "--noise", "0.1..x", "--dry-run", "--out", str(tmp_path / "s"))
     assert r.returncode == 2 and r.stderr.strip().startswith("error:") and len(r.stderr.strip().splitlines()) == 1

@@ -22,8 +22,9 @@ def _parse_kv(items: tuple[str, ...], what: str) -> dict:
 
 
 def _noise_seed(text: str | None) -> int | str | None:
+    """None (not given: the grid's default, 0 or OA-MIL's 45), "seed" or an integer."""
     if text is None or text == "seed":
-        return "seed"
+        return text
     try:
         return int(text)
     except ValueError:

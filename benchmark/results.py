@@ -3,8 +3,13 @@
 Columns (metrics are fractions 0-1, as in metrics.json):
 - identity: `cell`, `method`, `dataset`, `dataset_kind`, `profile`, `noise_model`, `noise_level`, `noise_seed`,
   `noise_rng`, `seed`, `code_version`, `dataset_id` (the first 8 hex digits of a hash of the train and test
-  fingerprints). Two different datasets with the same name (two folders called `coco`) get `dataset` values
-  `coco [<dataset_id>]`, so tables, reports and leaderboard rows never average one with the other;
+  fingerprints), `variant` (what the cell changed from the method's defaults: its `--set` overrides, noise-model
+  parameters and a non-default noise rng, e.g. `method.topk=3; noise direction=shrink`; empty for defaults).
+  Two different datasets with the same name (two folders called `coco`) get `dataset` values
+  `coco [<dataset_id>]`, so tables, reports and leaderboard rows never average one with the other. Likewise a
+  method run in several variants on one dataset is labelled `ssd_det [method.topk=3]` (the default variant keeps
+  its name), and cells that would still count one training seed twice in a table group (e.g. two fixed noise
+  seeds) are labelled by what tells them apart: `[noise seed 7]`, else `[cell <id>]`;
 - COCO: `AP`, `AP50`, `AP75`, `APs`, `APm`, `APl`, `AR1`, `AR10`, `AR100`, `ARs`, `ARm`, `ARl`;
 - VOC: `VOC_AP50`;
 - `train_<name>` for every number in the cell's training metrics, `time_<name>` for its timings (seconds);
@@ -15,6 +20,7 @@ Per-class APs stay in each cell's metrics.json. Rows are sorted by dataset, meth
 from __future__ import annotations
 
 import io
+import json
 import math
 from pathlib import Path
 
@@ -25,7 +31,9 @@ from benchmark.io import atomic_write_bytes, read_json, sha256_bytes, sha256_fil
 
 COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 IDENTITY_COLUMNS = ("cell", "method", "dataset", "dataset_kind", "profile", "noise_model", "noise_level",
-                    "noise_seed", "noise_rng", "seed", "code_version", "dataset_id")
+                    "noise_seed", "noise_rng", "seed", "code_version", "dataset_id", "variant")
+# the rows a table averages over training seeds (reports.tables, leaderboard.add)
+SEED_GROUP = ["dataset", "profile", "method", "noise_model", "noise_level", "noise_rng"]
 SORT_COLUMNS = ["dataset", "method", "noise_model", "noise_level", "seed", "cell"]
 CSV_NAME = "results.csv"
 PARQUET_NAME = "results.parquet"
@@ -54,7 +62,7 @@ def cell_row(cell_dir: Path) -> dict | None:
         "dataset_kind": config["dataset"].get("kind"), "profile": config["profile"],
         "noise_model": noise["model"], "noise_level": float(noise["level"]), "noise_seed": noise["seed"],
         "noise_rng": noise["rng"], "seed": config["seed"], "code_version": config.get("code_version"),
-        "dataset_id": _dataset_id(config["dataset"]),
+        "dataset_id": _dataset_id(config["dataset"]), "variant": variant(config),
     }
     coco = metrics.get("coco") or {}
     for name in COCO_METRICS:
@@ -66,6 +74,23 @@ def cell_row(cell_dir: Path) -> dict | None:
                 row[prefix + key] = value
     row["cell_dir"] = str(cell_dir)
     return row
+
+
+def variant(config: dict) -> str:
+    """What a cell changed from its method's defaults, as text: its `--set` overrides (the runner records them in
+    the config's `locator`; cells written before it did read as defaults), noise parameters, a non-default rng."""
+    overrides = (config.get("locator") or {}).get("overrides") or {}
+    parts = [f"{k}={_text(v)}" for k, v in sorted(overrides.items())]
+    noise = config.get("noise") or {}
+    if float(noise.get("level") or 0) > 0:
+        parts += [f"noise {k}={_text(v)}" for k, v in sorted((noise.get("params") or {}).items())]
+        if noise.get("rng") not in (None, "numpy"):
+            parts.append(f"noise rng {noise['rng']}")
+    return "; ".join(parts)
+
+
+def _text(v) -> str:
+    return v if isinstance(v, str) else json.dumps(v, sort_keys=True)
 
 
 def _dataset_id(dataset: dict) -> str:
@@ -102,7 +127,24 @@ def load(store_dir: str | Path) -> pd.DataFrame:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)  # undefined metric -> NaN, never 0
     if not df.empty:
         df = _distinct_names(df)
+        df = _distinct_methods(df)
     return df.sort_values(SORT_COLUMNS, kind="stable").reset_index(drop=True)
+
+
+def _distinct_methods(df: pd.DataFrame) -> pd.DataFrame:
+    """Method labels that keep different experiments apart (see the module docstring): no table may average two
+    variants of a method, or count one training seed twice."""
+    variants = df.groupby(["dataset", "method"])["variant"].transform("nunique") > 1
+    labelled = variants & (df["variant"] != "")
+    df.loc[labelled, "method"] = df.loc[labelled, "method"] + " [" + df.loc[labelled, "variant"] + "]"
+    twice = df.duplicated([*SEED_GROUP, "seed"], keep=False)
+    if twice.any():
+        noise_seeds = df[twice].groupby([*SEED_GROUP, "seed"])["noise_seed"].transform("nunique")
+        by_noise = pd.Series(False, index=df.index)
+        by_noise[noise_seeds.index] = noise_seeds > 1
+        tag = df["noise_seed"].astype(str).radd("noise seed ").where(by_noise, "cell " + df["cell"].str[:8])
+        df.loc[twice, "method"] = df.loc[twice, "method"] + " [" + tag[twice] + "]"
+    return df
 
 
 def write_tables(store_dir: str | Path, df: pd.DataFrame | None = None) -> dict[str, Path]:

@@ -106,6 +106,23 @@ def test_sweep_writes_the_store_layout_then_skips_done_cells(tmp_path, train_log
     assert len(dummy_log(train_log)) == 4  # nothing retrained
 
 
+def test_variants_and_noise_seeds_of_a_method_are_never_averaged_as_seeds(tmp_path, train_log):
+    """A second sweep into the same store with `--set` (or another fixed noise seed) adds other experiments: the
+    results table labels them apart, so reports and leaderboard rows do not mix them with the first."""
+    store = tmp_path / "store"
+    run_sweep(options(store, noise="0.2", jobs=1), echo=lambda s: None)
+    run_sweep(options(store, noise="0.2", seeds="1", jobs=1, sets=["dummy:method.jitter=0.2"]), echo=lambda s: None)
+    df = results.load(store)
+    assert sorted(df["method"]) == ["dummy", "dummy", "dummy [method.jitter=0.2]"]
+    assert set(df.loc[df["method"] == "dummy", "seed"]) == {0, 1}
+    assert df.loc[df["variant"] != "", "variant"].tolist() == ["method.jitter=0.2"]
+    run_sweep(options(store, noise="0.2", seeds="1", jobs=1, noise_seed=7), echo=lambda s: None)
+    df = results.load(store)
+    assert sorted(df["method"]) == ["dummy", "dummy [method.jitter=0.2]", "dummy [noise seed 0]",
+                                    "dummy [noise seed 7]"]
+    assert not df.duplicated(["dataset", "profile", "method", "noise_model", "noise_level", "seed"]).any()
+
+
 def test_dry_run_lists_cells_and_writes_nothing(tmp_path, train_log):
     store = tmp_path / "store"
     out = dry_run(options(store))

@@ -196,7 +196,8 @@ def resolve(spec: CellSpec, datasets: DatasetCache, gpu: bool | None = None) -> 
     method_config = resolve_config(adapter, profile, facts["kind"], spec.noise_level, overrides)
     version = getattr(adapter, "version", None)
     extra = {} if version is None else {"method_version": version}
-    return _cell(spec, facts, profile, method_config, extra, {})
+    # what the user changed (--set), for labelling results: not identity (the resolved config is)
+    return _cell(spec, facts, profile, method_config, extra, {"overrides": dict(spec.overrides)})
 
 
 def resolve_external(spec: CellSpec, datasets: DatasetCache, detections: Path, read_options: dict) -> Cell:

@@ -2,12 +2,14 @@
 
 Built-ins register with `@REGISTRY.register("name")`; third-party packages expose objects under an
 `importlib.metadata` entry-point group (e.g. `noisybox_bench.methods`) and are discovered on first lookup.
-Built-ins win on a name clash. Unknown names get close-match suggestions.
+Built-ins (then the first plug-in) win on a name clash; a plug-in shadowed that way is skipped with a warning
+naming its distribution and the owner of the name. Unknown names get close-match suggestions.
 """
 
 from __future__ import annotations
 
 import difflib
+import warnings
 from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any, Callable, Generic, Iterator, TypeVar
@@ -54,17 +56,24 @@ class Registry(Generic[T]):
                     raise
         if self.entry_point_group:
             for ep in entry_points(group=self.entry_point_group):
+                dist = getattr(ep, "dist", None)
+                dist_name = dist.name if dist else ep.value
                 if ep.name in self._items:
+                    warnings.warn(f"{self.kind} plugin {ep.name!r} from {dist_name} ({ep.value}) is ignored: the name "
+                                  f"is already registered by {self._owner(ep.name)}; rename its entry point",
+                                  stacklevel=2)
                     continue
                 try:
                     obj = ep.load()
                 except Exception as exc:  # a broken plugin must not break the suite
-                    import warnings
-
                     warnings.warn(f"{self.kind} plugin {ep.name!r} ({ep.value}) failed to load: {exc}", stacklevel=2)
                     continue
-                dist = getattr(ep, "dist", None)
-                self.add(ep.name, obj, origin=f"plugin:{dist.name if dist else ep.value}")
+                self.add(ep.name, obj, origin=f"plugin:{dist_name}")
+
+    def _owner(self, name: str) -> str:
+        obj = self._items[name]
+        where = f" ({obj.__module__}:{obj.__qualname__})" if hasattr(obj, "__qualname__") else ""  # class, function
+        return self._origin[name] + where
 
     def get(self, name: str) -> T:
         self._load()
@@ -78,6 +87,11 @@ class Registry(Generic[T]):
     def origin(self, name: str) -> str:
         self._load()
         return self._origin[name]
+
+    def owner(self, name: str) -> str:
+        """Who registered `name`, for messages: its origin and, for a class or function, its `module:name`."""
+        self._load()
+        return self._owner(name)
 
     def names(self) -> list[str]:
         self._load()

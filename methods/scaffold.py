@@ -16,18 +16,10 @@ from benchmark.io import atomic_write_text
 
 _ADAPTER = '''"""{title}: a noisybox-bench method adapter.
 
-Start here. The protocol (see `methods/base.py` in noisybox-bench) asks for:
-- class attributes: `name` (the registry name users type), `paper`, `description`, and the two flags
-  `reads_clean_boxes` (only an oracle sets it) and `refines_boxes` (set it if your model corrects its training
-  boxes and exposes `refined_boxes()`);
-- `default_config(profile, noise_level, dataset_kind)`: your method's own hyper-parameters (the `method`
-  section of the run config), per profile (`cpu`, `paper`) and noise level;
-- `profile_overrides(...)` (optional): changes to the shared `model` / `train` sections your method needs;
-- `build_model(cfg, num_classes)`: a torch module with torchvision's detection interface: `forward(images,
-  targets)` returns a dict of losses in training mode and `[{{"boxes", "labels", "scores"}}]` in eval mode.
-  Targets carry `boxes` (xyxy, the noisy boxes), `labels`, `ann_ids`, `image_id`, `orig_size`, `flip`.
-  Optional hooks: `set_epoch(epoch, num_epochs)`, `refined_boxes()`, `diagnostics()`, `set_diagnostics(d)`.
-Training, checkpoints, resume, DDP, prediction and evaluation come from the suite's engine.
+Start here. Every hook of the protocol (`methods/base.py` in noisybox-bench) is below: `default_config` and
+`build_model` work as they are (plain Faster R-CNN on the suite's shared core, so the adapter trains and passes its
+tests at once); the optional ones are pass-throughs or comments that keep the suite's default, each saying what it
+is for. Training, checkpoints, resume, DDP, prediction and evaluation come from the suite's engine.
 """
 
 from __future__ import annotations
@@ -38,25 +30,50 @@ from {package}.config import DEFAULTS
 
 
 class {cls}(MethodAdapter):
-    name = "{name}"
-    paper = Paper(title="TODO: paper title", venue="TODO", year=None, url="", code="")
+    name = "{name}"  # the registry name users type (`bench run --method {name}`)
+    # shown by `bench methods ls`; e.g. Paper(title="...", venue="CVPR", year=2019, url="https://arxiv.org/abs/...",
+    # code="https://github.com/...")
+    paper = Paper(title="TODO: paper title")
     description = "TODO: one line on what the method changes"
     reads_clean_boxes = False  # never True for a real method: clean boxes are the benchmark's answer key
-    refines_boxes = False  # True if the model implements refined_boxes()
+    refines_boxes = False  # True if the model corrects its training boxes and has a refined_boxes() hook (below)
+    relative_cost = 1.0  # training time vs the core Faster R-CNN, e.g. 3.0: the runner starts costly cells first
 
+    # ---- configuration ---------------------------------------------------------------------------------------
     def default_config(self, profile, noise_level=None, dataset_kind="coco"):
+        """Your hyper-parameters (the `method` section of the run config), per profile (`cpu`, `paper`)."""
         cfg = dict(DEFAULTS["common"])
         cfg.update(DEFAULTS.get(profile, {{}}))
         return cfg
 
+    def profile_overrides(self, profile, noise_level=None, dataset_kind="coco"):
+        """Changes to the shared `model` / `train` sections your method needs, e.g. {{"train": {{"epochs": 14}}}}."""
+        return super().profile_overrides(profile, noise_level, dataset_kind)
+
+    # ---- model -----------------------------------------------------------------------------------------------
     def build_model(self, cfg, num_classes):
-        # Replace with your detector. cfg["model"] is the shared core's section (backbone, anchors, sizes),
-        # cfg["method"] is yours. Reusing the core keeps comparisons fair (same backbone and schedule).
-        # Import torch-side code here, not at the top: `bench methods ls` imports every adapter module.
+        """A module with torchvision's detection interface: `forward(images, targets)` returns a dict of losses in
+        training mode and `[{{"boxes", "labels", "scores"}}]` in eval mode. Targets carry `boxes` (xyxy, the noisy
+        boxes), `labels`, `ann_ids`, `image_id`, `orig_size`, `flip`."""
+        # cfg["model"] is the shared core's section (backbone, anchors, sizes), cfg["method"] is yours. Reusing the
+        # core keeps comparisons fair (same backbone and schedule). Import torch-side code here, not at the top:
+        # `bench methods ls` imports every adapter module.
         from methods.core import build_faster_rcnn
 
         model = build_faster_rcnn(cfg["model"], num_classes)
+        # Optional hooks: the engine calls them on the returned module when it has them; set those you need.
+        # model.set_epoch = ...        # (epoch, num_epochs) at the start of every epoch (0-based): schedules
+        # model.refined_boxes = ...    # () -> {{ann_id: [x1, y1, x2, y2]}}, corrected training boxes, original pixels
+        # model.diagnostics = ...      # () -> {{name: float}}, extra run metrics merged into the training metrics
+        # model.set_diagnostics = ...  # (d) clean boxes `d.clean_boxes`, for those metrics only, never for a loss
+        # State kept outside parameters and buffers (e.g. boxes refined so far) survives resume only through the
+        # module's get_extra_state / set_extra_state.
         return model
+
+    # ---- data and lifecycle: the suite's; override train/predict only for more than one training run ----------
+    # def training_view(self, train): ...  # the boxes the model sees: the suite's strips the clean ones; keep it
+    # def train(self, train, cfg, workdir, *, resume=True, diagnostics=None, progress=True): ...  # -> TrainResult
+    # def predict(self, checkpoint, dataset, cfg, progress=True): ...  # -> COCO results [{{image_id, bbox, ...}}]
 '''
 
 _CONFIG = '''"""Default hyper-parameters of {name}: one place, with the source of every value."""
@@ -105,8 +122,7 @@ include = ["{package}*"]
 
 _README = '''# {dist}
 
-{title} for [noisybox-bench](https://github.com/). Install it next to the suite and it appears in
-`bench methods ls`:
+{title} for noisybox-bench. Install it next to the suite and it appears in `bench methods ls`:
 
     pip install -e .
     bench methods ls
@@ -128,9 +144,18 @@ def _identifiers(name: str) -> tuple[str, str, str]:
     return ident, f"noisybox_{ident}", cls
 
 
+def _check_name_is_free(name: str) -> None:
+    """A taken name would install a plug-in the registry ignores, so results would silently come from the owner."""
+    from methods import METHODS
+
+    if name in METHODS:
+        raise BenchError(f"method name {name!r} is already registered by {METHODS.owner(name)}; choose another name")
+
+
 def scaffold(name: str, out_dir: str | Path, title: str | None = None) -> list[Path]:
     """Write the package for method `name` into `out_dir` (which must not exist or be empty)."""
     ident, package, cls = _identifiers(name)
+    _check_name_is_free(name)
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise BenchError("already exists and is not empty; choose another --out", out)

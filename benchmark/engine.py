@@ -6,7 +6,7 @@
 - schedule: `train.epochs` x `iters_per_epoch` iterations; per-iteration warm-up then step or cosine decay;
 - checkpoints: `workdir/checkpoint.pth` after every epoch (model, optimizer, scheduler, AMP scaler, epoch,
   iteration, RNG states, config); `resume=True` continues from it and reproduces an uninterrupted run;
-  `workdir/model_final.pth` holds the final weights + config + category ids for `predict`;
+  `workdir/model_final.pth` holds the final weights + config + category ids and names for `predict`;
 - CUDA AMP on GPU only; DDP when launched by `torchrun` (WORLD_SIZE/RANK/LOCAL_RANK; NCCL on GPU, gloo on CPU);
   `train.batch_size` is the total over all processes;
 - a non-finite loss stops the run with a `BenchError` naming the iteration and the batch's image ids;
@@ -222,6 +222,8 @@ def _fit(adapter, train, cfg, workdir, dist: _Dist, resume, diagnostics, progres
     dist.barrier()
     ckpt_path, final_path = workdir / CHECKPOINT, workdir / FINAL
     categories = sorted(c["id"] for c in train.categories)
+    names = {c["id"]: c.get("name") for c in train.categories}
+    category_names = [names[cid] for cid in categories]  # saved so `predict` can tell ids that mean other classes
     labels = train.contiguous_labels()
 
     state = None
@@ -344,7 +346,8 @@ def _fit(adapter, train, cfg, workdir, dist: _Dist, resume, diagnostics, progres
                         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                         "epoch": epoch + 1, "iteration": iteration, "rng": rng, "config": cfg,
-                        "categories": categories, "method": adapter.name, "history": history, "elapsed": elapsed,
+                        "categories": categories, "category_names": category_names, "method": adapter.name,
+                        "history": history, "elapsed": elapsed,
                     })
                 dist.barrier()
     finally:
@@ -359,7 +362,7 @@ def _fit(adapter, train, cfg, workdir, dist: _Dist, resume, diagnostics, progres
     refined_path = None
     if dist.main:
         _save(final_path, {"model": model.state_dict(), "config": cfg, "categories": categories,
-                           "method": adapter.name})
+                           "category_names": category_names, "method": adapter.name})
         if any(p is not None for p in refined_parts):
             merged = {}
             for part in refined_parts:
@@ -458,18 +461,39 @@ def load_model(adapter, checkpoint: Path, device: torch.device | str = "cpu") ->
     return model.to(device).eval(), state
 
 
+def _check_category_names(state: dict, dataset, checkpoint: Path, shown: int = 3) -> None:
+    """Same ids must mean the same classes: a dataset numbering its classes differently would be predicted and
+    scored without any error, every box under another class's id. Checkpoints saved before names were stored
+    (no `category_names`) and unnamed categories are not checked. Names compare without case / outer spaces."""
+    names = state.get("category_names")
+    if not isinstance(names, list) or len(names) != len(state["categories"]):
+        return
+    model = dict(zip(state["categories"], names))
+    bad = [(c["id"], model[c["id"]], c["name"]) for c in sorted(dataset.categories, key=lambda c: c["id"])
+           if isinstance(model.get(c["id"]), str) and isinstance(c.get("name"), str)
+           and model[c["id"]].strip().casefold() != c["name"].strip().casefold()]
+    if bad:
+        listed = "; ".join(f"{cid}: model {m!r} vs dataset {d!r}" for cid, m, d in bad[:shown])
+        listed += "; ..." if len(bad) > shown else ""
+        known = ", ".join(f"{cid} {n}" for cid, n in list(model.items())[:10]) + (", ..." if len(model) > 10 else "")
+        raise BenchError(f"{len(bad)} category ids name other classes in the dataset than in the model ({listed}); "
+                         f"remap the dataset's category ids to the model's (model: {known})", checkpoint)
+
+
 @torch.no_grad()
 def predict(adapter, checkpoint: Path, dataset, cfg: dict | None = None, progress: bool = True,
             batch_size: int = 8) -> list[dict]:
     """COCO results `[{image_id, category_id, bbox: [x, y, w, h], score}]` for every image of `dataset`.
 
-    The model is rebuilt from the checkpoint's own config; `cfg` may only choose the device and loader workers."""
+    The model is rebuilt from the checkpoint's own config; `cfg` may only choose the device and loader workers.
+    The dataset's category ids must be the model's, naming the same classes (`_check_category_names`)."""
     runtime = (cfg or {}).get("train", {})
     device_pref = runtime.get("device", "auto")
     device = torch.device("cuda" if device_pref == "auto" and torch.cuda.is_available()
                           else ("cpu" if device_pref == "auto" else device_pref))
     model, state = load_model(adapter, checkpoint, device)
     categories = state["categories"]
+    _check_category_names(state, dataset, checkpoint)
     unknown = {c["id"] for c in dataset.categories} - set(categories)
     if unknown:
         raise BenchError(f"the dataset has category ids {sorted(unknown)} the model was not trained on "

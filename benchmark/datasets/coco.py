@@ -31,6 +31,15 @@ def _is_num(v) -> bool:
     return type(v) in (int, float)
 
 
+def _not_an_id(where: str, v) -> str:
+    """The error for a non-integer id. Only on the error path: JSON parsers read integers beyond 64 bits as floats
+    (orjson: outside [-2**63, 2**64)), and "must be an integer, got 1.8e+19" would blame the wrong thing."""
+    if type(v) is float and v.is_integer() and not -2.0 ** 63 < v < 2.0 ** 64:
+        return (f"{where}: id {v!r} is outside the 64-bit integer range (JSON readers turn such numbers into "
+                f"floats); ids must be integers that fit in 64 bits")
+    return f"{where}: id must be an integer, got {v!r}"
+
+
 def _list_of_dicts(data: dict, key: str, path: Path) -> list[dict]:
     if key not in data:
         raise BenchError(f"not a COCO dataset: missing required key '{key}'", path)
@@ -46,7 +55,7 @@ def _parse_categories(items: list, path: Path) -> list[dict]:
         if not isinstance(c, dict) or "id" not in c or "name" not in c:
             raise BenchError(f"categories[{i}] must be an object with 'id' and 'name'", path)
         if not _is_int(c["id"]):
-            raise BenchError(f"categories[{i}]: id must be an integer, got {c['id']!r}", path)
+            raise BenchError(_not_an_id(f"categories[{i}]", c["id"]), path)
         if c["id"] in seen_ids:
             raise BenchError(f"duplicate category id {c['id']} (categories[{i}])", path)
         if c["name"] in seen_names:
@@ -67,7 +76,7 @@ def _parse_images(items: list, path: Path) -> list[dict]:
                 ident = f" (id {im['id']})" if "id" in im else ""
                 raise BenchError(f"images[{i}]{ident}: missing required key '{key}'", path)
         if not _is_int(im["id"]):
-            raise BenchError(f"images[{i}]: id must be an integer, got {im['id']!r}", path)
+            raise BenchError(_not_an_id(f"images[{i}]", im["id"]), path)
         if im["id"] in seen:
             raise BenchError(f"duplicate image id {im['id']} (images[{i}])", path)
         if not isinstance(im["file_name"], str) or not im["file_name"]:
@@ -175,7 +184,7 @@ def _checked_annotation(i: int, a, images: dict[int, dict], category_ids: set, p
         raise BenchError(f"annotations[{i}]: missing required key {exc}", path) from None
     if seen is not None:
         if type(aid) is not int:
-            raise BenchError(f"annotations[{i}]: id must be an integer, got {aid!r}", path)
+            raise BenchError(_not_an_id(f"annotations[{i}]", aid), path)
         if aid in seen:
             raise BenchError(f"duplicate annotation id {aid} (annotations[{i}])", path)
         seen.add(aid)

@@ -9,13 +9,22 @@ import click
 from benchmark.errors import BenchError
 
 
-def load_ground_truth(spec: str, split: str):
-    """A COCO json file as it is, else a dataset spec (catalog name or folder) via `benchmark.datasets.load`."""
+SPEC_PREFIXES = ("coco:", "shapes:")  # specs `benchmark.datasets.load` reads (`coco:A.json,B.json` ends in .json)
+
+
+def is_json_file(spec: str) -> bool:
+    """A single COCO json, scored as it is (no split), rather than a dataset spec."""
     path = Path(spec)
-    if path.suffix.lower() == ".json" and not path.is_dir():
+    return path.suffix.lower() == ".json" and not path.is_dir() and not spec.startswith(SPEC_PREFIXES)
+
+
+def load_ground_truth(spec: str, split: str):
+    """A COCO json file as it is, else any dataset spec `bench data` takes (catalog name, `coco:TRAIN,TEST`,
+    `shapes:...`, a folder) via `benchmark.datasets.load`, split `split`."""
+    if is_json_file(spec):
         from benchmark.datasets.coco import load_coco
 
-        return load_coco(path)
+        return load_coco(spec)
     from benchmark.datasets import load
 
     splits = load(spec)
@@ -67,7 +76,8 @@ def format_table(gt, num_detections: int, results: dict) -> str:
 
 @click.command("eval")
 @click.option("--gt", "gt_spec", required=True,
-              help="ground truth: a COCO json, or a dataset name / folder (VOC, YOLO) known to `bench data`")
+              help="ground truth: a COCO json, or a dataset spec `bench data` takes (catalog name, "
+                   "coco:TRAIN.json,TEST.json, shapes:..., a VOC / YOLO / COCO folder) with --split")
 @click.option("--dt", "dt_path", required=True, type=click.Path(dir_okay=False),
               help="detections: COCO results json (also mmdet .bbox.json, detectron2, ultralytics) or an mmdet "
                    "tools/test.py --out pickle (pickles can run code: only load trusted files)")
@@ -97,6 +107,6 @@ def eval_cmd(gt_spec, dt_path, metric, split, json_out, classes, category_ids, m
     results = evaluate(gt, dets, metrics)
     click.echo(format_table(gt, len(dets), results))
     if json_out:
-        write_json(json_out, {"gt": gt_spec, "split": split if not gt_spec.lower().endswith(".json") else None,
+        write_json(json_out, {"gt": gt_spec, "split": None if is_json_file(gt_spec) else split,
                               "detections": str(dt_path), "num_detections": len(dets), **results}, indent=True)
         click.echo(f"\nwrote {json_out}")

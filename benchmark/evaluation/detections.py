@@ -114,8 +114,11 @@ def _image_id_resolver(gt: DetectionDataset, match_images: str, path) -> dict:
     raise BenchError(f"unknown image matching {match_images!r} (choose from {', '.join(IMAGE_MATCH_MODES)})", path)
 
 
-def to_arrays(gt: DetectionDataset, detections: list, path: str | Path | None = None) -> DetectionArrays:
-    """Validate a COCO results list against `gt` and index it; every problem is a `BenchError` naming `path`."""
+def to_arrays(gt: DetectionDataset, detections: list, path: str | Path | None = None, *,
+              index_hint: bool = False) -> DetectionArrays:
+    """Validate a COCO results list against `gt` and index it; every problem is a `BenchError` naming `path`.
+    `index_hint`: the caller reads files with a `category_ids` option (`--category-ids`), so unknown category ids
+    may suggest it; elsewhere (`bench predict`, a cell's own predictions) that option does not exist."""
     if not isinstance(detections, list):
         raise BenchError(f"expected a list of detections, got {type(detections).__name__}", path)
     n = len(detections)
@@ -188,9 +191,11 @@ def to_arrays(gt: DetectionDataset, detections: list, path: str | Path | None = 
     unknown = category_index < 0
     if unknown.any():
         ids = sorted({category_ids[i] for i in np.flatnonzero(unknown)}, key=repr)
+        hint = ("If they are 0- or 1-based class indices, use --category-ids index0/index1" if index_hint else
+                "Was the detector trained on categories this ground truth does not have, or on another dataset's "
+                "category ids?")
         raise BenchError(f"{int(unknown.sum())} detections have category ids not in the ground truth "
-                         f"({_examples(ids)}; ground truth has {_examples(sorted(cat_pos), 10)}). If they are "
-                         f"0- or 1-based class indices, use --category-ids index0/index1", path)
+                         f"({_examples(ids)}; ground truth has {_examples(sorted(cat_pos), 10)}). {hint}", path)
     return DetectionArrays(image_index, category_index, boxes, scores)
 
 
@@ -330,7 +335,7 @@ def _load(path: Path, gt: DetectionDataset, classes, category_ids: str, match_im
             dets = _remap_index_categories(dets, label_map, offset, path)
     if match_images != "id":
         dets = _remap_image_ids(dets, _image_id_resolver(gt, match_images, path))
-    return to_arrays(gt, dets, path)
+    return to_arrays(gt, dets, path, index_hint=True)
 
 
 def _remap_index_categories(dets: list, label_map: list, offset: int, path) -> list:

@@ -3,6 +3,12 @@
 Cells are grouped by (method, dataset, noise model, level, rng, profile); each group becomes the `reproduced`
 block of one row (mean ± std over seeds, in AP points, with the cell hashes). An existing row with the same key —
 typically the paper-reported one — gets its `reproduced` block filled; otherwise a new row is written.
+
+A half-finished store must not quietly undo a complete one: an existing `reproduced` block is kept (with one warning
+line per row) when the new one would hold fewer seeds, or fewer seeds for one of its metrics, or drop a metric it
+had; `replace=True` (`bench leaderboard add --replace`) accepts the downgrade. A block with at least as many seeds —
+more seeds, or a rerun with the same number — replaces the old one as before. With one seed, std is null: a spread
+over one value is not a measured zero.
 """
 
 from __future__ import annotations
@@ -22,12 +28,13 @@ EXTERNAL = "unknown (external run)"  # cells from `bench run --external`: the su
 
 
 def _reproduced(group: pd.DataFrame, hardware: str) -> dict:
+    """Mean ± std over the group's seeds, in AP points; std is None for a single seed (no spread was measured)."""
     metrics = {}
     for m in METRICS:
         if m in group and group[m].notna().any():
             vals = group[m].dropna().astype(float) * 100.0
             metrics[m] = {"mean": round(float(vals.mean()), 2),
-                          "std": round(float(vals.std(ddof=1)) if len(vals) > 1 else 0.0, 2), "n": int(len(vals))}
+                          "std": round(float(vals.std(ddof=1)), 2) if len(vals) > 1 else None, "n": int(len(vals))}
     return {"metrics": metrics, "cells": sorted(str(c) for c in group["cell"]), "suite_version": __version__,
             "hardware": hardware, "seeds": sorted(int(s) for s in group["seed"])}
 
@@ -80,12 +87,55 @@ def rows_from_results(df: pd.DataFrame, dataset_name: str | None = None, test_sp
     return out
 
 
+def _n_seeds(block: dict) -> int:
+    """Seeds behind a reproduced block: its `seeds` list, or (hand-written rows without one) the largest metric n."""
+    return max([len(block.get("seeds") or [])] + [int(v["n"]) for v in block["metrics"].values()])
+
+
+def downgrade(old: dict | None, new: dict) -> str | None:
+    """Why replacing reproduced block `old` by `new` would lose measurements (None if it would not)."""
+    if not old:
+        return None
+    had, has = _n_seeds(old), _n_seeds(new)
+    if has < had:
+        lost = sorted(set(old.get("cells", [])) - set(new["cells"]))
+        return f"had n={had} seeds, would have n={has}" + (f" (cells missing: {', '.join(lost)})" if lost else "")
+    for m, stats in old["metrics"].items():
+        if m not in new["metrics"]:
+            return f"{m} had n={stats['n']} seeds, would be missing"
+        if new["metrics"][m]["n"] < stats["n"]:
+            return f"{m} had n={stats['n']} seeds, would have n={new['metrics'][m]['n']}"
+    return None
+
+
+def _entries_folder(root: str | Path) -> Path:
+    """The entries folder, created (parents included) so that a new leaderboard needs no mkdir first."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise BenchError("leaderboard entries path is not a folder", root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BenchError(f"cannot create the leaderboard entries folder ({exc.strerror or exc})", root) from None
+    return root
+
+
 def add_results(store: str | Path, root: str | Path = ENTRIES, dataset_name: str | None = None,
-                test_split: str | None = None) -> list[Path]:
+                test_split: str | None = None, replace: bool = False) -> tuple[list[Path], list[str]]:
+    """Write the store's reproduced rows into `root`; returns (paths written, one line per row kept unchanged)."""
     from benchmark.results import load
 
     df = load(store)
     if df.empty:
         raise BenchError("no finished cells in the results store", store)
-    existing = [r for _, r in load_rows(root)]
-    return [write_row(r, root) for r in rows_from_results(df, dataset_name, test_split, existing)]
+    root = _entries_folder(root)
+    existing = {row_key(r): (p, r) for p, r in load_rows(root)}
+    written, kept = [], []
+    for row in rows_from_results(df, dataset_name, test_split, [r for _, r in existing.values()]):
+        path, old = existing.get(row_key(row), (None, {}))
+        why = None if replace else downgrade(old.get("reproduced"), row["reproduced"])
+        if why:
+            kept.append(f"{path}: kept the existing reproduced block: {why}; pass --replace to accept")
+            continue
+        written.append(write_row(row, root))
+    return written, kept

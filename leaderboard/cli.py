@@ -10,6 +10,9 @@ from benchmark.errors import BenchError
 from benchmark.io import atomic_write_text
 from leaderboard.rows import ENTRIES, load_rows, validate_all
 
+ENTRIES_HELP = ("leaderboard entries folder; the default is the suite's own leaderboard inside the installed package "
+                "— give your own folder for a leaderboard of your own")
+
 
 @click.group()
 def leaderboard():
@@ -18,20 +21,29 @@ def leaderboard():
 
 @leaderboard.command()
 @click.argument("results_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--entries", type=click.Path(path_type=Path), default=ENTRIES, show_default=True)
+@click.option("--entries", type=click.Path(path_type=Path), default=ENTRIES, show_default=True,
+              help=ENTRIES_HELP + " (created if missing)")
 @click.option("--dataset-name", help="leaderboard dataset key (e.g. coco2017, voc2007); default: the store's dataset")
 @click.option("--test-split", help="evaluation split name (e.g. val2017, test); default: test")
-def add(results_dir, entries, dataset_name, test_split):
-    """Add the finished cells of RESULTS_DIR as reproduced rows."""
+@click.option("--replace", is_flag=True,
+              help="replace existing reproduced blocks even by ones with fewer seeds (default: keep them, with a warning)")
+def add(results_dir, entries, dataset_name, test_split, replace):
+    """Add the finished cells of RESULTS_DIR as reproduced rows.
+
+    An existing row's reproduced block is replaced by one with at least as many seeds; one that would drop seeds
+    (e.g. from a half-finished store) is kept, with a warning per row, unless --replace is given.
+    """
     from leaderboard.add import add_results
 
-    paths = add_results(results_dir, entries, dataset_name, test_split)
-    for p in paths:
+    written, kept = add_results(results_dir, entries, dataset_name, test_split, replace)
+    for p in written:
         click.echo(f"wrote {p}")
+    for line in kept:
+        click.echo(f"warning: {line}", err=True)
 
 
 @leaderboard.command()
-@click.option("--entries", type=click.Path(path_type=Path), default=ENTRIES, show_default=True)
+@click.option("--entries", type=click.Path(path_type=Path), default=ENTRIES, show_default=True, help=ENTRIES_HELP)
 def validate(entries):
     """Check every row against the schema (exit 1 on any problem)."""
     problems = validate_all(entries)
@@ -44,7 +56,7 @@ def validate(entries):
 
 
 @leaderboard.command()
-@click.option("--entries", type=click.Path(path_type=Path), default=ENTRIES, show_default=True)
+@click.option("--entries", type=click.Path(path_type=Path), default=ENTRIES, show_default=True, help=ENTRIES_HELP)
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="output folder (default: the folder above the entries)")
 @click.option("--metric", default=None, help="AP, AP50, AP75, ... (default: AP; VOC_AP50 for voc2007)")

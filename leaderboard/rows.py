@@ -8,14 +8,20 @@ from benchmark.errors import BenchError
 from benchmark.io import read_json, write_json
 from leaderboard.schema import RowError, row_filename, row_key, validate_row
 
-ENTRIES = Path(__file__).resolve().parent / "entries"
+ENTRIES = Path(__file__).resolve().parent / "entries"  # the suite's own leaderboard (inside the installed package)
+
+
+def entries_dir(root: str | Path) -> Path:
+    """`root` if it is a folder; a missing one is an error, not an empty leaderboard that silently passes."""
+    root = Path(root)
+    if not root.is_dir():
+        raise BenchError("leaderboard entries folder not found", root)
+    return root
 
 
 def load_rows(root: str | Path = ENTRIES, strict: bool = True) -> list[tuple[Path, dict]]:
     """All rows under `root`, each validated; with `strict` the first bad row raises a one-line error."""
-    root = Path(root)
-    if not root.is_dir():
-        raise BenchError("leaderboard entries folder not found", root)
+    root = entries_dir(root)
     rows, seen = [], {}
     for path in sorted(root.rglob("*.json")):
         try:
@@ -36,8 +42,9 @@ def validate_all(root: str | Path = ENTRIES) -> list[str]:
     """Every problem in every row (for `bench leaderboard validate`): 'path: field: problem'."""
     from leaderboard.schema import row_errors
 
+    root = entries_dir(root)
     problems, seen = [], {}
-    for path in sorted(Path(root).rglob("*.json")):
+    for path in sorted(root.rglob("*.json")):
         try:
             row = read_json(path)
         except BenchError as exc:
@@ -46,7 +53,7 @@ def validate_all(root: str | Path = ENTRIES) -> list[str]:
         errs = row_errors(row)
         problems.extend(f"{path}: {e}" for e in errs)
         if not errs:
-            expected = Path(root) / row_filename(row)
+            expected = root / row_filename(row)
             if expected.resolve() != path.resolve():
                 problems.append(f"{path}: file name does not match its content (expected {expected})")
             key = row_key(row)

@@ -3,12 +3,16 @@
 One JSON file per (method, dataset, noise model, noise level, backbone/profile). Metrics are AP points (percent,
 as the papers print them). `reported` holds the paper's claim with its source table; `reproduced` holds what this
 suite measured (mean ± std over n seeds, the results-store cells it came from). Either may be null, not both.
+A reproduced std is null for a single seed (older rows with std 0 and n 1 stay valid and render the same way).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
+
+from benchmark.errors import BenchError
 
 SCHEMA_VERSION = 1
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100", "VOC_AP50")
@@ -30,8 +34,10 @@ OPTIONAL = {"code": str, "profile": str, "reported": (dict, type(None)), "reprod
             "notes": str}
 
 
-class RowError(ValueError):
-    """A leaderboard row that does not follow the schema; the message names the file and the field."""
+class RowError(BenchError, ValueError):
+    """A leaderboard row that does not follow the schema; the message names the file and the field.
+
+    A `BenchError`, so the CLI prints it as one line instead of a traceback."""
 
 
 def _metric_block(block: Any, where: str, errors: list[str], stats: bool) -> None:
@@ -46,10 +52,14 @@ def _metric_block(block: Any, where: str, errors: list[str], stats: bool) -> Non
             if not isinstance(value, dict) or not {"mean", "std", "n"} <= set(value):
                 errors.append(f"{where}.{name}: must be {{mean, std, n}}")
                 continue
-            if not isinstance(value["n"], int) or value["n"] < 1:
+            n, std = value["n"], value["std"]
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                 errors.append(f"{where}.{name}.n: must be an integer >= 1")
-            if not isinstance(value["std"], (int, float)) or value["std"] < 0:
-                errors.append(f"{where}.{name}.std: must be a number >= 0")
+            if std is None:
+                if n != 1:
+                    errors.append(f"{where}.{name}.std: null only for a single seed (n = 1), got n = {n!r}")
+            elif isinstance(std, bool) or not isinstance(std, (int, float)) or not math.isfinite(std) or std < 0:
+                errors.append(f"{where}.{name}.std: must be a number >= 0 (or null when n = 1), got {std!r}")
             value = value["mean"]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
             errors.append(f"{where}.{name}: must be a number of AP points in [0, 100], got {value!r}")

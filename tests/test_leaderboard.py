@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import copy
+import shutil
 
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from benchmark.cli import cli
+from benchmark.cli import cli, main
+from benchmark.errors import BenchError
 from benchmark.io import read_json, write_json
-from leaderboard.add import rows_from_results
+from benchmark.runner import store as st
+from benchmark.runner.cells import cell_id
+from leaderboard.add import downgrade, rows_from_results
 from leaderboard.render import build_tables, to_html, to_latex, to_markdown
 from leaderboard.rows import ENTRIES, load_rows, validate_all, write_row
 from leaderboard.schema import RowError, row_errors, row_filename, validate_row
@@ -139,3 +143,127 @@ def test_committed_rendering_is_up_to_date():
     expected = to_markdown(build_tables(rows), 1.0)
     assert (ENTRIES.parent / "README.md").read_text() == expected, "run `bench leaderboard render`"
     assert read_json(next(ENTRIES.rglob("*.json")))["schema_version"] == 1
+
+
+def _cell(store, method="ssd_det", level=0.4, seed=0, ap=0.3):
+    """One done cell of a results store, as the runner writes it (config, metrics, predictions, DONE last)."""
+    config = {"schema": 1, "code_version": "0.1.0", "method": method, "profile": "cpu", "seed": seed,
+              "method_config": {"train": {"seed": seed}},
+              "dataset": {"name": "shapes", "kind": "shapes", "train_sha256": "a", "test_sha256": "b"},
+              "noise": {"model": "uniform", "level": level, "params": {}, "seed": 0, "rng": "numpy"}}
+    config["cell_id"] = cell_id(config)
+    d = store / "cells" / config["cell_id"]
+    write_json(d / st.CONFIG, config)
+    write_json(d / st.PREDICTIONS, [])
+    write_json(d / st.METRICS, {"coco": {"AP": ap, "AP50": ap + 0.2}, "train": {"device": "cpu"}})
+    st.mark_done(d)
+    return d
+
+
+def _reproduced_ap(entries):
+    return {(r["noise"]["level"]): r["reproduced"]["metrics"]["AP"] for _, r in load_rows(entries)}
+
+
+def test_single_seed_has_null_std_and_renders_without_spread(tmp_path):
+    df = pd.DataFrame([{"method": "ssd_det", "dataset": "coco", "noise_model": "uniform", "noise_level": 0.4,
+                        "seed": 0, "profile": "paper", "cell": "c0", "AP": 0.458}])
+    (row,) = rows_from_results(df, dataset_name="coco2017", test_split="val2017")
+    assert row["reproduced"]["metrics"]["AP"] == {"mean": 45.8, "std": None, "n": 1}
+    assert row_errors(row) == []
+    legacy = _row("legacy", reproduced=40.0)  # written before std became null: std 0.0 with n 1 stays valid
+    legacy["reproduced"]["metrics"]["AP"].update(std=0.0, n=1)
+    assert row_errors(legacy) == []
+    tables = build_tables([row, legacy, _row("multi", reproduced=30.0)])
+    md, page, tex = to_markdown(tables), to_html(tables), to_latex(tables)
+    for text in (md, page):
+        assert "45.8 (n=1)" in text and "40.0 (n=1)" in text and "30.0 ± 0.5 (n=3)" in text
+        assert "± 0.0" not in text
+    assert " & 45.8 \\\\" in tex and " & 40.0 \\\\" in tex and "30.0$\\pm$0.5" in tex and "$\\pm$0.0" not in tex
+
+
+@pytest.mark.parametrize("std, n, ok", [
+    (None, 1, True), (0.0, 1, True), (1.2, 3, True),
+    (None, 3, False), (-0.5, 3, False), ("0.5", 3, False), (True, 3, False), (float("nan"), 3, False),
+])
+def test_reproduced_std_is_null_only_for_one_seed(std, n, ok):
+    row = _row(reproduced=30.0)
+    row["reproduced"]["metrics"]["AP"].update(std=std, n=n)
+    errors = row_errors(row)
+    assert (errors == []) == ok, errors
+    if not ok:
+        assert any("reproduced.metrics.AP.std" in e for e in errors), errors
+
+
+def test_add_keeps_complete_rows_when_a_half_finished_store_is_added(tmp_path):
+    store, entries = tmp_path / "store", tmp_path / "new" / "board" / "entries"  # the folder does not exist yet
+    cells = {(lvl, s): _cell(store, level=lvl, seed=s, ap=0.3 + s / 100) for lvl in (0.2, 0.4) for s in (0, 1)}
+    runner = CliRunner()
+    res = runner.invoke(cli, ["leaderboard", "add", str(store), "--entries", str(entries)])
+    assert res.exit_code == 0, res.output
+    assert {lvl: ap["n"] for lvl, ap in _reproduced_ap(entries).items()} == {0.2: 2, 0.4: 2}
+
+    half = tmp_path / "half"
+    shutil.copytree(store, half)
+    (half / "cells" / cells[(0.4, 1)].name / st.DONE).unlink()  # one cell of the copy lost its DONE marker
+    res = runner.invoke(cli, ["leaderboard", "add", str(half), "--entries", str(entries)])
+    assert res.exit_code == 0, res.output
+    warnings = [line for line in res.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "uniform-0.4" in warnings[0] and "had n=2 seeds, would have n=1" in warnings[0]
+    assert cells[(0.4, 1)].name in warnings[0] and "--replace" in warnings[0]
+    assert res.stdout.count("wrote ") == 1 and "uniform-0.2" in res.stdout  # the complete row is rewritten as before
+    kept = _reproduced_ap(entries)[0.4]
+    assert kept["n"] == 2 and kept["std"] is not None
+
+    res = runner.invoke(cli, ["leaderboard", "add", str(half), "--entries", str(entries), "--replace"])
+    assert res.exit_code == 0 and "warning" not in res.stderr and res.stdout.count("wrote ") == 2
+    assert _reproduced_ap(entries)[0.4] == {"mean": 30.0, "std": None, "n": 1}
+
+    _cell(store, level=0.4, seed=2, ap=0.35)  # more seeds than the row holds: a superset replaces it
+    res = runner.invoke(cli, ["leaderboard", "add", str(store), "--entries", str(entries)])
+    assert res.exit_code == 0 and "warning" not in res.stderr
+    assert _reproduced_ap(entries)[0.4]["n"] == 3 and validate_all(entries) == []
+
+
+def test_downgrade_compares_seeds_and_metrics():
+    def block(seeds, **metrics):
+        return {"metrics": {m: {"mean": 30.0, "std": None if n == 1 else 0.5, "n": n} for m, n in metrics.items()},
+                "cells": [f"c{s}" for s in seeds], "seeds": seeds}
+
+    old = block([0, 1], AP=2, AP50=2)
+    assert downgrade(None, old) is None
+    assert downgrade(old, block([0, 1, 2], AP=3, AP50=3)) is None
+    assert downgrade(old, block([5, 6], AP=2, AP50=2)) is None  # a rerun with as many seeds replaces
+    assert downgrade(old, block([0], AP=1, AP50=1)) == "had n=2 seeds, would have n=1 (cells missing: c1)"
+    assert downgrade(old, block([0, 1], AP=2, AP50=1)) == "AP50 had n=2 seeds, would have n=1"
+    assert downgrade(old, block([0, 1], AP=2)) == "AP50 had n=2 seeds, would be missing"
+    hand_written = _row(reproduced=30.0)["reproduced"]  # no seeds list: n=3 counts
+    assert downgrade(hand_written, block([0, 1], AP=2)) == "had n=3 seeds, would have n=2 (cells missing: abc)"
+
+
+def test_missing_entries_folder_is_an_error_for_validate_and_render(tmp_path, capsys):
+    missing = tmp_path / "nonexistent" / "entries"
+    for cmd in (["validate"], ["render", "--out", str(tmp_path / "out")]):
+        with pytest.raises(SystemExit) as exc:
+            main(["leaderboard", *cmd, "--entries", str(missing)])
+        err = capsys.readouterr().err
+        assert exc.value.code != 0 and err.strip().splitlines() == [f"error: {missing}: leaderboard entries folder not found"]
+    assert not missing.exists() and not (tmp_path / "out").exists()
+    with pytest.raises(BenchError, match="not found"):
+        validate_all(missing)
+
+
+def test_add_reports_bad_entries_paths_and_rows_in_one_line(tmp_path, capsys):
+    store = tmp_path / "store"
+    _cell(store)
+    not_a_folder = tmp_path / "entries.txt"
+    not_a_folder.write_text("x")
+    bad = tmp_path / "bad"
+    write_json(bad / "coco2017" / "x.json", {"schema_version": 1})
+    for entries, message in ((not_a_folder, "is not a folder"), (bad, "method: missing")):
+        for cmd in (["add", str(store)], ["render"]):
+            if cmd == ["render"] and entries == not_a_folder:
+                continue
+            with pytest.raises(SystemExit) as exc:
+                main(["leaderboard", *cmd, "--entries", str(entries)])
+            err = capsys.readouterr().err.strip().splitlines()
+            assert exc.value.code == 2 and len(err) == 1 and message in err[0], err

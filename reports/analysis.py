@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.errors import BenchError
-from reports.boxes import as_xyxy, paired_iou
+from reports.boxes import as_xyxy, is_ignored, paired_iou
 from reports.failure_modes import FailureModeConfig, classify_detections, classify_training, sensitivity
 from reports.store import Cell, CellCache, dataset_spec
 from reports.tide import TideConfig, decomposition_rows
@@ -82,8 +82,8 @@ class Datasets:
 
 def _counted(a: dict) -> bool:
     """The boxes realised-noise figures are over, as in `bench noise stats` and the manifest: crowd / difficult
-    boxes are never perturbed and would only pull the mean IoU towards 1."""
-    return not (a.get("ignore") or a.get("iscrowd"))
+    boxes are never perturbed and would only pull the mean IoU towards 1 (the failure modes leave them out too)."""
+    return not is_ignored(a)
 
 
 def realised_ious(noisy_train: dict) -> np.ndarray:
@@ -98,10 +98,10 @@ def realised_ious(noisy_train: dict) -> np.ndarray:
 
 
 def refined_ious(noisy_train: dict, refined: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """(IoU(noisy, clean), IoU(refined, clean)) over the annotations that have a clean and a refined box."""
+    """(IoU(noisy, clean), IoU(refined, clean)) over the counted annotations that have a clean and a refined box."""
     by_id = {int(r["id"]): r["bbox"] for r in refined}
     rows = [(a["bbox"], a["true_bbox"], by_id[int(a["id"])]) for a in noisy_train.get("annotations", [])
-            if a.get("true_bbox") is not None and int(a["id"]) in by_id]
+            if _counted(a) and a.get("true_bbox") is not None and int(a["id"]) in by_id]
     if not rows:
         return np.zeros(0), np.zeros(0)
     noisy, clean, ref = (as_xyxy(list(x)) for x in zip(*rows))

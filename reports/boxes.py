@@ -15,6 +15,12 @@ SMALL_MAX_AREA = 32.0**2
 MEDIUM_MAX_AREA = 96.0**2
 
 
+def is_ignored(ann: dict) -> bool:
+    """Crowd / difficult / `ignore` boxes: never perturbed by the noise and not objects to learn or find, so no
+    report statistic counts them (the loaders set `ignore`; hand-built dicts may carry only the other flags)."""
+    return bool(ann.get("ignore") or ann.get("iscrowd") or ann.get("difficult"))
+
+
 def as_xyxy(xywh) -> np.ndarray:
     """(N, 4) COCO `[x, y, w, h]` -> (N, 4) float64 `[x1, y1, x2, y2]`."""
     b = np.asarray(xywh, dtype=np.float64).reshape(-1, 4)

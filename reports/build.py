@@ -37,8 +37,8 @@ def build_report(store_dir, out_dir=None, formats=FORMATS, config: ReportConfig 
     out.mkdir(parents=True, exist_ok=True)  # sub-folders appear with their first file
 
     cache, datasets, skips = CellCache(), Datasets(), Skips()
-    for cid in frame.attrs.get("unloaded", []):
-        skips.add("DONE but left out of the results table (metrics.json changed after DONE, or unreadable)", cid)
+    for cid, name, problem, redone in frame.attrs.get("unloaded", []):
+        skips.add(_left_out(cid, name, problem, redone), cid)
     for cid, name, status, error in frame.attrs.get("unfinished", []):
         state = "not started" if status == "missing" else status
         skips.add(f"not finished: {name}, {state}{': ' + error if error else ''} (log: cells/{cid}/cell.log)", cid)
@@ -73,6 +73,13 @@ def build_report(store_dir, out_dir=None, formats=FORMATS, config: ReportConfig 
     if "html" in formats:
         index = atomic_write_text(out / "index.html", html.page(title, "\n".join(w.html)))
     return index
+
+
+def _left_out(cid: str, name: str | None, problem: str, redone: bool) -> str:
+    """One Skipped line for a DONE cell the results table left out: which cell, what is wrong, how to redo it."""
+    fix = ("rerun the sweep to redo it: `bench run --dry-run` lists it as corrupt → redo" if redone
+           else "`bench run` still counts it as done: delete the cell directory to redo it")
+    return f"DONE but left out of the results table: {name + ', ' if name else ''}{problem} (cells/{cid}; {fix})"
 
 
 def _progress(total: int, enabled: bool):

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from benchmark.errors import BenchError
 from benchmark.io import read_json
+from reports.failure_modes import RANGES as FM_RANGES
 from reports.failure_modes import FailureModeConfig
+from reports.settings import NON_NEGATIVE, check, checked, show
 from reports.tables import DEFAULT_ORACLES
-from reports.tide import TideConfig
+from reports.tide import AREA_RANGES, STYLES, TideConfig
 
 FORMATS = ("md", "html", "csv", "latex")
+RANGES = {"gallery_per_mode": NON_NEGATIVE, "gallery_seed": NON_NEGATIVE}  # galleries: 0 examples draws none
 
 
 @dataclass(frozen=True)
@@ -29,31 +32,43 @@ class ReportConfig:
 
     @classmethod
     def from_dict(cls, d: dict, path=None) -> "ReportConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise BenchError(f"unknown report setting(s) {unknown} (known: {sorted(known)})", path)
-        kw = dict(d)
+        """Overrides from a JSON object; every value is checked (type, range), a wrong one is a one-line error."""
+        if not isinstance(d, dict):
+            raise BenchError(f"report config is {show(d)}, expected a JSON object", path)
+        nested = {"failure_modes", "tide", "sensitivity"}
         try:
-            if "failure_modes" in kw:
-                kw["failure_modes"] = FailureModeConfig.from_dict(kw["failure_modes"])
-            if "tide" in kw:
-                kw["tide"] = TideConfig.from_dict(kw["tide"])
-            if "sensitivity" in kw:
-                kw["sensitivity"] = tuple((k, tuple(v)) for k, v in dict(kw["sensitivity"]).items())
-            for k in ("oracle_methods", "tide_sizes", "tide_styles"):
-                if k in kw:
-                    kw[k] = tuple(kw[k])
-            return cls(**kw)
-        except (KeyError, TypeError, ValueError) as exc:
+            kw = checked(cls, {k: v for k, v in d.items() if k not in nested}, "report", "", ranges=RANGES,
+                         choices={"tide_sizes": tuple(AREA_RANGES), "tide_styles": STYLES})
+            if "failure_modes" in d:
+                kw["failure_modes"] = FailureModeConfig.from_dict(d["failure_modes"])
+            if "tide" in d:
+                kw["tide"] = TideConfig.from_dict(d["tide"])
+            if "sensitivity" in d:
+                kw["sensitivity"] = sensitivity_grid(d["sensitivity"])
+        except ValueError as exc:
             raise BenchError(f"bad report config: {exc}", path) from None
+        return cls(**kw)
 
     @classmethod
     def from_json(cls, path) -> "ReportConfig":
-        d = read_json(path)
-        if not isinstance(d, dict):
-            raise BenchError("report config must be a JSON object", path)
-        return cls.from_dict(d, path)
+        return cls.from_dict(read_json(path), path)
+
+
+def sensitivity_grid(d) -> tuple[tuple[str, tuple], ...]:
+    """`{"bad_iou": [0.3, 0.5], ...}`: non-empty value lists for failure-mode thresholds, each value checked like the
+    threshold itself (an unknown name would otherwise fail deep inside the report)."""
+    if not isinstance(d, dict):
+        raise ValueError(f"sensitivity is {show(d)}, expected a JSON object of failure-mode setting -> list of values")
+    defaults = FailureModeConfig()
+    grid = []
+    for name, values in d.items():
+        if name not in FM_RANGES:
+            raise ValueError(f"unknown sensitivity setting {name!r} (known: {sorted(FM_RANGES)})")
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ValueError(f"sensitivity.{name} is {show(values)}, expected a non-empty list of values")
+        grid.append((name, tuple(check(f"sensitivity.{name}", v, getattr(defaults, name), FM_RANGES[name])
+                                 for v in values)))
+    return tuple(grid)
 
 
 def parse_formats(formats) -> tuple[str, ...]:

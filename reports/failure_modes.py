@@ -17,19 +17,22 @@ for a box D attached to object G_i in an image with objects {G_j}; IoU = I/(D+G-
 Thresholds are inclusive (`>=`, `<=`) except drift's IoU comparison; an overlap with a zero-area box is 0.
 Applied to (a) refined training boxes (or the noisy boxes themselves, as the input baseline) against the clean
 training boxes, attached by annotation id; (b) test detections with score >= `min_score`, attached to the same-class
-GT of highest IoU in their image (first in GT order on ties); detections whose image has no GT of their class are
-counted as `unassigned` and left out of the rates.
+GT of highest IoU in their image (first in GT order on ties); detections whose image has no GT of their class, or
+whose best GT is an ignored one, are counted as `unassigned` and left out of the rates. Ignored boxes (crowd,
+difficult, `ignore`: `reports.boxes.is_ignored`) are neither classified nor objects for the rules, as in the noise
+statistics.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-from reports.boxes import area, as_xyxy, expand_ranges, group_ranges, overlaps, size_bucket
+from reports.boxes import area, as_xyxy, expand_ranges, group_ranges, is_ignored, overlaps, size_bucket
+from reports.settings import NON_NEGATIVE, POSITIVE_COUNT, UNIT, checked
 
 MODES = ("good", "group", "drift", "part", "oversize", "shift")
 BAD_MODES = MODES[1:]
@@ -55,12 +58,15 @@ class FailureModeConfig:
     min_score: float = 0.3  # test detections below this score are not classified
 
     @classmethod
-    def from_dict(cls, d: dict) -> "FailureModeConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise KeyError(f"unknown failure-mode setting(s) {unknown} (known: {sorted(known)})")
-        return cls(**d)
+    def from_dict(cls, d: dict, prefix: str = "failure_modes.") -> "FailureModeConfig":
+        """Thresholds from a JSON object; a wrong type or range is a `ValueError` naming the key."""
+        return cls(**checked(cls, d, "failure-mode", prefix, RANGES))
+
+
+# what `FailureModeConfig.from_dict` accepts: overlap thresholds and scores in [0, 1], ratios >= 0, >= 1 object
+RANGES = {"bad_iou": UNIT, "group_cover": UNIT, "group_min_objects": POSITIVE_COUNT, "group_area_ratio": NON_NEGATIVE,
+          "drift_iou": UNIT, "part_iod": UNIT, "part_area_ratio": NON_NEGATIVE, "oversize_iog": UNIT,
+          "oversize_area_ratio": NON_NEGATIVE, "min_score": UNIT}
 
 
 @dataclass
@@ -135,15 +141,22 @@ def _clean_box(ann: dict):
     return ann["true_bbox"] if "true_bbox" in ann else ann["bbox"]
 
 
+def _objects(coco: dict) -> list[dict]:
+    """The annotations that are objects for the rules: crowd / difficult / `ignore` boxes are left out, as in the
+    noise statistics (never perturbed, they would always be "good", and they are no objects to group or drift to)."""
+    return [a for a in coco.get("annotations", []) if not is_ignored(a)]
+
+
 def training_boxes(noisy_train: dict, refined: list[dict] | None) -> pd.DataFrame:
-    """One row per training annotation that has a clean box: clean, noisy and candidate boxes (COCO xywh).
+    """One row per counted training annotation that has a clean box: clean, noisy and candidate boxes (COCO xywh).
 
     The candidate is the method's refined box (matched by annotation id) or, with `refined=None`, the noisy box
-    itself (the input baseline). Annotations the noise added (no clean box) and annotations without a refined box
-    are left out; their counts are in `frame.attrs`.
+    itself (the input baseline). Ignored annotations (crowd / difficult), annotations the noise added (no clean box)
+    and annotations without a refined box are left out; their counts are in `frame.attrs`.
     """
     anns = noisy_train.get("annotations", [])
-    with_clean = [a for a in anns if _clean_box(a) is not None]
+    objects = _objects(noisy_train)
+    with_clean = [a for a in objects if _clean_box(a) is not None]
     ref = None if refined is None else {int(r["id"]): r["bbox"] for r in refined}
     rows = []
     missing = 0
@@ -154,14 +167,16 @@ def training_boxes(noisy_train: dict, refined: list[dict] | None) -> pd.DataFram
             continue
         rows.append((int(a["id"]), a["image_id"], a["category_id"], list(_clean_box(a)), list(a["bbox"]), list(cand)))
     frame = pd.DataFrame(rows, columns=["ann_id", "image_id", "category_id", "clean", "noisy", "candidate"])
-    frame.attrs.update(added_by_noise=len(anns) - len(with_clean), without_refined_box=missing)
+    frame.attrs.update(ignored=len(anns) - len(objects), added_by_noise=len(objects) - len(with_clean),
+                       without_refined_box=missing)
     return frame
 
 
 def classify_training(noisy_train: dict, refined: list[dict] | None,
                       cfg: FailureModeConfig = FailureModeConfig()) -> pd.DataFrame:
-    """Case (a): candidate training boxes vs the clean training boxes (every clean box of the image is an object)."""
-    anns = [a for a in noisy_train.get("annotations", []) if _clean_box(a) is not None]
+    """Case (a): candidate training boxes vs the clean training boxes (every counted clean box of the image is an
+    object)."""
+    anns = [a for a in _objects(noisy_train) if _clean_box(a) is not None]
     frame = training_boxes(noisy_train, refined)
     if frame.empty:
         return _with_modes(frame, None, np.zeros(0))
@@ -175,8 +190,10 @@ def classify_training(noisy_train: dict, refined: list[dict] | None,
 
 def classify_detections(test_gt: dict, detections: list[dict],
                         cfg: FailureModeConfig = FailureModeConfig()) -> pd.DataFrame:
-    """Case (b): test detections (score >= cfg.min_score) vs the test GT (all GT boxes are objects).
+    """Case (b): test detections (score >= cfg.min_score) vs the counted test GT (crowd / difficult left out).
 
+    A detection attaches to its best same-class GT among all of them; one whose best GT is ignored (it fires on a
+    crowd region, which COCO's evaluation ignores too) is `unassigned`, like one without a GT of its class.
     `det_index` is the detection's position in `detections`, `owner_row` its object's position in the GT's
     annotations (-1: unassigned).
     """
@@ -189,17 +206,24 @@ def classify_detections(test_gt: dict, detections: list[dict],
     g_img = np.array([a["image_id"] for a in gts])
     g_cls = np.array([a["category_id"] for a in gts])
     g_xyxy = as_xyxy([a["bbox"] for a in gts]) if gts else np.zeros((0, 4))
+    counted = np.array([not is_ignored(a) for a in gts], dtype=bool)
     d_img = np.array([d["image_id"] for d in dets])
     d_cls = np.array([d["category_id"] for d in dets])
     d_xyxy = as_xyxy([d["bbox"] for d in dets])
     owner = _best_same_class_gt(d_xyxy, d_img, d_cls, g_xyxy, g_img, g_cls)
+    on_ignored = owner >= 0
+    on_ignored[on_ignored] = ~counted[owner[on_ignored]]
+    owner[on_ignored] = -1
     frame = pd.DataFrame({
         "det_index": keep, "image_id": d_img, "category_id": d_cls, "score": [float(d["score"]) for d in dets],
         "clean": [list(gts[o]["bbox"]) if o >= 0 else None for o in owner],
         "candidate": [list(d["bbox"]) for d in dets], "owner_row": owner,
     })
     assigned = owner >= 0
-    res = classify(d_xyxy[assigned], owner[assigned], d_img[assigned], g_xyxy, g_img, g_cls, cfg)
+    rows = np.flatnonzero(counted)  # the objects of the rules, and each one's position among them
+    local = np.cumsum(counted) - 1
+    res = classify(d_xyxy[assigned], local[owner[assigned]], d_img[assigned], g_xyxy[rows], g_img[rows],
+                   g_cls[rows], cfg)
     g_area = np.array([float(a.get("area", a["bbox"][2] * a["bbox"][3])) for a in gts])
     for col in ("mode", "mode_same_class"):
         vals = np.full(len(frame), UNASSIGNED, dtype=object)

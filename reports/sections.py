@@ -10,6 +10,7 @@ from reports import gallery, html
 from reports import plots as P
 from reports.analysis import (NOISY_INPUT, Datasets, Skips, detection_failure_modes, environment, noise_summary,
                               refined_ious, tide_rows, training_failure_modes)
+from reports.boxes import is_ignored
 from reports.config import ReportConfig
 from reports.failure_modes import BAD_MODES, MODES, UNASSIGNED, mode_rates, pool_rates
 from reports.store import CellCache
@@ -111,7 +112,7 @@ def _training_boxes(cell, rows: pd.DataFrame) -> dict:
     for idx, r in rows.iterrows():
         a = by_id[int(r["ann_id"])]
         others = [o.get("true_bbox", o["bbox"]) for o in anns if o["image_id"] == a["image_id"] and o is not a
-                  and o.get("true_bbox", o["bbox"]) is not None]
+                  and o.get("true_bbox", o["bbox"]) is not None and not is_ignored(o)]
         cand = None if r["method"] == NOISY_INPUT else refined.get(int(r["ann_id"]))  # noisy input: the noisy box
         out[idx] = (a.get("true_bbox", a["bbox"]), a["bbox"], cand, others)
     return out
@@ -124,7 +125,7 @@ def _test_boxes(cell, rows: pd.DataFrame, datasets: Datasets) -> dict:
     out = {}
     for idx, r in rows.iterrows():
         owner = int(r["owner_row"])
-        others = [a["bbox"] for a in anns if a["image_id"] == r["image_id"]]
+        others = [a["bbox"] for a in anns if a["image_id"] == r["image_id"] and not is_ignored(a)]
         out[idx] = (anns[owner]["bbox"] if owner >= 0 else None, None, preds[int(r["det_index"])]["bbox"], others)
     return out
 
@@ -194,8 +195,8 @@ def group_section(w: Writer, key, g: pd.DataFrame, cfg: ReportConfig, cache: Cel
                 csv=pd.concat([mode_rates(fm, "mode", by).assign(variant="any class"),
                                mode_rates(fm, "mode_same_class", by).assign(variant="same class")]))
         if unassigned:
-            w.para(f"{unassigned} detection(s) had no ground-truth object of their class in the image "
-                   "(unassigned) and are left out of the rates.")
+            w.para(f"{unassigned} detection(s) had no ground-truth object of their class in the image, or lay on "
+                   "a crowd / ignored box (unassigned), and are left out of the rates.")
         w.frame(_rates_wide(fm, by + ["size"]), f"{gslug}_modes_{source}_by_size",
                 f"{source}: failure modes by object size (COCO s/m/l of the clean box)",
                 csv=mode_rates(fm, "mode", by + ["size"]))
@@ -307,7 +308,8 @@ def definitions(w: Writer, cfg: ReportConfig) -> None:
            f"{c.drift_iou:g} (same-class variant: only objects of G's class); part if IoD(D,G) >= {c.part_iod:g} and "
            f"area(D) <= {c.part_area_ratio:g} x area(G); oversize if IoG(D,G) >= {c.oversize_iog:g}, area(D) >= "
            f"{c.oversize_area_ratio:g} x area(G) and no other object covered; shift otherwise. Training boxes are "
-           "attached by annotation id; a test detection to the same-class GT of highest IoU.")
+           "attached by annotation id; a test detection to the same-class GT of highest IoU. Crowd / difficult / "
+           "ignored boxes are neither classified nor objects (a detection whose best GT is one is unassigned).")
     w.para("TIDE axes (own implementation, COCOeval matching): per false positive, the first of Loc (best same-class "
            "IoU in [bg, pos]), Cls (other-class IoU >= pos), Dupe (matched same-class GT with IoU >= pos), Bkg "
            "(all IoU <= bg), Both; Miss = unmatched GT no Cls/Loc error targets. Sizes: GT outside the bucket "

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.errors import BenchError
-from benchmark.io import dumps_json, read_json
+from benchmark.io import dumps_json, read_json, sha256_file
 
 METRIC_COLUMNS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100", "VOC_AP50")
 PATH_COLUMN = "path"  # the cell directory
@@ -29,9 +29,9 @@ def dataset_spec(config: dict) -> str | None:
 def load_cells(store: str | Path) -> pd.DataFrame:
     """One row per finished cell (`benchmark.results.load`), with the cell directory as `path`.
 
-    Cells with a DONE marker that the results table leaves out (metrics altered after DONE, unreadable files)
-    are counted in `frame.attrs["unloaded"]`, and cells that are not done (failed, half-run, running) listed in
-    `frame.attrs["unfinished"]` as (cell, label, status, one-line error or None), so the report can say so.
+    Cells with a DONE marker that the results table leaves out are listed in `frame.attrs["unloaded"]` as (cell,
+    label or None, problem, whether `bench run` redoes it), and cells that are not done (failed, half-run, running)
+    in `frame.attrs["unfinished"]` as (cell, label, status, one-line error or None), so the report can say so.
     """
     from benchmark.results import load
 
@@ -42,9 +42,47 @@ def load_cells(store: str | Path) -> pd.DataFrame:
     if frame.empty:
         raise BenchError("no finished cells (no cells/*/DONE)", store / "cells")
     done = {d.name for d in (store / "cells").iterdir() if (d / "DONE").is_file()}
-    frame.attrs["unloaded"] = sorted(done - set(frame["cell"].astype(str)))
+    left_out = sorted(done - set(frame["cell"].astype(str)))
+    frame.attrs["unloaded"] = [unloaded_cell(store / "cells" / cid) for cid in left_out]
     frame.attrs["unfinished"] = unfinished_cells(store)
     return frame
+
+
+def unloaded_cell(d: Path) -> tuple[str, str | None, str, bool]:
+    """(cell, label or None, problem, redone by `bench run`) of a DONE cell the results table left out."""
+    from benchmark.runner import store as st
+    from benchmark.runner.cells import label
+
+    try:
+        name = label(read_json(d / st.CONFIG))
+    except (BenchError, KeyError, TypeError):
+        name = None
+    return d.name, name, left_out_problem(d), st.done_problem(d) is not None
+
+
+def left_out_problem(d: Path) -> str:
+    """Why `benchmark.results.cell_row` leaves a DONE cell out of the table, checked in the same order."""
+    from benchmark.runner import store as st
+
+    for name in (st.DONE, st.CONFIG):
+        try:
+            read_json(d / name)
+        except BenchError:
+            return f"unreadable {name}"
+    try:
+        want = read_json(d / st.DONE)["files"][st.METRICS]["sha256"]
+    except (KeyError, TypeError):
+        return f"{st.DONE} does not record {st.METRICS}"
+    metrics = d / st.METRICS
+    if not metrics.is_file():
+        return f"{st.METRICS} missing"
+    try:
+        if sha256_file(metrics) != want:
+            return f"{st.METRICS} changed after {st.DONE}"
+        read_json(metrics)
+    except (BenchError, OSError):
+        return f"unreadable {st.METRICS}"
+    return "left out by the results table (its files read fine now)"
 
 
 def unfinished_cells(store: Path) -> list[tuple[str, str, str, str | None]]:

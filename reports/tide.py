@@ -29,12 +29,13 @@ Results are fractions (0-1), like the results store.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
 from reports.boxes import SMALL_MAX_AREA, MEDIUM_MAX_AREA, area, as_xyxy, pairwise_iod, pairwise_iou
+from reports.settings import POSITIVE_COUNT, UNIT, checked
 
 ERROR_TYPES = ("Cls", "Loc", "Both", "Dupe", "Bkg", "Miss")
 SPECIAL_TYPES = ("FalsePos", "FalseNeg")
@@ -59,12 +60,14 @@ class TideConfig:
             raise ValueError(f"unknown TIDE style {self.style!r} (known: {', '.join(STYLES)})")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TideConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise KeyError(f"unknown TIDE setting(s) {unknown} (known: {sorted(known)})")
-        return cls(**d)
+    def from_dict(cls, d: dict, prefix: str = "tide.") -> "TideConfig":
+        """Settings from a JSON object; a wrong type or range is a `ValueError` naming the key."""
+        ranges = {"pos_threshold": UNIT, "bg_threshold": UNIT, "max_dets": POSITIVE_COUNT}
+        cfg = cls(**checked(cls, d, "TIDE", prefix, ranges, {"style": STYLES}))
+        if cfg.bg_threshold > cfg.pos_threshold:
+            raise ValueError(f"{prefix}bg_threshold {cfg.bg_threshold:g} is above {prefix}pos_threshold "
+                             f"{cfg.pos_threshold:g}, expected bg_threshold <= pos_threshold")
+        return cfg
 
 
 # ---- AP -------------------------------------------------------------------------------------------------------

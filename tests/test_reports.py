@@ -252,7 +252,9 @@ def test_missing_images_and_predictions_are_reported_skips(tmp_path):
     assert index == store / "report" / "index.html"
     text = index.read_text()
     assert "1 cell(s): no predictions.json: detection analyses skipped" in text
-    assert "1 cell(s): DONE but left out of the results table" in text
+    assert ("1 cell(s): DONE but left out of the results table: oa_mil oamil=0.3 seed=0 (toy), metrics.json changed "
+            "after DONE (cells/oa_mil-0.3-0; rerun the sweep to redo it: `bench run --dry-run` lists it as corrupt "
+            "→ redo)") in text
     assert "1 cell(s): not finished: unreadable config.json, not started (log: cells/unfinished/cell.log)" in text
     assert not (store / "report" / "report.md").exists() and not list((store / "report" / "tables").glob("*"))
     # galleries still drawn, on a grey canvas
@@ -269,6 +271,39 @@ def test_failed_and_half_run_cells_are_listed_in_the_report(tmp_path):
     assert "not finished: oa_mil oamil=0.3 seed=0 (toy), failed: BenchError: out of memory " \
            "(log: cells/oa_mil-0.3-0/cell.log)" in text
     assert "not finished: faster_rcnn oamil=0.1 seed=0 (toy), partial (log: cells/faster_rcnn-0.1-0/cell.log)" in text
+
+
+def test_done_cells_left_out_of_the_table_are_named_with_their_problem(tmp_path):
+    store = make_store(tmp_path, with_images=False, seeds=1)
+    cells = store / "cells"
+    (cells / "faster_rcnn-0.3-0" / "metrics.json").unlink()
+    (cells / "clean-0.1-0" / "DONE").write_text("{not json")
+    (cells / "clean-0.3-0" / "config.json").write_text("{not json")
+    text = build_report(store, formats=("md",), config=FAST, progress=False).read_text()
+    skipped = text[text.index("## Skipped"):]
+    redo = "rerun the sweep to redo it: `bench run --dry-run` lists it as corrupt → redo"
+    assert (f"DONE but left out of the results table: faster_rcnn oamil=0.3 seed=0 (toy), metrics.json missing "
+            f"(cells/faster_rcnn-0.3-0; {redo})") in skipped
+    assert (f"DONE but left out of the results table: clean oamil=0.1 seed=0 (toy), unreadable DONE "
+            f"(cells/clean-0.1-0; {redo})") in skipped
+    assert f"DONE but left out of the results table: unreadable config.json (cells/clean-0.3-0; {redo})" in skipped
+    assert "changed" not in skipped  # no file was altered, one was lost
+
+
+def test_a_left_out_cell_the_runner_would_not_redo_says_so(tmp_path):
+    """A DONE that recorded an unparsable metrics.json: the runner sees an intact cell, so rerunning won't help."""
+    from benchmark.runner.cells import cell_id
+    from reports.store import unloaded_cell
+
+    config = {"schema": 1, "method": "m", "method_config": {}, "profile": "cpu", "dataset": {"name": "toy"},
+              "noise": {"model": "oamil", "level": 0.1, "params": {}, "seed": 0, "rng": "numpy"}, "seed": 0}
+    config["cell_id"] = cid = cell_id(config)
+    cell = tmp_path / "cells" / cid
+    write_json(cell / "config.json", config)
+    write_json(cell / "predictions.json", [])
+    (cell / "metrics.json").write_text("{not json")
+    mark_done(cell)
+    assert unloaded_cell(cell) == (cid, "m oamil=0.1 seed=0 (toy)", "unreadable metrics.json", False)
 
 
 # ---- CLI ---------------------------------------------------------------------------------------------------------
@@ -325,8 +360,65 @@ def test_config_from_dict_rejects_unknown_keys():
     assert ReportConfig.from_dict({"tide": {"pos_threshold": 0.75}}).tide.pos_threshold == 0.75
     with pytest.raises(BenchError, match="unknown report setting"):
         ReportConfig.from_dict({"colour": "red"})
-    with pytest.raises(BenchError, match="unknown TIDE style"):
+    with pytest.raises(BenchError, match='tide.style is "lvis", expected one of coco, voc'):
         ReportConfig.from_dict({"tide": {"style": "lvis"}})
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"failure_modes": {"bad_iou": "x"}}, 'failure_modes.bad_iou is "x", expected a number in [0, 1]'),
+    ({"gallery_per_mode": "3"}, 'gallery_per_mode is "3", expected a whole number >= 0'),
+    ({"oracle_methods": "clean"}, 'oracle_methods is "clean", expected a list of strings'),
+])
+def test_cli_rejects_a_config_value_of_the_wrong_type_in_one_line(tmp_path, capsys, settings, message):
+    store = make_store(tmp_path, with_images=False, seeds=1)
+    cfg = tmp_path / "cfg.json"
+    write_json(cfg, settings)
+    code, out, err = _bench(capsys, "report", str(store), "--out", str(tmp_path / "r"), "--config", str(cfg),
+                            "--quiet")
+    assert (code, out, err) == (2, "", f"error: {cfg}: bad report config: {message}\n")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"failure_modes": {"bad_iou": True}}, "failure_modes.bad_iou is true, expected a number in [0, 1]"),
+    ({"failure_modes": {"group_cover": 1.5}}, "failure_modes.group_cover is 1.5, expected a number in [0, 1]"),
+    ({"failure_modes": {"group_min_objects": 2.5}},
+     "failure_modes.group_min_objects is 2.5, expected a whole number >= 1"),
+    ({"failure_modes": {"part_area_ratio": -1}}, "failure_modes.part_area_ratio is -1, expected a number >= 0"),
+    ({"failure_modes": [0.5]}, "failure_modes is [0.5], expected a JSON object of failure-mode settings"),
+    ({"tide": {"max_dets": "100"}}, 'tide.max_dets is "100", expected a whole number >= 1'),
+    ({"tide": {"bg_threshold": 0.6}}, "tide.bg_threshold 0.6 is above tide.pos_threshold 0.5"),
+    ({"gallery_seed": -1}, "gallery_seed is -1, expected a whole number >= 0"),
+    ({"tide_iou_range": "yes"}, 'tide_iou_range is "yes", expected true or false'),
+    ({"tide_sizes": ["all", "tiny"]}, 'tide_sizes is ["all", "tiny"], expected a list of strings from: all, small'),
+    ({"tide_styles": "coco"}, 'tide_styles is "coco", expected a list of strings from: coco, voc'),
+    ({"oracle_methods": ["clean", 1]}, 'oracle_methods is ["clean", 1], expected a list of strings'),
+    ({"sensitivity": {"bad_iou": 0.3}}, "sensitivity.bad_iou is 0.3, expected a non-empty list of values"),
+    ({"sensitivity": {"bad_iou": [0.3, 2]}}, "sensitivity.bad_iou is 2, expected a number in [0, 1]"),
+    ({"sensitivity": {"bad_iuo": [0.3]}}, "unknown sensitivity setting 'bad_iuo'"),
+])
+def test_config_values_are_checked_against_their_defaults(settings, message):
+    from benchmark.errors import BenchError
+
+    with pytest.raises(BenchError) as exc:
+        ReportConfig.from_dict(settings, "cfg.json")
+    assert str(exc.value).startswith(f"cfg.json: bad report config: {message}")
+    assert "\n" not in str(exc.value)
+
+
+def test_a_valid_config_is_read_with_the_defaults_types():
+    cfg = ReportConfig.from_dict({
+        "failure_modes": {"bad_iou": 1, "group_min_objects": 3, "min_score": 0}, "tide": {"pos_threshold": 0.75},
+        "oracle_methods": ["clean"], "sensitivity": {"bad_iou": [0.3, 1], "group_min_objects": [2, 3]},
+        "gallery_per_mode": 0, "gallery_seed": 7, "tide_sizes": ["all"], "tide_styles": [], "tide_iou_range": True})
+    fm = cfg.failure_modes
+    assert (fm.bad_iou, fm.group_min_objects, fm.min_score, fm.group_cover) == (1.0, 3, 0.0, 0.7)
+    assert isinstance(fm.bad_iou, float) and cfg.tide.pos_threshold == 0.75 and cfg.tide.max_dets == 100
+    assert cfg.oracle_methods == ("clean",)  # a list, not the characters of a string
+    assert cfg.sensitivity == (("bad_iou", (0.3, 1.0)), ("group_min_objects", (2, 3)))
+    assert (cfg.gallery_per_mode, cfg.gallery_seed, cfg.tide_sizes, cfg.tide_styles, cfg.tide_iou_range) == \
+        (0, 7, ("all",), (), True)
+    assert ReportConfig.from_dict({}) == ReportConfig()
 
 
 def test_plots_need_no_display(tmp_path):
@@ -385,7 +477,8 @@ def test_report_noise_figures_count_the_boxes_noise_stats_and_the_manifest_count
 
     from benchmark.datasets.core import DetectionDataset
     from noise import make_noisy, noise_stats
-    from reports.analysis import realised_ious
+    from reports.analysis import realised_ious, refined_ious
+    from reports.failure_modes import classify_training
 
     rng = np.random.default_rng(3)
     images = [{"id": i + 1, "file_name": f"{i}.png", "width": 200, "height": 150} for i in range(4)]
@@ -399,4 +492,8 @@ def test_report_noise_figures_count_the_boxes_noise_stats_and_the_manifest_count
     ious = realised_ious(orjson.loads(made.payload))
     stats, manifest = noise_stats(made.dataset)["rows"]["all"], made.manifest["realised_iou"]["all"]
     assert len(ious) == stats["n"] == manifest["n"] == 24 - 5
+    noisy = orjson.loads(made.payload)
+    assert len(classify_training(noisy, None)) == 24 - 5  # the failure modes count the same boxes
+    same = [{"id": a["id"], "bbox": a["bbox"]} for a in noisy["annotations"]]  # a method refining every box
+    assert len(refined_ious(noisy, same)[0]) == 24 - 5  # and so do the refined-box histograms
     assert round(float(ious.mean()), 4) == stats["mean_iou"] == manifest["mean"] < 0.9

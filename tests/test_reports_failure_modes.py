@@ -222,10 +222,54 @@ def test_training_boxes_attach_by_annotation_id():
                {"id": 10, "image_id": 1, "category_id": 1, "bbox": [2, 2, 4, 4]}]
     f = classify_training(coco, refined)
     assert dict(zip(f["ann_id"], f["mode"])) == {10: "part", 11: "good"}
-    assert f.attrs == {"added_by_noise": 1, "without_refined_box": 0}
+    assert f.attrs == {"ignored": 0, "added_by_noise": 1, "without_refined_box": 0}
     assert set(f["size"]) == {"small"}
     f = classify_training(coco, refined[:1])
     assert list(f["ann_id"]) == [11] and f.attrs["without_refined_box"] == 1
+
+
+@pytest.mark.parametrize("flag", ["iscrowd", "ignore", "difficult"])
+def test_ignored_training_boxes_are_neither_classified_nor_objects(flag):
+    """A noisy box over its object and a neighbouring crowd box: with the crowd box as an object it would be a
+    group box, and the (never perturbed, always good) crowd box would halve the bad share."""
+    coco = {"images": [{"id": 1, "width": 100, "height": 100}], "categories": [{"id": 1, "name": "a"}],
+            "annotations": [
+                {"id": 10, "image_id": 1, "category_id": 1, "bbox": [0, 0, 21, 10], "true_bbox": [0, 0, 10, 10]},
+                {"id": 11, "image_id": 1, "category_id": 1, "bbox": [10, 0, 10, 10], "true_bbox": [10, 0, 10, 10],
+                 flag: 1},
+            ]}
+    f = classify_training(coco, None)
+    assert list(f["ann_id"]) == [10] and list(f["mode"]) == ["oversize"]  # IoU 0.48, IoG 1, 2.1x, nothing else
+    assert f.attrs == {"ignored": 1, "added_by_noise": 0, "without_refined_box": 0}
+    assert mode_rates(f).set_index("mode").loc["good", "pct_all"] == 0.0
+    coco["annotations"][1][flag] = 0
+    assert list(classify_training(coco, None)["mode"]) == ["group", "good"]  # the rule the flag switches off
+    # a method need not refine ignored boxes: their absence is no missing refined box
+    coco["annotations"][1][flag] = 1
+    f = classify_training(coco, [{"id": 10, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]}])
+    assert list(f["mode"]) == ["good"] and f.attrs["without_refined_box"] == 0
+
+
+def test_detections_ignore_crowd_ground_truth():
+    gt = {"images": [{"id": 1}], "annotations": [
+        {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "area": 100},
+        {"id": 2, "image_id": 1, "category_id": 2, "bbox": [8, 0, 10, 10], "area": 100, "iscrowd": 1},
+        {"id": 3, "image_id": 1, "category_id": 1, "bbox": [40, 40, 20, 20], "area": 400, "iscrowd": 1,
+         "ignore": 1},
+        {"id": 4, "image_id": 1, "category_id": 1, "bbox": [70, 70, 10, 10], "area": 100},
+    ]}
+    dets = [
+        {"image_id": 1, "category_id": 1, "bbox": [7, 0, 10, 10], "score": 0.9},  # would drift to the crowd box
+        {"image_id": 1, "category_id": 1, "bbox": [41, 41, 20, 20], "score": 0.9},  # on a crowd region
+        {"image_id": 1, "category_id": 1, "bbox": [70, 70, 10, 10], "score": 0.9},
+    ]
+    f = classify_detections(gt, dets)
+    assert list(f["mode"]) == ["shift", UNASSIGNED, "good"]
+    assert list(f["owner_row"]) == [0, -1, 3]  # rows of the full annotation list
+    assert mode_rates(f)["total"].iloc[0] == 2
+    for a in gt["annotations"]:
+        a.pop("iscrowd", None), a.pop("ignore", None)
+    assert list(classify_detections(gt, dets)["mode"]) == ["drift", "good", "good"]
 
 
 def test_detections_attach_to_best_same_class_gt():

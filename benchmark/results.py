@@ -54,16 +54,26 @@ def cell_row(cell_dir: Path) -> dict | None:
         if sha256_file(metrics_path) != done["files"]["metrics.json"]["sha256"]:
             return None
         metrics = read_json(metrics_path)
-    except (BenchError, KeyError, TypeError, OSError):
+        noise = config["noise"]
+        row = _identity_row(cell_dir, config, noise)
+    except (BenchError, KeyError, TypeError, ValueError, OSError):  # e.g. a config.json that is not an object
         return None
-    noise = config["noise"]
-    row = {
+    if not isinstance(metrics, dict):
+        return None
+    return _metrics_row(row, metrics, cell_dir)
+
+
+def _identity_row(cell_dir: Path, config: dict, noise: dict) -> dict:
+    return {
         "cell": cell_dir.name, "method": config["method"], "dataset": config["dataset"]["name"],
         "dataset_kind": config["dataset"].get("kind"), "profile": config["profile"],
         "noise_model": noise["model"], "noise_level": float(noise["level"]), "noise_seed": noise["seed"],
         "noise_rng": noise["rng"], "seed": config["seed"], "code_version": config.get("code_version"),
         "dataset_id": _dataset_id(config["dataset"]), "variant": variant(config),
     }
+
+
+def _metrics_row(row: dict, metrics: dict, cell_dir: Path) -> dict:
     coco = metrics.get("coco") or {}
     for name in COCO_METRICS:
         row[name] = coco.get(name)

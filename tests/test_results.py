@@ -90,6 +90,9 @@ def test_cells_whose_metrics_changed_after_done_are_left_out(tmp_path):
     write_json(bad / st.METRICS, {"coco": {"AP": 0.99}})
     (tmp_path / "cells" / "junk").mkdir()  # not a cell
     assert list(results.load(tmp_path)["cell"]) == [good.name]
+    odd = make_cell(tmp_path, "c")  # a config.json that is valid JSON but no config: left out, no traceback
+    (odd / st.CONFIG).write_text("[1]")
+    assert list(results.load(tmp_path)["cell"]) == [good.name]
 
 
 def test_csv_and_parquet_round_trip(tmp_path):

@@ -34,7 +34,17 @@ def legacy_order(bs: BoxSet) -> np.ndarray:
     image = bs.image[idx]
     if image.size < 2 or bool((image[1:] >= image[:-1]).all()):  # already grouped in image order
         return idx
-    return idx.take(np.argsort(image * np.int64(len(bs)) + idx))  # unique keys: a fast unstable sort is stable here
+    return idx.take(stable_order(image))
+
+
+def stable_order(values: np.ndarray) -> np.ndarray:
+    """`np.argsort(values, kind="stable")` for non-negative int64 values below 2**32, as two 16-bit radix passes
+    (NumPy radix-sorts 16-bit integers: ~3x faster than its stable sort of int64 on COCO train's 860 k rows)."""
+    if values.size and (int(values.min()) < 0 or int(values.max()) >= 2 ** 32):
+        return np.argsort(values, kind="stable")
+    low = np.argsort((values & 0xFFFF).astype(np.uint16), kind="stable")
+    high = (values >> 16).astype(np.uint16)[low]
+    return low.take(np.argsort(high, kind="stable"))
 
 
 def _stream_positions(bs: BoxSet, order: np.ndarray) -> np.ndarray:

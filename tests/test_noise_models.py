@@ -205,6 +205,17 @@ def oamil_loop(coco: dict, gamma: float, voc: bool = False, seed: int = 45) -> d
     return out
 
 
+@pytest.mark.parametrize("high", [50, 2 ** 20, 2 ** 40])
+def test_legacy_image_order_is_a_stable_sort(high):
+    """The radix sort behind `legacy_order` (the draw order) equals NumPy's stable sort, ties in file order, above
+    16 bits and (falling back) above 32 bits."""
+    from noise.legacy import stable_order
+
+    values = np.random.default_rng(1).integers(0, high, 5000).astype(np.int64)
+    assert np.array_equal(stable_order(values), np.argsort(values, kind="stable"))
+    assert stable_order(np.zeros(0, np.int64)).size == 0
+
+
 def legacy_coco(seed=5, n_images=60, per_image=12) -> dict:
     """Images in shuffled id order, annotations interleaved across images, every filter case and many edge boxes."""
     rng = np.random.default_rng(seed)

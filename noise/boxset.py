@@ -22,7 +22,7 @@ from operator import itemgetter, methodcaller
 
 import numpy as np
 
-from benchmark.datasets.core import rows_by_id
+from benchmark.datasets.core import is_ignored, rows_by_id
 from benchmark.errors import BenchError
 
 # The OA-MIL clip bound: x2 <= W - 1, y2 <= H - 1 (and x1, y1 >= 0).
@@ -236,10 +236,6 @@ def _has_size(im: dict) -> bool:
         return False
 
 
-def _is_ignored(a: dict) -> bool:
-    return bool(a.get("ignore", 0) or a.get("iscrowd", 0) or a.get("difficult", 0))
-
-
 def extract(ds, mode: str = "numpy", layout: str = "coco") -> BoxSet:
     """Arrays of `ds`'s annotations (one pass over the dicts). Raises `BenchError` on what cannot be perturbed."""
     where = ds.source or ds.name or None
@@ -265,7 +261,7 @@ def extract(ds, mode: str = "numpy", layout: str = "coco") -> BoxSet:
         flag = _column(anns, "ignore", 2, np.int64)  # 2: no `ignore` field
         ignored = flag == 1
         for r in np.flatnonzero((flag != 0) & (flag != 1)).tolist():  # hand-built dicts: derive it
-            ignored[r] = _is_ignored(anns[r])
+            ignored[r] = is_ignored(anns[r])
         area = _column(anns, "area", np.nan, np.float64)
         cat_ids = np.array(sorted({int(c["id"]) for c in ds.categories}), dtype=np.int64)
     except (KeyError, ValueError, TypeError) as exc:

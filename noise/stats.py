@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from benchmark.datasets.core import is_ignored
 from benchmark.errors import BenchError
 from noise.boxset import SIZE_MEDIUM, SIZE_SMALL, box_iou_pairs
 
@@ -24,7 +25,7 @@ def noise_stats(ds) -> dict:
     if not anns:
         raise BenchError("no `true_bbox` fields: not a noisy file (make one with `bench noise make`)", where)
     bogus = sum(1 for a in anns if a["true_bbox"] is None)
-    real = [a for a in anns if a["true_bbox"] is not None and not (a.get("ignore") or a.get("iscrowd"))]
+    real = [a for a in anns if a["true_bbox"] is not None and not is_ignored(a)]
     ignored = len(anns) - bogus - len(real)
     try:
         noisy = _xyxy([a["bbox"] for a in real])

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from benchmark.datasets.core import is_ignored  # noqa: F401  (re-exported: no report statistic counts them)
+
 # COCO size buckets by area in pixels: small < 32^2 <= medium < 96^2 <= large
 SIZE_BUCKETS = ("small", "medium", "large")
 SMALL_MAX_AREA = 32.0**2
 MEDIUM_MAX_AREA = 96.0**2
-
-
-def is_ignored(ann: dict) -> bool:
-    """Crowd / difficult / `ignore` boxes: never perturbed by the noise and not objects to learn or find, so no
-    report statistic counts them (the loaders set `ignore`; hand-built dicts may carry only the other flags)."""
-    return bool(ann.get("ignore") or ann.get("iscrowd") or ann.get("difficult"))
 
 
 def as_xyxy(xywh) -> np.ndarray:

@@ -162,6 +162,13 @@ def test_noise_stats_match_the_manifest():
         assert s["rows"][size]["mean_iou"] == pytest.approx(r.manifest["realised_iou"][size]["mean"], abs=2e-4)
     assert s["ignored"] == r.manifest["counts"]["untouched_ignored"]
     assert 0 < s["rows"]["all"]["p_iou_lt_0.75"] <= 1
+    # a hand-built file flagging a box only as VOC `difficult`: ignored by the stats as by the noise
+    noisy = r.dataset
+    first = next(a for a in noisy.annotations if not a.get("iscrowd"))
+    hand = [{k: v for k, v in a.items() if k != "ignore"} | ({"difficult": 1} if a is first else {})
+            for a in noisy.annotations]
+    s2 = noise_stats(DetectionDataset(noisy.images, hand, noisy.categories))
+    assert s2["ignored"] == s["ignored"] + 1 and s2["rows"]["all"]["n"] == s["rows"]["all"]["n"] - 1
 
 
 def _mmdet_like_check(path):

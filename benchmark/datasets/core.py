@@ -25,6 +25,12 @@ from benchmark.io import dumps_json, sha256_bytes
 ANNOTATION_KEYS = ("id", "image_id", "category_id", "bbox", "area", "iscrowd", "ignore")
 
 
+def is_ignored(ann: dict) -> bool:
+    """Crowd / difficult / `ignore` boxes: never perturbed and not objects to learn, find or count (the loaders set
+    `ignore`; hand-built dicts may carry only one of the other flags). The one rule noise and reports use."""
+    return bool(ann.get("ignore") or ann.get("iscrowd") or ann.get("difficult"))
+
+
 def rows_by_id(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     """Row in `ids` of each of `wanted` (int64 arrays), -1 where absent; the first of duplicate ids wins.
 

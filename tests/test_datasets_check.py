@@ -10,10 +10,11 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+import benchmark.datasets.catalog as catalog_mod
 from benchmark.cli import cli, main
 from benchmark.datasets import DetectionDataset, check, load, load_coco, save_coco, validate_images
-import benchmark.datasets.catalog as catalog_mod
 from benchmark.errors import BenchError
+from noise import make_noisy
 
 
 def write_image(path: Path, w: int, h: int) -> None:
@@ -70,6 +71,20 @@ def test_check_finds_problems_in_data_and_files(tmp_path):
     assert found["image_size_mismatch"]["examples"] == ["empty.png: size mismatch (annotated 32x32, file 31x32)"]
     assert r["image_files"] == {"checked": 3, "missing": 1, "unreadable": 1, "size_mismatch": 1}
     assert not r["ok"]
+
+
+def test_check_says_when_no_image_is_found_at_all(tmp_path):
+    """One missing file is a problem of the data; all of them missing is a wrong image folder: say so, and for a
+    noisy file (which records no image folder, to stay byte-identical wherever it is written) where to look."""
+    assert not [n for n in check(small_ds(tmp_path), progress=False)["notes"] if n["note"] == "no_image_found"]
+    ds = small_ds(tmp_path / "imgs")
+    ds.image_root = tmp_path / "elsewhere"
+    note = next(n for n in check(ds, progress=False)["notes"] if n["note"] == "no_image_found")
+    assert str(tmp_path / "elsewhere") in note["description"] and "info.image_root" in note["description"]
+    noisy = make_noisy(small_ds(tmp_path / "src"), "uniform", 0.2).dataset  # image_root: the source's folder
+    noisy.image_root = tmp_path / "out"
+    note = next(n for n in check(noisy, progress=False)["notes"] if n["note"] == "no_image_found")
+    assert "bench noise make" in note["description"] and "--image-root" in note["description"]
 
 
 def test_check_reports_loader_skips(bccd_root):

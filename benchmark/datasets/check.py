@@ -86,6 +86,18 @@ def _size_histograms(ds: DetectionDataset) -> dict:
     return {"coco_area": coco, "sqrt_area_px": pixels, "sqrt_area_percentiles_0_10_50_90_100": pct}
 
 
+def _no_images_note(ds: DetectionDataset) -> dict:
+    """Every image missing: the image folder is wrong, not the files (a noisy file from `bench noise make` does
+    not record its images' folder: the file must stay byte-identical wherever it is written)."""
+    noisy = isinstance(ds.info, dict) and "noisybox" in ds.info
+    hint = ("a noisy file made by `bench noise make`: its images are the source dataset's (`bench noise show "
+            "--image-root DIR`, or `noise make --emit mmdet-config` records the folder)" if noisy else
+            "put the json next to its images (or in an `annotations/` folder beside `images/`), or write the "
+            "folder, relative to the json, into `info.image_root`")
+    return {"note": "no_image_found", "count": len(ds.images), "examples": [],
+            "description": f"no image file found under {ds.image_root}: {hint}"}
+
+
 def _class_notes(per_class: dict) -> list[dict]:
     """Classes a detector cannot learn (no boxes) or that look like a typo (a handful of boxes while the others have
     many: a misspelt class name in VOC XML or a stray index in YOLO labels becomes a class of its own)."""
@@ -144,6 +156,8 @@ def check(ds: DetectionDataset, images: bool = True, progress: bool = True) -> d
             if files[key]:
                 problems.append({"problem": reason, "count": len(files[key]), "action": "found in the files",
                                  "description": _describe(reason), "examples": files[key][:5]})
+        if files["checked"] and len(files["missing"]) == files["checked"]:
+            notes.append(_no_images_note(ds))
 
     return {
         "name": ds.name,

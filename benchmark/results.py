@@ -100,7 +100,9 @@ def variant(config: dict) -> str:
 
 
 def _text(v) -> str:
-    return v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+    if isinstance(v, str):
+        return v[:15] if v.startswith("sha256:") else v  # a noise-parameter file by content: 8 hex digits tell it
+    return json.dumps(v, sort_keys=True)
 
 
 def _dataset_id(dataset: dict) -> str:

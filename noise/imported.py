@@ -75,7 +75,7 @@ def match(bs: BoxSet, rows: np.ndarray, img, cat, box, score, min_iou: float, sa
     return result
 
 
-@noise_model("imported", max_inclusive=True)
+@noise_model("imported", max_inclusive=True, file_params=("file",))
 def imported(bs: BoxSet, level, rng, file: str = "", min_iou: float = 0.3, same_class: bool = True,
              min_score: float = 0.0):
     """Real noise: clean boxes replaced by matched boxes from another annotation or detection file (SSD-Det T.10).

@@ -83,7 +83,7 @@ def confusion_matrix(bs: BoxSet, matrix: Any) -> np.ndarray:
     return out / out.sum(axis=1, keepdims=True)
 
 
-@noise_model("class_flip", kind="label", max_inclusive=True)
+@noise_model("class_flip", kind="label", max_inclusive=True, file_params=("matrix",))
 def class_flip(bs: BoxSet, level, rng, matrix: Any = None):
     """Annotators pick the wrong class: floor(level x N) boxes relabelled, uniformly or by a confusion matrix.
 

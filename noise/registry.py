@@ -31,6 +31,7 @@ class NoiseModel:
     legacy: bool = False  # supports rng="oamil-legacy"
     summary: str = ""
     steps: tuple = field(default=(), compare=False)  # set by `compose`
+    file_params: tuple = ()  # parameters that may name a file (its content, not its path, is the experiment)
 
     @property
     def param_names(self) -> list[str]:
@@ -84,13 +85,15 @@ NOISE_MODELS: Registry[NoiseModel] = Registry(
 
 
 def noise_model(name: str, kind: str = "geometry", max_level: float = 1.0, max_inclusive: bool = False,
-                legacy: bool = False) -> Callable[[Callable], Callable]:
-    """Decorator registering `fn` as built-in noise model `name`; the docstring's first line is its one-line why."""
+                legacy: bool = False, file_params: tuple = ()) -> Callable[[Callable], Callable]:
+    """Decorator registering `fn` as built-in noise model `name`; the docstring's first line is its one-line why.
+    `file_params`: parameters whose string value is a path to a file the model reads."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
 
     def deco(fn: Callable) -> Callable:
-        NOISE_MODELS.add(name, NoiseModel(name, fn, kind, max_level, max_inclusive, legacy, _first_line(fn.__doc__)))
+        NOISE_MODELS.add(name, NoiseModel(name, fn, kind, max_level, max_inclusive, legacy, _first_line(fn.__doc__),
+                                          file_params=tuple(file_params)))
         return fn
 
     return deco

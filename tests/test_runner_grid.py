@@ -175,6 +175,37 @@ def test_resolve_full_config(datasets):
     assert c["locator"]["dataset_spec"] == TINY
 
 
+def test_noise_parameter_files_enter_the_identity_by_content(datasets, tmp_path, monkeypatch):
+    """`imported`'s file (and any model's `file_params`): the same file by another path is the same cell, an edited
+    file a new one (never a stale skip); the cell runs with the absolute path and refuses a file changed since."""
+    from benchmark.runner.run_cell import _noise_params
+
+    boxes = tmp_path / "data" / "weak.json"
+    boxes.parent.mkdir()
+    boxes.write_text('[{"image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "score": 0.9}]')
+
+    def cell(path):
+        return resolve(CellSpec("dummy", TINY, "imported", 0.5, seed=0, noise_params={"file": str(path)}), datasets)
+
+    monkeypatch.chdir(tmp_path)
+    a = cell("data/weak.json")
+    monkeypatch.chdir(boxes.parent)
+    b = cell("weak.json")
+    assert a.id == b.id == cell(boxes).id
+    assert a.config["noise"]["params"]["file"].startswith("sha256:")
+    assert a.config["locator"]["noise_files"] == {"file": str(boxes)}
+    assert _noise_params(a.config) == {"file": str(boxes)}
+    boxes.write_text('[{"image_id": 1, "category_id": 1, "bbox": [2, 2, 5, 5], "score": 0.9}]')
+    assert cell(boxes).id != a.id
+    with pytest.raises(BenchError, match="changed since the sweep was planned"):
+        _noise_params(a.config)
+    with pytest.raises(BenchError, match="file not found"):
+        cell(tmp_path / "nope.json")
+    flip = resolve(CellSpec("dummy", TINY, "class_flip", 0.2, seed=0, noise_params={"matrix": {"1": {"2": 1}}}),
+                   datasets)  # a matrix given inline is a value, not a file
+    assert flip.config["noise"]["params"] == {"matrix": {"1": {"2": 1}}} and "noise_files" not in flip.config["locator"]
+
+
 def test_resolve_is_stable_across_processes(datasets):
     cells = resolve_all(expand_grid(["dummy"], [0, 0.1], [0, 1], [TINY], baselines=False), datasets)
     code = ("import test_runner_dummy, json; from benchmark.runner.cells import resolve_all; "

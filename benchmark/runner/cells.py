@@ -159,8 +159,31 @@ def _check_noise(spec: CellSpec) -> None:
         get_model(spec.noise_model).check_level(spec.noise_level)
 
 
+def noise_files(spec: CellSpec) -> tuple[dict, dict]:
+    """(noise params as the identity holds them, {param: absolute path}) for parameters naming a file (the model's
+    `file_params`, e.g. `imported`'s `file`): the identity holds the file's sha256, not the path as typed, so an
+    edited file is a new cell and the same file reached by another path (or from another folder) the same one.
+    A named file that does not exist fails the sweep before any cell starts."""
+    from benchmark.io import sha256_file
+    from noise import get_model
+
+    params, paths = dict(spec.noise_params), {}
+    if spec.is_clean:
+        return params, paths
+    for key in get_model(spec.noise_model).file_params:
+        value = params.get(key)
+        if not isinstance(value, str) or not value:
+            continue
+        path = Path(value).expanduser().resolve()
+        if not path.is_file():
+            raise BenchError(f"--noise-param {key}={value}: file not found", path)
+        params[key], paths[key] = f"sha256:{sha256_file(path)}", str(path)
+    return params, paths
+
+
 def _cell(spec: CellSpec, facts: dict, profile: str, method_config: dict, extra: dict, locator: dict) -> Cell:
     """The config every cell shares (method, data, noise, seed, code version) plus `extra`, hashed into its id."""
+    params, files = noise_files(spec)
     config = {
         "schema": SCHEMA,
         "code_version": __version__,
@@ -168,14 +191,15 @@ def _cell(spec: CellSpec, facts: dict, profile: str, method_config: dict, extra:
         "method_config": method_config,
         "profile": profile,
         "dataset": dict(facts),
-        "noise": {"model": spec.noise_model, "level": spec.noise_level, "params": dict(spec.noise_params),
+        "noise": {"model": spec.noise_model, "level": spec.noise_level, "params": params,
                   "seed": spec.noise_seed, "rng": spec.noise_rng},
         "seed": spec.seed,
         **extra,
     }
     cid = cell_id(config)
     config["cell_id"] = cid
-    config["locator"] = {"dataset_spec": _absolute_spec(spec.dataset), **locator}
+    config["locator"] = {"dataset_spec": _absolute_spec(spec.dataset), **locator,
+                         **({"noise_files": files} if files else {})}
     return Cell(cid, config, spec)
 
 

@@ -119,6 +119,22 @@ def run_cell(cell_dir: str | Path, *, overwrite: str = "missing", owner: str | N
         claim.release()
 
 
+def _noise_params(config: dict) -> dict:
+    """The noise parameters to run with: files named by a parameter come from the locator, checked to be the
+    content the cell's identity holds (`cells.noise_files`)."""
+    from benchmark.io import sha256_file
+
+    params = dict(config["noise"]["params"])
+    for key, path in ((config.get("locator") or {}).get("noise_files") or {}).items():
+        want = params.get(key)
+        got = f"sha256:{sha256_file(path)}" if Path(path).is_file() else None
+        if got != want:
+            what = "is gone" if got is None else "changed since the sweep was planned"
+            raise BenchError(f"noise parameter {key}: the file {what}; rerun `bench run` to plan it again", path)
+        params[key] = path
+    return params
+
+
 def _noisy_train(cell_dir: Path, config: dict, train):
     """The cell's training set: clean at level 0, else the configured noise (written once to noise/)."""
     n = config["noise"]
@@ -126,7 +142,7 @@ def _noisy_train(cell_dir: Path, config: dict, train):
         return train
     from noise import make_noisy, write_noisy
 
-    made = make_noisy(train, n["model"], n["level"], n["seed"], rng=n["rng"], **n["params"])
+    made = make_noisy(train, n["model"], n["level"], n["seed"], rng=n["rng"], **_noise_params(config))
     out = cell_dir / st.NOISE_DIR
     if _rank() == 0 and not (out / "manifest.json").is_file():
         write_noisy(made, out)

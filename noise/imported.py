@@ -84,11 +84,15 @@ def imported(bs: BoxSet, level, rng, file: str = "", min_iou: float = 0.3, same_
     replaced."""
     if not file:
         raise BenchError("imported: give the second annotation file as file=PATH")
-    if not (isinstance(min_iou, (int, float)) and 0 < min_iou <= 1):
+    if isinstance(min_iou, bool) or not (isinstance(min_iou, (int, float)) and 0 < min_iou <= 1):
         raise BenchError(f"imported: min_iou must be in (0, 1], got {min_iou!r}")
+    if isinstance(min_score, bool) or not isinstance(min_score, (int, float)):
+        raise BenchError(f"imported: min_score must be a number, got {min_score!r}")
+    if not isinstance(same_class, bool):  # "no" would read as true
+        raise BenchError(f"imported: same_class must be true or false, got {same_class!r}")
     img, cat, box, score, unknown, bad = read_boxes(str(file), bs, float(min_score))
     rows = bs.active_index()
-    matched = match(bs, rows, img, cat, box, score, float(min_iou), bool(same_class))
+    matched = match(bs, rows, img, cat, box, score, float(min_iou), same_class)
     u = rng.random(rows.size)
     take = (matched >= 0) & (u < float(level))
     notes = dict(bs.notes)

@@ -60,7 +60,11 @@ def confusion_matrix(bs: BoxSet, matrix: Any) -> np.ndarray:
     c = len(ids)
     out = np.full((c, c), np.nan)
     if isinstance(matrix, list):
-        arr = np.asarray(matrix, dtype=np.float64) if matrix else np.zeros((0, 0))
+        try:
+            arr = np.asarray(matrix, dtype=np.float64) if matrix else np.zeros((0, 0))
+        except (TypeError, ValueError):  # a ragged list, or a weight that is not a number
+            raise BenchError(f"class_flip: matrix must be a {c} x {c} list of numbers (categories in id order)",
+                             where) from None
         if arr.shape != (c, c):
             raise BenchError(f"class_flip: matrix must be {c} x {c} (categories in id order), got {arr.shape}", where)
         out = arr
@@ -71,6 +75,9 @@ def confusion_matrix(bs: BoxSet, matrix: Any) -> np.ndarray:
                 raise BenchError(f"class_flip: matrix row {src!r} must map target classes to weights", where)
             out[i] = 0.0
             for dst, wgt in row.items():
+                if isinstance(wgt, bool) or not isinstance(wgt, (int, float)):
+                    raise BenchError(f"class_flip: matrix weight {src!r} -> {dst!r} must be a number, got {wgt!r}",
+                                     where)
                 out[i, ids.index(_category_key(bs, dst, "matrix"))] = wgt
     else:
         raise BenchError("class_flip: matrix must be a mapping, a C x C list or a JSON file path", where)

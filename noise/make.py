@@ -140,6 +140,9 @@ def compose(steps: Sequence[Any], name: str | None = None) -> NoiseModel:
     if not parsed:
         raise BenchError("compose: give at least one step")
     free = [nm for nm, lv, _ in parsed if lv is None]
+    if not free:  # the level given to make_noisy would change nothing, yet be recorded as the file's level
+        raise BenchError("compose: every step fixes its level, so the level of make_noisy / --level would be "
+                         "ignored; leave one step without '@level' to follow it (e.g. uniform+missing@0.1)")
     max_level = min((nm.max_level for nm in free), default=1.0)
     inclusive = all(nm.max_inclusive for nm in free if nm.max_level == max_level) if free else True
     kinds = {nm.kind for nm, _, _ in parsed}

@@ -488,6 +488,19 @@ def test_compose_applies_steps_in_order():
         compose([("missing", 1.5)])
     with pytest.raises(BenchError, match="at least one step"):
         compose([])
+    with pytest.raises(BenchError, match="every step fixes its level"):  # the file's recorded level would lie
+        compose([("uniform", 0.3), ("missing", 0.1)])
+
+
+@pytest.mark.parametrize("model,params,message", [
+    ("class_flip", {"matrix": [[0, 1], [1]]}, "list of numbers"),
+    ("class_flip", {"matrix": {"1": {"2": "a"}}}, "must be a number"),
+    ("imported", {"file": "x.json", "same_class": "no"}, "same_class must be true or false"),
+    ("imported", {"file": "x.json", "min_score": "abc"}, "min_score must be a number"),
+])
+def test_bad_parameter_values_are_one_line_errors(model, params, message):
+    with pytest.raises(BenchError, match=message):
+        make_noisy(synthetic(n_images=4), model, 0.3, **params)
 
 
 # ---- bad input -------------------------------------------------------------------------------------------------

@@ -93,10 +93,22 @@ def variant(config: dict) -> str:
     parts = [f"{k}={_text(v)}" for k, v in sorted(overrides.items())]
     noise = config.get("noise") or {}
     if float(noise.get("level") or 0) > 0:
-        parts += [f"noise {k}={_text(v)}" for k, v in sorted((noise.get("params") or {}).items())]
+        defaults = _noise_defaults(noise.get("model"))
+        parts += [f"noise {k}={_text(v)}" for k, v in sorted((noise.get("params") or {}).items())
+                  if k not in defaults or defaults[k] != v]
         if noise.get("rng") not in (None, "numpy"):
             parts.append(f"noise rng {noise['rng']}")
     return "; ".join(parts)
+
+
+def _noise_defaults(model) -> dict:
+    """A noise model's default parameters (the runner records them filled in); {} for a model not installed here."""
+    from noise import get_model
+
+    try:
+        return get_model(model).defaults()
+    except (BenchError, TypeError):
+        return {}
 
 
 def _text(v) -> str:

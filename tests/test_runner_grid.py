@@ -194,7 +194,7 @@ def test_noise_parameter_files_enter_the_identity_by_content(datasets, tmp_path,
     assert a.id == b.id == cell(boxes).id
     assert a.config["noise"]["params"]["file"].startswith("sha256:")
     assert a.config["locator"]["noise_files"] == {"file": str(boxes)}
-    assert _noise_params(a.config) == {"file": str(boxes)}
+    assert _noise_params(a.config)["file"] == str(boxes)
     boxes.write_text('[{"image_id": 1, "category_id": 1, "bbox": [2, 2, 5, 5], "score": 0.9}]')
     assert cell(boxes).id != a.id
     with pytest.raises(BenchError, match="changed since the sweep was planned"):
@@ -203,7 +203,19 @@ def test_noise_parameter_files_enter_the_identity_by_content(datasets, tmp_path,
         cell(tmp_path / "nope.json")
     flip = resolve(CellSpec("dummy", TINY, "class_flip", 0.2, seed=0, noise_params={"matrix": {"1": {"2": 1}}}),
                    datasets)  # a matrix given inline is a value, not a file
-    assert flip.config["noise"]["params"] == {"matrix": {"1": {"2": 1}}} and "noise_files" not in flip.config["locator"]
+    assert flip.config["noise"]["params"]["matrix"] == {"1": {"2": 1}} and "noise_files" not in flip.config["locator"]
+
+
+def test_equivalent_noise_parameters_are_one_cell(datasets):
+    """Defaults spelt out, or a whole number for a float default, make the same data: one cell, not four."""
+    ids = {resolve(CellSpec("dummy", TINY, "bias", 0.2, 0, noise_params=p), datasets).id
+           for p in ({}, {"direction": "grow"}, {"dx": 0}, {"dx": 0.0, "dy": 0.0})}
+    assert len(ids) == 1
+    shrink = resolve(CellSpec("dummy", TINY, "bias", 0.2, 0, noise_params={"direction": "shrink"}), datasets)
+    assert shrink.id not in ids
+    from benchmark.results import variant
+
+    assert variant(shrink.config) == "noise direction=shrink"  # defaults are not a variant
 
 
 def test_resolve_is_stable_across_processes(datasets):

@@ -159,18 +159,33 @@ def _check_noise(spec: CellSpec) -> None:
         get_model(spec.noise_model).check_level(spec.noise_level)
 
 
+def _with_defaults(defaults: dict, given: dict) -> dict:
+    """The model's defaults filled in and whole numbers given for float defaults as floats: `bias` with no
+    parameter, `direction=grow` and `dx=0` are one experiment, so one cell."""
+    out = {**defaults, **given}
+    for key, default in defaults.items():
+        value = out[key]
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            out[key] = float(value)
+    return out
+
+
 def noise_files(spec: CellSpec) -> tuple[dict, dict]:
-    """(noise params as the identity holds them, {param: absolute path}) for parameters naming a file (the model's
-    `file_params`, e.g. `imported`'s `file`): the identity holds the file's sha256, not the path as typed, so an
-    edited file is a new cell and the same file reached by another path (or from another folder) the same one.
-    A named file that does not exist fails the sweep before any cell starts."""
+    """(noise params as the identity holds them, {param: absolute path} of those naming a file).
+
+    The model's defaults are filled in (`_with_defaults`). A parameter naming a file (the model's `file_params`,
+    e.g. `imported`'s `file`) is held as the file's sha256, not the path as typed: an edited file is a new cell,
+    the same file reached by another path (or from another folder) the same one. A named file that does not exist
+    fails the sweep before any cell starts."""
     from benchmark.io import sha256_file
     from noise import get_model
 
     params, paths = dict(spec.noise_params), {}
     if spec.is_clean:
         return params, paths
-    for key in get_model(spec.noise_model).file_params:
+    model = get_model(spec.noise_model)
+    params = _with_defaults(model.defaults(), params)
+    for key in model.file_params:
         value = params.get(key)
         if not isinstance(value, str) or not value:
             continue

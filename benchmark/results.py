@@ -32,7 +32,7 @@ from benchmark.io import atomic_write_bytes, read_json, sha256_bytes, sha256_fil
 COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 IDENTITY_COLUMNS = ("cell", "method", "dataset", "dataset_kind", "profile", "noise_model", "noise_level",
                     "noise_seed", "noise_rng", "seed", "code_version", "dataset_id", "variant")
-# the rows a table averages over training seeds (reports.tables, leaderboard.add)
+# what a table holds fixed while it averages over training seeds (as reports.tables and leaderboard.add group)
 SEED_GROUP = ["dataset", "profile", "method", "noise_model", "noise_level", "noise_rng"]
 SORT_COLUMNS = ["dataset", "method", "noise_model", "noise_level", "seed", "cell"]
 CSV_NAME = "results.csv"

@@ -170,7 +170,7 @@ def _with_defaults(defaults: dict, given: dict) -> dict:
     return out
 
 
-def noise_files(spec: CellSpec) -> tuple[dict, dict]:
+def noise_identity(spec: CellSpec) -> tuple[dict, dict]:
     """(noise params as the identity holds them, {param: absolute path} of those naming a file).
 
     The model's defaults are filled in (`_with_defaults`). A parameter naming a file (the model's `file_params`,
@@ -198,7 +198,7 @@ def noise_files(spec: CellSpec) -> tuple[dict, dict]:
 
 def _cell(spec: CellSpec, facts: dict, profile: str, method_config: dict, extra: dict, locator: dict) -> Cell:
     """The config every cell shares (method, data, noise, seed, code version) plus `extra`, hashed into its id."""
-    params, files = noise_files(spec)
+    params, files = noise_identity(spec)
     config = {
         "schema": SCHEMA,
         "code_version": __version__,

@@ -121,7 +121,7 @@ def run_cell(cell_dir: str | Path, *, overwrite: str = "missing", owner: str | N
 
 def _noise_params(config: dict) -> dict:
     """The noise parameters to run with: files named by a parameter come from the locator, checked to be the
-    content the cell's identity holds (`cells.noise_files`)."""
+    content the cell's identity holds (`cells.noise_identity`)."""
     from benchmark.io import sha256_file
 
     params = dict(config["noise"]["params"])

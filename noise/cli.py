@@ -12,7 +12,8 @@ import click
 from benchmark.errors import BenchError
 from benchmark.io import atomic_write_text, read_json, write_json
 from noise.levels import parse_levels
-from noise.make import RNG_MODES, compose, iter_noisy, write_levels
+from noise.make import RNG_MODES, iter_noisy, write_levels
+from noise.make import model_from_spec as make_model_from_spec
 from noise.registry import NOISE_MODELS, NoiseModel, get_model
 
 MMDET_CONFIG = "mmdet_config.py"  # written beside each noisy file by --emit mmdet-config
@@ -48,42 +49,14 @@ def _value(text: str):
 
 
 def model_from_spec(spec: str, params: tuple[str, ...]) -> tuple[str | NoiseModel, dict]:
-    """`uniform` or a composition `uniform+missing@0.1` (a step with @level keeps that level; the others follow
-    --level), with `-p key=value` (single model) or `-p step.key=value` (composition) parameters."""
-    steps = [s.strip() for s in spec.split("+")]
-    if not all(steps):
-        raise BenchError(f"--model {spec!r}: empty step in the composition")
-    parsed_params: dict[str, dict] = {}
+    """`noise.make.model_from_spec` with `-p key=value` strings (values read as JSON where they parse)."""
+    parsed = {}
     for item in params:
         key, eq, val = item.partition("=")
         if not eq or not key:
             raise BenchError(f"--param {item!r}: use key=value")
-        step, dot, name = key.rpartition(".")
-        parsed_params.setdefault(step if dot else "", {})[name] = _value(val)
-    if len(steps) == 1 and "@" not in steps[0]:
-        extra = [k for k in parsed_params if k not in ("", steps[0])]
-        if extra:
-            raise BenchError(f"--param: {extra[0]!r} is not a step of --model {spec!r}")
-        merged = {**parsed_params.get("", {}), **parsed_params.get(steps[0], {})}
-        return steps[0], merged
-    if "" in parsed_params:
-        raise BenchError("--param: with a composed --model, prefix each parameter with its step: -p missing.key=v")
-    names = []
-    out = []
-    for s in steps:
-        name, at, lv = s.partition("@")
-        level = None
-        if at:
-            try:
-                level = float(lv)
-            except ValueError:
-                raise BenchError(f"--model {spec!r}: {lv!r} is not a level") from None
-        names.append(name)
-        out.append((name, level, parsed_params.get(name, {})))
-    unknown = [k for k in parsed_params if k not in names]
-    if unknown:
-        raise BenchError(f"--param: {unknown[0]!r} is not a step of --model {spec!r}")
-    return compose(out, name=spec), {}
+        parsed[key] = _value(val)
+    return make_model_from_spec(spec, parsed)
 
 
 def _tag(label: str, level: float, seed: int) -> str:

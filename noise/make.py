@@ -1,5 +1,5 @@
-"""Make noisy training sets: `make_noisy`, `make_noisy_levels`, `compose`, `calibrate`, `write_noisy`,
-`write_levels`, `recover_clean`.
+"""Make noisy training sets: `make_noisy`, `make_noisy_levels`, `compose`, `model_from_spec`, `calibrate`,
+`write_noisy`, `write_levels`, `recover_clean`.
 
 The noisy dataset has the noisy box in `bbox`, the clean box in `true_bbox` (None for added bogus boxes, the field
 SSD-Det's loader reads), `area` recomputed for changed boxes, ids and order preserved (added boxes appended with new
@@ -157,6 +157,42 @@ def compose(steps: Sequence[Any], name: str | None = None) -> NoiseModel:
     steps_meta = tuple({"model": nm.name, "level": lv, "params": params} for nm, lv, params in parsed)
     return NoiseModel(label, composed, kind if kind in KINDS else "mixed", max_level, inclusive, False,
                       "composition: " + ", ".join(s["model"] for s in steps_meta), steps_meta)
+
+
+def model_from_spec(spec: str, params: dict | None = None) -> tuple[str | NoiseModel, dict]:
+    """(model, params) for `make_noisy` from a model spec as the CLIs take it: `uniform`, or a composition
+    `uniform+missing@0.1` (a step with @level keeps that level; the others follow the level given), with
+    parameters `{key: value}` (one model) or `{"step.key": value}` (a composition)."""
+    steps = [s.strip() for s in spec.split("+")]
+    if not all(steps):
+        raise BenchError(f"noise model {spec!r}: empty step in the composition")
+    by_step: dict[str, dict] = {}
+    for key, value in (params or {}).items():
+        step, dot, name = str(key).rpartition(".")
+        by_step.setdefault(step if dot else "", {})[name] = value
+    if len(steps) == 1 and "@" not in steps[0]:
+        extra = [k for k in by_step if k not in ("", steps[0])]
+        if extra:
+            raise BenchError(f"noise parameter: {extra[0]!r} is not a step of noise model {spec!r}")
+        return steps[0], {**by_step.get("", {}), **by_step.get(steps[0], {})}
+    if "" in by_step:
+        raise BenchError(f"noise parameters of the composition {spec!r}: prefix each parameter with its step, e.g. "
+                         "missing.key=v")
+    names, out = [], []
+    for s in steps:
+        name, at, lv = s.partition("@")
+        level = None
+        if at:
+            try:
+                level = float(lv)
+            except ValueError:
+                raise BenchError(f"noise model {spec!r}: {lv!r} is not a level") from None
+        names.append(name)
+        out.append((name, level, by_step.get(name, {})))
+    unknown = [k for k in by_step if k not in names]
+    if unknown:
+        raise BenchError(f"noise parameter: {unknown[0]!r} is not a step of noise model {spec!r}")
+    return compose(out, name=spec), {}
 
 
 def calibrate(ds: DetectionDataset, model: str | NoiseModel, target_mean_iou: float, seed: int | None = None,

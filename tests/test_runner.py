@@ -123,6 +123,21 @@ def test_variants_and_noise_seeds_of_a_method_are_never_averaged_as_seeds(tmp_pa
     assert not df.duplicated(["dataset", "profile", "method", "noise_model", "noise_level", "seed"]).any()
 
 
+def test_a_composed_noise_model_runs_as_a_sweep(tmp_path, train_log):
+    """`--noise-model uniform+missing@0.1` as `bench noise make` takes it: checked before the sweep, run per cell."""
+    store = tmp_path / "store"
+    o = options(store, noise="0.3", seeds="1", jobs=1, noise_model="uniform+missing@0.1",
+                noise_params={"missing.fraction": 1})
+    with pytest.raises(BenchError, match="no parameter 'fraction'"):
+        run_sweep(o, echo=lambda s: None)
+    run_sweep(options(store, noise="0.3", seeds="1", jobs=1, noise_model="uniform+missing@0.1"), echo=lambda s: None)
+    (cell,) = (store / "cells").iterdir()
+    manifest = read_json(cell / "noise" / "manifest.json")
+    assert manifest["model"] == "uniform+missing@0.1" and manifest["level"] == 0.3
+    assert manifest["counts"]["removed"] > 0 and manifest["counts"]["perturbed"] > 0
+    assert results.load(store)["noise_model"].tolist() == ["uniform+missing@0.1"]
+
+
 def test_dry_run_lists_cells_and_writes_nothing(tmp_path, train_log):
     store = tmp_path / "store"
     out = dry_run(options(store))

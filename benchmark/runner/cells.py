@@ -155,8 +155,9 @@ def _check_noise(spec: CellSpec) -> None:
     """Unknown noise models and out-of-range levels fail before anything runs."""
     if not spec.is_clean:
         from noise import get_model
+        from noise.make import model_from_spec
 
-        get_model(spec.noise_model).check_level(spec.noise_level)
+        get_model(model_from_spec(spec.noise_model, spec.noise_params)[0]).check_level(spec.noise_level)
 
 
 def _with_defaults(defaults: dict, given: dict) -> dict:
@@ -179,11 +180,12 @@ def noise_identity(spec: CellSpec) -> tuple[dict, dict]:
     fails the sweep before any cell starts."""
     from benchmark.io import sha256_file
     from noise import get_model
+    from noise.make import model_from_spec
 
     params, paths = dict(spec.noise_params), {}
     if spec.is_clean:
         return params, paths
-    model = get_model(spec.noise_model)
+    model = get_model(model_from_spec(spec.noise_model, params)[0])  # a composition: its steps' params as given
     params = _with_defaults(model.defaults(), params)
     for key in model.file_params:
         value = params.get(key)

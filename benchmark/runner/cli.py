@@ -39,7 +39,9 @@ def _noise_seed(text: str | None) -> int | str | None:
               help="Training seeds: a count (3 -> 0,1,2), a list (0,1,2) or a range (0..2).")
 @click.option("--dataset", "-d", "datasets", multiple=True, default=("shapes",), show_default=True,
               help="Catalog name or path (COCO json, VOC root, YOLO root, coco:TRAIN.json,TEST.json); repeatable.")
-@click.option("--noise-model", default="uniform", show_default=True, help="Box-noise generator (bench noise ls).")
+@click.option("--noise-model", default="uniform", show_default=True,
+              help="Box-noise generator (bench noise ls), or a composition such as uniform+missing@0.1 (its "
+                   "parameters as STEP.KEY=VALUE).")
 @click.option("--noise-param", "noise_params", multiple=True, metavar="KEY=VALUE",
               help="Extra noise-model parameter; repeatable.")
 @click.option("--noise-seed", default=None,

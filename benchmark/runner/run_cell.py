@@ -141,8 +141,10 @@ def _noisy_train(cell_dir: Path, config: dict, train):
     if n["level"] == 0:
         return train
     from noise import make_noisy, write_noisy
+    from noise.make import model_from_spec
 
-    made = make_noisy(train, n["model"], n["level"], n["seed"], rng=n["rng"], **_noise_params(config))
+    model, params = model_from_spec(n["model"], _noise_params(config))  # a name, or a composition
+    made = make_noisy(train, model, n["level"], n["seed"], rng=n["rng"], **params)
     out = cell_dir / st.NOISE_DIR
     if _rank() == 0 and not (out / "manifest.json").is_file():
         write_noisy(made, out)

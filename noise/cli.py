@@ -12,7 +12,7 @@ import click
 from benchmark.errors import BenchError
 from benchmark.io import atomic_write_text, read_json, write_json
 from noise.levels import parse_levels
-from noise.make import RNG_MODES, iter_noisy, write_levels
+from noise.make import RNG_MODES, iter_noisy, try_levels, write_levels
 from noise.make import model_from_spec as make_model_from_spec
 from noise.registry import NOISE_MODELS, NoiseModel, get_model
 
@@ -96,6 +96,7 @@ def make_cmd(dataset, model, levels, seed, rng, layout, params, out, emit, mmdet
         raise BenchError(f"dataset {dataset!r} has no train split")
     train, test = splits["train"], splits.get("test")
     out = Path(out)
+    try_levels(train, model_arg, levels, seed=seed, rng=rng, layout=layout, **model_params)  # before writing
     results = iter_noisy(train, model_arg, levels, seed=seed, rng=rng, layout=layout, **model_params)
     test_file = None
     if test is not None:

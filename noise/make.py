@@ -159,6 +159,29 @@ def compose(steps: Sequence[Any], name: str | None = None) -> NoiseModel:
                       "composition: " + ", ".join(s["model"] for s in steps_meta), steps_meta)
 
 
+def try_levels(ds: DetectionDataset, model: str | NoiseModel, levels: Iterable[float], seed: int | None = None,
+               rng: str = "numpy", layout: str = "auto", images: int = 3, **params) -> None:
+    """Run `model` at every level on a few annotated images of `ds` (the first ones, plus one holding each class),
+    discarding the result: parameter values that fail only at some level or against the data (`bias
+    direction=sideways`, `per_class` strength x level >= 1, a confusion matrix naming an unknown class) fail here,
+    before a sweep writes or trains anything."""
+    keep: set = set()
+    classes: set = set()
+    every_class = len(ds.categories)
+    for a in ds.annotations:
+        if len(keep) < images or a.get("category_id") not in classes:
+            keep.add(a.get("image_id"))
+            classes.add(a.get("category_id"))
+        elif len(classes) >= every_class:
+            break  # COCO train: a few thousand annotations, not 860 k
+    sample = DetectionDataset([im for im in ds.images if im.get("id") in keep],
+                              [a for a in ds.annotations if a.get("image_id") in keep], ds.categories,
+                              ds.image_root, ds.name, ds.source, ds.info)
+    for level in levels:
+        if level:
+            make_noisy(sample, model, level, seed=seed, rng=rng, layout=layout, source_sha256="sample", **params)
+
+
 def model_from_spec(spec: str, params: dict | None = None) -> tuple[str | NoiseModel, dict]:
     """(model, params) for `make_noisy` from a model spec as the CLIs take it: `uniform`, or a composition
     `uniform+missing@0.1` (a step with @level keeps that level; the others follow the level given), with

@@ -154,6 +154,11 @@ def test_cli_user_errors_are_one_line(tmp_path):
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
         "error: noise level 1.5 for model 'uniform' must be in [0, 1)"]
     assert not (tmp_path / "o").exists()  # nothing written before the inputs are checked
+    for params in (["-m", "bias", "-p", "direction=sideways"], ["-m", "per_class", "-p", 'strength={"ellipse": 3}']):
+        done = _bench("noise", "make", "-d", "shapes-mini", "-l", "0.1..0.4", "-o", str(tmp_path / "p"), *params)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.strip().splitlines()[-1].startswith("error: ")  # after any dataset-generation progress
+        assert not (tmp_path / "p").exists()  # a value failing at some level fails before any level is written
     clean = tmp_path / "clean.json"
     clean.write_text('{"images": [{"id": 1, "file_name": "a.jpg", "width": 9, "height": 9}], "annotations": '
                      '[{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 2, 2]}], "categories": []}')

@@ -123,6 +123,15 @@ def test_variants_and_noise_seeds_of_a_method_are_never_averaged_as_seeds(tmp_pa
     assert not df.duplicated(["dataset", "profile", "method", "noise_model", "noise_level", "seed"]).any()
 
 
+def test_bad_noise_parameter_values_fail_the_sweep_before_any_cell(tmp_path, train_log):
+    store = tmp_path / "store"
+    with pytest.raises(BenchError, match="direction must be"):
+        run_sweep(options(store, noise_model="bias", noise_params={"direction": "sideways"}), echo=lambda s: None)
+    with pytest.raises(BenchError, match="strength"):  # fine at 0.1, not at 0.2: every level of the sweep is tried
+        dry_run(options(store, noise_model="per_class", noise_params={"strength": {"triangle": 6}}))
+    assert not (store / "cells").exists() or not any((store / "cells").iterdir())
+
+
 def test_a_composed_noise_model_runs_as_a_sweep(tmp_path, train_log):
     """`--noise-model uniform+missing@0.1` as `bench noise make` takes it: checked before the sweep, run per cell."""
     store = tmp_path / "store"

@@ -264,4 +264,22 @@ def resolve_all(specs: list[CellSpec], datasets: DatasetCache | None = None, gpu
     for spec in specs:
         cell = resolve(spec, datasets, gpu)
         cells.setdefault(cell.id, cell)
+    _try_noise(specs, datasets)
     return list(cells.values())
+
+
+def _try_noise(specs: list[CellSpec], datasets: DatasetCache) -> None:
+    """Each sweep's noise (dataset, model, parameters, level) tried once on a few training images
+    (`noise.make.try_levels`): a bad parameter value fails the command, not every cell of the sweep one by one."""
+    from noise.make import model_from_spec, try_levels
+
+    tried = set()
+    for spec in specs:
+        key = (spec.dataset, spec.noise_model, dumps_json(spec.noise_params), spec.noise_rng, spec.noise_level)
+        if spec.is_clean or key in tried:
+            continue
+        tried.add(key)
+        model, params = model_from_spec(spec.noise_model, spec.noise_params)
+        seed = spec.noise_seed if isinstance(spec.noise_seed, int) else None
+        try_levels(datasets.splits(spec.dataset)["train"], model, [spec.noise_level], seed=seed, rng=spec.noise_rng,
+                   **params)

@@ -86,6 +86,8 @@ def make_cmd(dataset, model, levels, seed, rng, layout, params, out, emit, mmdet
     from noise.mmdet_config import DEFAULT_BASE, mmdet_config
 
     levels = parse_levels(levels)
+    if layout != "auto" and rng != "oamil-legacy":  # the layout picks which mmdet 2.x parser the legacy mode mimics
+        raise BenchError(f"--layout {layout} applies to --rng oamil-legacy only")
     model_arg, model_params = model_from_spec(model, params)
     nm = get_model(model_arg)  # check what needs no data before loading it
     nm.check_params(model_params)

@@ -154,6 +154,8 @@ def test_cli_user_errors_are_one_line(tmp_path):
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
         "error: noise level 1.5 for model 'uniform' must be in [0, 1)"]
     assert not (tmp_path / "o").exists()  # nothing written before the inputs are checked
+    done = _bench("noise", "make", "-d", "shapes-mini", "-l", "0.2", "--layout", "voc", "-o", str(tmp_path / "v"))
+    assert done.returncode == 2 and "applies to --rng oamil-legacy only" in done.stderr
     for params in (["-m", "bias", "-p", "direction=sideways"], ["-m", "per_class", "-p", 'strength={"ellipse": 3}']):
         done = _bench("noise", "make", "-d", "shapes-mini", "-l", "0.1..0.4", "-o", str(tmp_path / "p"), *params)
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr

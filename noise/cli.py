@@ -12,7 +12,7 @@ import click
 from benchmark.errors import BenchError
 from benchmark.io import atomic_write_text, read_json, write_json
 from noise.levels import parse_levels
-from noise.make import RNG_MODES, iter_noisy, try_levels, write_levels
+from noise.make import RNG_MODES, calibrate, iter_noisy, try_levels, write_levels
 from noise.make import model_from_spec as make_model_from_spec
 from noise.registry import NOISE_MODELS, NoiseModel, get_model
 
@@ -138,6 +138,25 @@ def _load_noisy(path: str):
         return DetectionDataset.from_coco(coco, source=str(path))
     except (KeyError, TypeError, ValueError) as exc:
         raise BenchError(f"malformed annotations ({type(exc).__name__}: {exc})", path) from None
+
+
+@noise.command("calibrate")
+@click.option("--dataset", "-d", required=True, help="catalog name (shapes, bccd, ...) or dataset path")
+@click.option("--model", "-m", default="uniform", show_default=True, help="noise model (a geometric one)")
+@click.option("--target", "-t", "target", required=True, type=float, help="realised mean IoU wanted, in (0, 1)")
+@click.option("--seed", "-s", type=int, default=None, help="noise seed [default: 0]")
+@click.option("--param", "-p", "params", multiple=True, help="model parameter key=value (value as JSON)")
+def calibrate_cmd(dataset, model, target, seed, params):
+    """The level at which MODEL gives realised mean IoU TARGET on the dataset's train split (then use it as
+    `noise make --level` / `bench run --noise`)."""
+    from benchmark.datasets import load
+
+    model_arg, model_params = model_from_spec(model, params)
+    splits = load(dataset)
+    if "train" not in splits:
+        raise BenchError(f"dataset {dataset!r} has no train split")
+    level = calibrate(splits["train"], model_arg, target, seed=seed, **model_params)
+    click.echo(f"{level:g}")
 
 
 @noise.command("stats")

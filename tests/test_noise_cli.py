@@ -170,6 +170,15 @@ def test_cli_user_errors_are_one_line(tmp_path):
     assert done.returncode == 2 and "file not found" in done.stderr
 
 
+def test_calibrate_prints_the_level_that_gives_the_target_iou():
+    done = _bench("noise", "calibrate", "-d", "shapes-mini", "-m", "uniform", "--target", "0.66")
+    assert done.returncode == 0, done.stderr
+    level = float(done.stdout.strip().splitlines()[-1])
+    assert 0.15 < level < 0.25  # the protocol's gamma 0.2 gives ~0.66
+    done = _bench("noise", "calibrate", "-d", "shapes-mini", "-m", "missing", "--target", "0.5")
+    assert done.returncode == 2 and "does not move boxes" in done.stderr
+
+
 def test_noise_imports_no_torch_or_detector_code():
     code = ("import sys, noise, noise.cli, noise.stats, noise.mmdet_config\n"
             "noise.NOISE_MODELS.names()\n"

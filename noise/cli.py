@@ -12,7 +12,7 @@ import click
 from benchmark.errors import BenchError
 from benchmark.io import atomic_write_text, read_json, write_json
 from noise.levels import parse_levels
-from noise.make import RNG_MODES, calibrate, iter_noisy, try_levels, write_levels
+from noise.make import RNG_MODES, calibrate, check_levels, iter_noisy, try_levels, write_levels
 from noise.make import model_from_spec as make_model_from_spec
 from noise.registry import NOISE_MODELS, NoiseModel, get_model
 
@@ -89,10 +89,7 @@ def make_cmd(dataset, model, levels, seed, rng, layout, params, out, emit, mmdet
     if layout != "auto" and rng != "oamil-legacy":  # the layout picks which mmdet 2.x parser the legacy mode mimics
         raise BenchError(f"--layout {layout} applies to --rng oamil-legacy only")
     model_arg, model_params = model_from_spec(model, params)
-    nm = get_model(model_arg)  # check what needs no data before loading it
-    nm.check_params(model_params)
-    for level in levels:
-        nm.check_level(level)
+    check_levels(model_arg, model_params, rng, levels)  # what needs no data, before loading it
     splits = load(dataset)
     if "train" not in splits:
         raise BenchError(f"dataset {dataset!r} has no train split")

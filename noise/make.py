@@ -319,6 +319,15 @@ def check_model(model: str | NoiseModel, params: dict, rng: str = "numpy") -> No
     return nm
 
 
+def check_levels(model: str | NoiseModel, params: dict, rng: str, levels: Iterable[float]) -> NoiseModel:
+    """`check_model` plus every level of a sweep: what needs no data, checked before any is loaded (`bench noise
+    make`) or any cell starts (`bench run`)."""
+    nm = check_model(model, params, rng)
+    for lv in levels:
+        nm.check_level(lv)
+    return nm
+
+
 def _check(ds, model, seed, rng, layout, params):
     nm = check_model(model, params, rng)
     if seed is None:

@@ -154,12 +154,9 @@ def expand_grid(methods: list[str], levels: list[float], seeds: list[int], datas
 def _check_noise(model: str, params: dict, rng: str, levels: list[float]) -> None:
     """Noise model, parameters, rng mode and levels as `make_noisy` will check them, before any cell starts: a typo
     fails the command, not every cell of the sweep."""
-    from noise.make import check_model, model_from_spec
+    from noise.make import check_levels, model_from_spec
 
-    spec_model, spec_params = model_from_spec(model, params)
-    nm = check_model(spec_model, spec_params, rng)
-    for lv in levels:
-        nm.check_level(lv)
+    check_levels(*model_from_spec(model, params), rng, levels)
 
 
 def _overrides_for(method: str, overrides: dict[str, Any]) -> dict:

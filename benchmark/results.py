@@ -45,22 +45,41 @@ def _number(v) -> bool:
 
 def cell_row(cell_dir: Path) -> dict | None:
     """The table row of one done cell, or None if it is not done or its metrics differ from what DONE recorded."""
+    return read_cell(cell_dir)[0]
+
+
+def read_cell(cell_dir: Path) -> tuple[dict | None, str | None]:
+    """(table row, None) of a done cell, or (None, why it has none): the one sequence of checks behind the table
+    and behind the report's list of DONE cells it left out."""
     if not (cell_dir / "DONE").is_file():
-        return None
+        return None, "not done"
+    read = {}
+    for name in ("DONE", "config.json"):
+        try:
+            read[name] = read_json(cell_dir / name)
+        except BenchError:
+            return None, f"unreadable {name}"
+    done, config = read["DONE"], read["config.json"]
     try:
-        done = read_json(cell_dir / "DONE")
-        config = read_json(cell_dir / "config.json")
-        metrics_path = cell_dir / "metrics.json"
-        if sha256_file(metrics_path) != done["files"]["metrics.json"]["sha256"]:
-            return None
+        want = done["files"]["metrics.json"]["sha256"]
+    except (KeyError, TypeError):
+        return None, "DONE does not record metrics.json"
+    metrics_path = cell_dir / "metrics.json"
+    if not metrics_path.is_file():
+        return None, "metrics.json missing"
+    try:
+        if sha256_file(metrics_path) != want:
+            return None, "metrics.json changed after DONE"
         metrics = read_json(metrics_path)
-        noise = config["noise"]
-        row = _identity_row(cell_dir, config, noise)
-    except (BenchError, KeyError, TypeError, ValueError, OSError):  # e.g. a config.json that is not an object
-        return None
+    except (BenchError, OSError):
+        return None, "unreadable metrics.json"
     if not isinstance(metrics, dict):
-        return None
-    return _metrics_row(row, metrics, cell_dir)
+        return None, "unreadable metrics.json"
+    try:
+        row = _identity_row(cell_dir, config, config["noise"])
+    except (KeyError, TypeError, ValueError):  # e.g. a config.json that is not an object
+        return None, "config.json is not a cell config"
+    return _metrics_row(row, metrics, cell_dir), None
 
 
 def _identity_row(cell_dir: Path, config: dict, noise: dict) -> dict:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.errors import BenchError
-from benchmark.io import dumps_json, read_json, sha256_file
+from benchmark.io import dumps_json, read_json
 
 METRIC_COLUMNS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100", "VOC_AP50")
 PATH_COLUMN = "path"  # the cell directory
@@ -61,28 +61,10 @@ def unloaded_cell(d: Path) -> tuple[str, str | None, str, bool]:
 
 
 def left_out_problem(d: Path) -> str:
-    """Why `benchmark.results.cell_row` leaves a DONE cell out of the table, checked in the same order."""
-    from benchmark.runner import store as st
+    """Why `benchmark.results` leaves a DONE cell out of the table (`read_cell`, the table's own checks)."""
+    from benchmark.results import read_cell
 
-    for name in (st.DONE, st.CONFIG):
-        try:
-            read_json(d / name)
-        except BenchError:
-            return f"unreadable {name}"
-    try:
-        want = read_json(d / st.DONE)["files"][st.METRICS]["sha256"]
-    except (KeyError, TypeError):
-        return f"{st.DONE} does not record {st.METRICS}"
-    metrics = d / st.METRICS
-    if not metrics.is_file():
-        return f"{st.METRICS} missing"
-    try:
-        if sha256_file(metrics) != want:
-            return f"{st.METRICS} changed after {st.DONE}"
-        read_json(metrics)
-    except (BenchError, OSError):
-        return f"unreadable {st.METRICS}"
-    return "left out by the results table (its files read fine now)"
+    return read_cell(d)[1] or "left out by the results table (its files read fine now)"
 
 
 def unfinished_cells(store: Path) -> list[tuple[str, str, str, str | None]]:

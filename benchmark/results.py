@@ -121,11 +121,15 @@ def variant(config: dict) -> str:
 
 
 def _noise_defaults(model) -> dict:
-    """A noise model's default parameters (the runner records them filled in); {} for a model not installed here."""
+    """A noise model's (or composition's) default parameters (the runner records them filled in); {} for a model
+    not installed here."""
     from noise import get_model
+    from noise.make import model_from_spec
 
+    if not isinstance(model, str):
+        return {}
     try:
-        return get_model(model).defaults()
+        return get_model(model_from_spec(model)[0]).defaults()
     except (BenchError, TypeError):
         return {}
 

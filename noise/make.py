@@ -155,8 +155,9 @@ def compose(steps: Sequence[Any], name: str | None = None) -> NoiseModel:
 
     label = name or "+".join(nm.name if lv is None else f"{nm.name}@{lv:g}" for nm, lv, _ in parsed)
     steps_meta = tuple({"model": nm.name, "level": lv, "params": params} for nm, lv, params in parsed)
+    files = tuple(dict.fromkeys(f"{nm.name}.{key}" for nm, _, _ in parsed for key in nm.file_params))
     return NoiseModel(label, composed, kind if kind in KINDS else "mixed", max_level, inclusive, False,
-                      "composition: " + ", ".join(s["model"] for s in steps_meta), steps_meta)
+                      "composition: " + ", ".join(s["model"] for s in steps_meta), steps_meta, files)
 
 
 def try_levels(ds: DetectionDataset, model: str | NoiseModel, levels: Iterable[float], seed: int | None = None,

@@ -39,6 +39,9 @@ class NoiseModel:
         return [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
     def defaults(self) -> dict[str, Any]:
+        """Default parameter values; a composition's as `step.key`, the form `model_from_spec` takes."""
+        if self.steps:
+            return {f"{s['model']}.{k}": v for s in self.steps for k, v in get_model(s["model"]).defaults().items()}
         params = list(inspect.signature(self.fn).parameters.values())[3:]
         return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
 

@@ -206,6 +206,33 @@ def test_noise_parameter_files_enter_the_identity_by_content(datasets, tmp_path,
     assert flip.config["noise"]["params"]["matrix"] == {"1": {"2": 1}} and "noise_files" not in flip.config["locator"]
 
 
+def test_composition_file_parameters_enter_the_identity_by_content(datasets, tmp_path, monkeypatch):
+    """The same rule inside a composition (`imported.file`): keyed by content, run from the absolute path, and the
+    steps' defaults filled in, so spelling one out is the same cell."""
+    from benchmark.results import variant
+    from benchmark.runner.run_cell import _noise_params
+
+    boxes = tmp_path / "weak.json"
+    boxes.write_text('[{"image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "score": 0.9}]')
+
+    def cell(**params):
+        return resolve(CellSpec("dummy", TINY, "uniform+imported@0.5", 0.2, seed=0, noise_params=params), datasets)
+
+    monkeypatch.chdir(tmp_path)
+    a = cell(**{"imported.file": "weak.json"})
+    assert a.id == cell(**{"imported.file": str(boxes), "imported.min_iou": 0.3}).id
+    assert a.config["noise"]["params"]["imported.file"].startswith("sha256:")
+    assert a.config["noise"]["params"]["imported.same_class"] is True  # defaults filled
+    assert a.config["locator"]["noise_files"] == {"imported.file": str(boxes)}
+    assert _noise_params(a.config)["imported.file"] == str(boxes)
+    assert variant(a.config).startswith("noise imported.file=sha256:")  # the file, not the filled defaults
+    assert "min_iou" not in variant(a.config)
+    boxes.write_text('[{"image_id": 1, "category_id": 1, "bbox": [2, 2, 5, 5], "score": 0.9}]')
+    assert cell(**{"imported.file": "weak.json"}).id != a.id
+    with pytest.raises(BenchError, match="changed since the sweep was planned"):
+        _noise_params(a.config)
+
+
 def test_equivalent_noise_parameters_are_one_cell(datasets):
     """Defaults spelt out, or a whole number for a float default, make the same data: one cell, not four."""
     ids = {resolve(CellSpec("dummy", TINY, "bias", 0.2, 0, noise_params=p), datasets).id

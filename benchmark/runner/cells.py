@@ -174,10 +174,10 @@ def _with_defaults(defaults: dict, given: dict) -> dict:
 def noise_identity(spec: CellSpec) -> tuple[dict, dict]:
     """(noise params as the identity holds them, {param: absolute path} of those naming a file).
 
-    The model's defaults are filled in (`_with_defaults`). A parameter naming a file (the model's `file_params`,
-    e.g. `imported`'s `file`) is held as the file's sha256, not the path as typed: an edited file is a new cell,
-    the same file reached by another path (or from another folder) the same one. A named file that does not exist
-    fails the sweep before any cell starts."""
+    The model's defaults are filled in (`_with_defaults`; a composition's as `step.key`). A parameter naming a
+    file (the model's `file_params`, e.g. `imported`'s `file`, or `imported.file` in a composition) is held as the
+    file's sha256, not the path as typed: an edited file is a new cell, the same file reached by another path (or
+    from another folder) the same one. A named file that does not exist fails the sweep before any cell starts."""
     from benchmark.io import sha256_file
     from noise import get_model
     from noise.make import model_from_spec
@@ -185,7 +185,7 @@ def noise_identity(spec: CellSpec) -> tuple[dict, dict]:
     params, paths = dict(spec.noise_params), {}
     if spec.is_clean:
         return params, paths
-    model = get_model(model_from_spec(spec.noise_model, params)[0])  # a composition: its steps' params as given
+    model = get_model(model_from_spec(spec.noise_model, params)[0])
     params = _with_defaults(model.defaults(), params)
     for key in model.file_params:
         value = params.get(key)

@@ -105,6 +105,11 @@ def _metrics_row(row: dict, metrics: dict, cell_dir: Path) -> dict:
     return row
 
 
+def base_method(label: str) -> str:
+    """The method a table label names: `clean [train.lr=0.002]` -> `clean` (the tags `load` adds, see above)."""
+    return str(label).split(" [", 1)[0]
+
+
 def variant(config: dict) -> str:
     """What a cell changed from its method's defaults, as text: its `--set` overrides (the runner records them in
     the config's `locator`; cells written before it did read as defaults), noise parameters, a non-default rng."""

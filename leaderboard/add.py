@@ -20,6 +20,7 @@ import pandas as pd
 
 from benchmark import __version__
 from benchmark.errors import BenchError
+from benchmark.results import base_method
 from leaderboard.rows import ENTRIES, load_rows, write_row
 from leaderboard.schema import METRICS, SCHEMA_VERSION, row_key
 
@@ -61,7 +62,7 @@ def rows_from_results(df: pd.DataFrame, dataset_name: str | None = None, test_sp
         hardware = ", ".join(sorted(set(map(str, group[hardware_col])))) if hardware_col else platform.processor() or platform.machine()
         name = dataset_name or Path(str(dataset)).name
         split = test_split or "test"
-        template = meta.get(method, {})
+        template = meta.get(method, meta.get(base_method(method), {}))
         row = {
             "schema_version": SCHEMA_VERSION, "method": method,
             "method_name": template.get("method_name", method),
@@ -73,7 +74,7 @@ def rows_from_results(df: pd.DataFrame, dataset_name: str | None = None, test_sp
             "backbone": PROFILE_BACKBONE.get(profile, EXTERNAL),
             "schedule": ("suite profile " + str(profile)) if profile in PROFILE_BACKBONE else EXTERNAL,
             "profile": str(profile),
-            "extra_supervision": "clean boxes (oracle)" if method == "clean" else "none",
+            "extra_supervision": "clean boxes (oracle)" if base_method(method) == "clean" else "none",
             "reported": None, "reproduced": _reproduced(group, hardware),
         }
         if "code" in template:

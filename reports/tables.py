@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from benchmark.results import base_method
+
 MAIN_METRICS = ("AP", "AP50", "AP75")
 SIZE_METRICS = ("APs", "APm", "APl")
 VOC_METRICS = ("VOC_AP50",)
@@ -66,7 +68,15 @@ def sweep_groups(frame: pd.DataFrame) -> list[tuple[tuple[str, str, str], pd.Dat
 
 
 def oracle_methods_in(frame: pd.DataFrame, oracle_methods=DEFAULT_ORACLES) -> list[str]:
-    return [m for m in frame["method"].unique() if m in set(oracle_methods)]
+    """Rows that are an oracle, in any variant (`clean [train.lr=0.002]` as well as `clean`)."""
+    wanted = set(oracle_methods)
+    return [m for m in frame["method"].unique() if m in wanted or base_method(m) in wanted]
+
+
+def reference_oracles(oracles: list[str]) -> list[str]:
+    """The oracle rows retention divides by: those in the default variant when there are any (an oracle rerun with
+    `--set` is shown, but is not the reference of the default runs), else all of them."""
+    return [m for m in oracles if m == base_method(m)] or list(oracles)
 
 
 def _level_label(level: float) -> str:
@@ -112,7 +122,8 @@ def summary_table(frame: pd.DataFrame, title: str, metric: str = "AP",
         return None
     oracles = oracle_methods_in(frame, oracle_methods)
     rest = frame[~frame["method"].isin(oracles)]
-    oracle_ap = frame.loc[frame["method"].isin(oracles), metric].mean() * 100.0 if oracles else np.nan
+    reference = reference_oracles(oracles)
+    oracle_ap = frame.loc[frame["method"].isin(reference), metric].mean() * 100.0 if oracles else np.nan
     levels = sorted(rest["noise_level"].unique())
     rows = _method_order(frame, oracles)
     cols = [("retention %", _level_label(lv)) for lv in levels] + [("AUC", metric), ("rAUC %", metric)]
@@ -132,7 +143,7 @@ def summary_table(frame: pd.DataFrame, title: str, metric: str = "AP",
         n.loc[method, ("AUC", metric)] = len(common) if method not in oracles else len(by_level)
         if np.isfinite(oracle_ap) and oracle_ap > 0:
             mean.loc[method, ("rAUC %", metric)] = value / oracle_ap * 100.0
-    note = (f"oracle {metric} = {oracle_ap:.1f} ({', '.join(oracles)}); " if oracles else
+    note = (f"oracle {metric} = {oracle_ap:.1f} ({', '.join(reference)}); " if oracles else
             "no clean-oracle cells: retention and rAUC unavailable; ")
     note += f"AUC over noise levels {', '.join(f'{lv:g}' for lv in common)}" if len(common) >= 2 else \
         "AUC needs at least two noise levels shared by all methods"

@@ -120,6 +120,19 @@ def test_external_cells_do_not_claim_the_suite_detector(tmp_path):
     assert validate_all(tmp_path) == [] and write_row(row, tmp_path).is_file() and validate_all(tmp_path) == []
 
 
+def test_a_variant_row_keeps_its_method_facts():
+    """`clean [train.lr=0.002]` is still the oracle (clean-box supervision), and a variant of a method with a paper
+    row takes that paper, not its label, as the title."""
+    df = pd.DataFrame([{"method": m, "dataset": "coco", "noise_model": "uniform", "noise_level": lv, "seed": 0,
+                        "profile": "paper", "cell": m, "AP": 0.3}
+                       for m, lv in (("clean [train.lr=0.002]", 0.0), ("ssd_det [method.topk=3]", 0.4))])
+    paper = _row("ssd_det", reported=27.6)
+    rows = {r["method"]: r for r in rows_from_results(df, existing=[paper])}
+    assert rows["clean [train.lr=0.002]"]["extra_supervision"] == "clean boxes (oracle)"
+    assert rows["ssd_det [method.topk=3]"]["paper"] == paper["paper"]
+    assert rows["ssd_det [method.topk=3]"]["extra_supervision"] == "none"
+
+
 def test_cli_validate_and_render(tmp_path):
     good = _row(reported=30.0)
     write_row(good, tmp_path)

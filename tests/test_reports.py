@@ -179,6 +179,22 @@ def test_summary_retention_and_auc(store):
     assert t.mean.loc["oa_mil", ("rAUC %", "AP")] == pytest.approx(100 * 39 / 52)
 
 
+def test_an_oracle_rerun_in_a_variant_is_still_the_oracle_but_not_the_reference(store):
+    """`clean [train.lr=0.002]` (the oracle of a `--set` rerun into the same store) is an oracle row, never "best"
+    among the methods; retention keeps dividing by the default-variant oracle."""
+    frame = load_cells(store)
+    extra = frame[frame["method"] == "clean"].assign(method="clean [train.lr=0.002]", AP=0.90,
+                                                      cell=lambda d: d["cell"] + "-v")
+    frame = pd.concat([frame, extra], ignore_index=True)
+    t = metric_table(frame, ["AP"], "t")
+    assert t.oracle_rows == ["clean", "clean [train.lr=0.002]"]
+    assert list(t.mean.index)[-2:] == ["clean", "clean [train.lr=0.002]"]
+    assert not t.best().loc["clean [train.lr=0.002]"].any()
+    s = summary_table(frame, "s")
+    assert s.mean.loc["faster_rcnn", ("retention %", "noise 0.1")] == pytest.approx(100 * 42 / 52)
+    assert "(clean)" in s.note
+
+
 def test_auc_is_normalised_trapezoid():
     s = pd.Series({0.0: 50.0, 0.2: 30.0, 0.4: 10.0})
     assert auc(s, [0.0, 0.2, 0.4]) == pytest.approx(30.0)

@@ -158,13 +158,34 @@ def calibrate_cmd(dataset, model, target, seed, params):
 
 @noise.command("stats")
 @click.argument("file", type=click.Path())
+@click.option("--manifest", type=click.Path(), default=None,
+              help="the file's manifest (default: manifest.json beside FILE, if it describes FILE)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
-def stats_cmd(file, as_json):
-    """Realised noise of a noisy file: IoU(noisy, clean) overall and by box size."""
+def stats_cmd(file, manifest, as_json):
+    """Realised noise of a noisy file: IoU(noisy, clean) overall and by box size; relabelled and removed
+    annotations from its manifest."""
     from noise.stats import format_stats, noise_stats
 
-    stats = noise_stats(_load_noisy(file))
+    stats = noise_stats(_load_noisy(file), _manifest_of(Path(file), manifest))
     click.echo(json.dumps(stats, indent=2, sort_keys=True) if as_json else format_stats(stats))
+
+
+def _manifest_of(file: Path, given: str | None) -> dict | None:
+    """The manifest `bench noise make` wrote for FILE: the one given (an error if it describes another file), else
+    `manifest.json` beside FILE when its output hash is FILE's (another file's manifest is no manifest)."""
+    from benchmark.io import sha256_file
+
+    path = Path(given) if given else file.with_name("manifest.json")
+    if not given and not path.is_file():
+        return None
+    manifest = read_json(path)
+    output = manifest.get("output") if isinstance(manifest, dict) else None
+    recorded = output.get("sha256") if isinstance(output, dict) else None
+    if isinstance(recorded, str) and recorded == sha256_file(file):
+        return manifest
+    if given:
+        raise BenchError(f"not the manifest of {file} (its output sha256 differs)", path)
+    return None
 
 
 def _image_prefix_beside(file: Path) -> str | None:

@@ -17,9 +17,11 @@ def _xyxy(boxes: list) -> np.ndarray:
     return np.stack([b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]], axis=1)
 
 
-def noise_stats(ds) -> dict:
+def noise_stats(ds, manifest: dict | None = None) -> dict:
     """{"rows": {all|small|medium|large: {n, mean_iou, median_iou, p_iou_lt_0.5, p_iou_lt_0.75, unchanged}},
-    "bogus": n, "ignored": n, "class_changed": None}. Ignored (crowd / difficult) boxes are left out of the rows."""
+    "bogus": n, "ignored": n, "class_changed": n, "removed": n}. Ignored (crowd / difficult) boxes are left out of
+    the rows. Relabelled and removed annotations leave no trace in the noisy file itself: they are counted from
+    its `manifest` (None without one)."""
     where = ds.source or ds.name or None
     anns = [a for a in ds.annotations if "true_bbox" in a]
     if not anns:
@@ -45,7 +47,16 @@ def noise_stats(ds) -> dict:
                       "p_iou_lt_0.5": r((v < 0.5).mean() if v.size else 0),
                       "p_iou_lt_0.75": r((v < 0.75).mean() if v.size else 0),
                       "unchanged": int((v == 1.0).sum())}
-    return {"rows": rows, "bogus": bogus, "ignored": ignored}
+    changes = _manifest_list(manifest, "class_changes")
+    removed = _manifest_list(manifest, "removed")
+    return {"rows": rows, "bogus": bogus, "ignored": ignored,
+            "class_changed": None if changes is None else len(changes),
+            "removed": None if removed is None else len(removed)}
+
+
+def _manifest_list(manifest: dict | None, key: str) -> list | None:
+    value = manifest.get(key) if isinstance(manifest, dict) else None
+    return value if isinstance(value, list) else None
 
 
 def format_stats(stats: dict) -> str:
@@ -57,4 +68,8 @@ def format_stats(stats: dict) -> str:
         lines.append(f"{name:<8}{r['n']:>9}{fmt(r['mean_iou']):>10}{fmt(r['median_iou']):>9}"
                      f"{fmt(r['p_iou_lt_0.5']):>9}{fmt(r['p_iou_lt_0.75']):>9}{r['unchanged']:>11}")
     lines.append(f"bogus (no clean box): {stats['bogus']}   ignored (crowd/difficult): {stats['ignored']}")
+    if stats.get("class_changed") is None:
+        lines.append("relabelled / removed: not known without the file's manifest")
+    else:
+        lines.append(f"relabelled: {stats['class_changed']}   removed: {stats['removed']}")
     return "\n".join(lines)

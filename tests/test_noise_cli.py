@@ -170,6 +170,31 @@ def test_cli_user_errors_are_one_line(tmp_path):
     assert done.returncode == 2 and "file not found" in done.stderr
 
 
+def test_stats_count_relabels_and_removals_from_the_manifest_beside_the_file(tmp_path):
+    """A relabel or a removal leaves no trace in the noisy json: `noise stats` counts them from the manifest that
+    `noise make` wrote beside it, and never from a manifest describing another file."""
+    out = tmp_path / "o"
+    done = _bench("noise", "make", "-d", "shapes-mini", "-m", "class_flip+missing@0.2", "-l", "0.3", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    (folder,) = [p.parent for p in out.glob("*/manifest.json")]
+    manifest = read_json(folder / "manifest.json")
+    flips, drops = len(manifest["class_changes"]), len(manifest["removed"])
+    assert flips > 0 and drops > 0
+    done = _bench("noise", "stats", str(folder / "train.json"), "--json")
+    assert done.returncode == 0, done.stderr
+    stats = __import__("json").loads(done.stdout)
+    assert (stats["class_changed"], stats["removed"]) == (flips, drops)
+    assert f"relabelled: {flips}   removed: {drops}" in _bench("noise", "stats", str(folder / "train.json")).stdout
+    moved = tmp_path / "alone.json"
+    moved.write_bytes((folder / "train.json").read_bytes())
+    done = _bench("noise", "stats", str(moved))
+    assert done.returncode == 0 and "not known without the file's manifest" in done.stdout
+    other = tmp_path / "other.json"
+    other.write_bytes((folder / "train.json").read_bytes().replace(b'"id":1,', b'"id":1 ,', 1))
+    done = _bench("noise", "stats", str(other), "--manifest", str(folder / "manifest.json"))
+    assert done.returncode == 2 and "not the manifest of" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_calibrate_prints_the_level_that_gives_the_target_iou():
     done = _bench("noise", "calibrate", "-d", "shapes-mini", "-m", "uniform", "--target", "0.66")
     assert done.returncode == 0, done.stderr

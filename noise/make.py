@@ -178,6 +178,8 @@ def try_levels(ds: DetectionDataset, model: str | NoiseModel, levels: Iterable[f
     sample = DetectionDataset([im for im in ds.images if im.get("id") in keep],
                               [a for a in ds.annotations if a.get("image_id") in keep], ds.categories,
                               ds.image_root, ds.name, ds.source, ds.info)
+    if not sample.images:  # no annotation at all: the whole set, so the error says that, not "no images"
+        sample = ds
     for level in levels:
         if level:
             make_noisy(sample, model, level, seed=seed, rng=rng, layout=layout, source_sha256="sample", **params)

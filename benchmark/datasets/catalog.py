@@ -155,7 +155,7 @@ def _load_yolo_root(root: Path, name: str) -> dict[str, DetectionDataset]:
         raise BenchError(f"YOLO dataset has no train, val or test split (data.yaml entries or images/<split>/ "
                          f"folders; found: {', '.join(avail) or 'nothing'})", root)
     if len(pairs) == 2 and same_yolo_sources(root, pairs[0][1], pairs[1][1]):
-        pairs = pairs[1:]  # a yaml naming the test images as `train` too (Ultralytics wants the key): no train split
+        pairs = pairs[1:]  # our export of a lone test split names its images as `train` too: no train split
     return {k: load_yolo(root, s, name=f"{name}/{k}") for k, s in pairs}
 
 

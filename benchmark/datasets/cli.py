@@ -87,6 +87,7 @@ def convert_cmd(src, dst, fmt, splits, images):
     loaded = _selected(load(src), splits, src)
     if fmt == "coco" and dst.suffix.lower() == ".json" and len(loaded) != 1:
         raise BenchError("a single .json output needs exactly one split: add --split train or --split test", dst)
+    voc_ids: dict = {}  # VOC image id -> content, over all splits (one Annotations/ folder for all of them)
     for split, ds in loaded.items():
         name = SPLIT_NAMES[fmt][split]
         if fmt == "coco":
@@ -95,7 +96,7 @@ def convert_cmd(src, dst, fmt, splits, images):
             summary = {"images": len(ds.images), "boxes": len(ds.annotations)}
         elif fmt == "voc":
             out = dst
-            summary = save_voc(ds, dst, name, images=images)
+            summary = save_voc(ds, dst, name, images=images, written=voc_ids)
             used = {a["category_id"] for a in ds.annotations}
             lost = sorted(c["name"] for c in ds.categories if c["id"] not in used)
             if lost:  # VOC has no class list: a class exists only through its objects

@@ -56,6 +56,9 @@ def _parse_categories(items: list, path: Path) -> list[dict]:
             raise BenchError(f"categories[{i}] must be an object with 'id' and 'name'", path)
         if not _is_int(c["id"]):
             raise BenchError(_not_an_id(f"categories[{i}]", c["id"]), path)
+        if not isinstance(c["name"], str) or not c["name"].strip():  # class names are text in every format
+            raise BenchError(f"categories[{i}] (id {c['id']}): name must be a non-empty string, got {c['name']!r}",
+                             path)
         if c["id"] in seen_ids:
             raise BenchError(f"duplicate category id {c['id']} (categories[{i}])", path)
         if c["name"] in seen_names:

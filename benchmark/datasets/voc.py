@@ -54,7 +54,7 @@ def _flag(text: str | None, xml_path: Path, what: str) -> int:
 
 def _read_split_ids(set_file: Path, log: ProblemLog) -> list[str]:
     ids, seen = [], set()
-    for line in set_file.read_text().splitlines():
+    for line in set_file.read_text(encoding="utf-8-sig").splitlines():
         tok = line.split()
         if not tok:
             continue
@@ -117,6 +117,9 @@ def load_voc(root: str | Path, split: str, classes: list[str] | None = None, nam
         size = el.find("size")
         width = _number(size, "width", xml_path, "<size>") if size is not None else None
         height = _number(size, "height", xml_path, "<size>") if size is not None else None
+        if not all(v is None or (math.isfinite(v) and v >= 0) for v in (width, height)):
+            got = "x".join("?" if v is None else f"{v:g}" for v in (width, height))
+            raise BenchError(f"<size>: width and height must be positive numbers, got {got}", xml_path)
         if not width or not height:
             try:
                 width, height = image_size(img_dir / file_name)
@@ -214,25 +217,42 @@ def _object(name: str, box: list[float], difficult: int) -> str:
     )
 
 
-def save_voc(ds: DetectionDataset, root: str | Path, split: str, images: str = "symlink") -> dict:
+def _free_stem(stem: str, content: tuple, written: dict) -> str:
+    """`stem`, or `stem__2`, `stem__3`, ... if another image of this export already took it: one xml per id, so
+    `val/0001.jpg` written after `train/0001.jpg` (or `a.png` after `a.jpg`) would replace its annotations."""
+    candidate, k = stem, 1
+    while written.setdefault(candidate, content) != content:
+        k += 1
+        candidate = f"{stem}__{k}"
+    return candidate
+
+
+def save_voc(ds: DetectionDataset, root: str | Path, split: str, images: str = "symlink",
+             written: dict | None = None) -> dict:
     """Write `ds` as a VOC split: one xml per image, `ImageSets/Main/<split>.txt`, images placed in
     `JPEGImages/` ('symlink', 'copy' or 'none').
 
     Coordinates are written as integers (VOC's precision: boxes move by at most 1 px); ignored boxes (VOC
-    difficult, COCO crowd) are written with `<difficult>1</difficult>`. Returns counts of what was written."""
+    difficult, COCO crowd) are written with `<difficult>1</difficult>`. `written` (image id -> content, shared by
+    the splits of one export) keeps ids unique: an image whose id is taken by another one is renamed `<id>__2`.
+    Returns counts of what was written."""
     root = Path(root)
     names = ds.category_names()
     by_image = ds.annotations_by_image()
-    stems, missing, boxes = [], 0, 0
+    written = {} if written is None else written
+    stems, missing, boxes, renamed = [], 0, 0, 0
     for img in ds.images:
-        stem = voc_stem(img["file_name"])
         ext = PurePosixPath(img["file_name"]).suffix or ".jpg"
         objects = [_object(names[a["category_id"]], a["bbox"], int(bool(a.get("ignore", 0))))
                    for a in by_image.get(img["id"], [])]
+        content = (os.path.abspath(ds.image_path(img)), int(img["width"]), int(img["height"]), tuple(objects))
+        stem = _free_stem(voc_stem(img["file_name"]), content, written)
+        renamed += stem != voc_stem(img["file_name"])
         boxes += len(objects)
         atomic_write_text(root / "Annotations" / f"{stem}.xml", _xml(img, stem, ext, objects))
         if not place_image(ds.image_path(img), root / "JPEGImages" / f"{stem}{ext}", images):
             missing += 1
         stems.append(stem)
     atomic_write_text(root / "ImageSets" / "Main" / f"{split}.txt", "".join(s + "\n" for s in stems))
-    return {"images": len(stems), "boxes": boxes, "missing_source_images": missing}
+    return {"images": len(stems), "boxes": boxes, "missing_source_images": missing,
+            "renamed_images": renamed}

@@ -9,13 +9,15 @@ entry that does not exist is retried without a leading `../` (Roboflow exports w
 
 Each label line is `class cx cy w h`, normalised to the image size; segmentation lines (`class x1 y1 x2 y2 ...`)
 are reduced to their bounding box and counted. Image sizes are read from the file headers (no pixel decoding).
-An image without a label file is a background image (kept, no boxes). YOLO class k becomes category id k + 1.
+An image without a label file is a background image (kept, no boxes; a `.txt` beside it, Darknet-style, is
+counted as `label_beside_image`). YOLO class k becomes category id k + 1.
 A malformed label line is a `BenchError` naming the file and line; bad single boxes are dropped and counted.
 """
 
 from __future__ import annotations
 
 import ast
+import math
 import os
 import re
 from pathlib import Path
@@ -29,6 +31,7 @@ from .problems import ProblemLog, clean_box
 from .voc import safe_relpath
 
 YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml")
+WRITTEN_BY = "# written by noisybox-bench"  # first line of the data.yaml `save_yolo` writes
 
 
 # ---- class names ------------------------------------------------------------------------------------------------
@@ -165,7 +168,7 @@ def yolo_class_names(root: str | Path) -> list[str]:
     root = dataset_dir(root)
     for p in (root / "classes.txt", root / "labels" / "classes.txt"):
         if p.is_file():
-            names = [l.strip() for l in p.read_text(encoding="utf-8").splitlines() if l.strip()]
+            names = [l.strip() for l in p.read_text(encoding="utf-8-sig").splitlines() if l.strip()]
             return _names_list(names, p)
     raise BenchError("no class names: expected data.yaml with 'names' or classes.txt", root)
 
@@ -241,7 +244,11 @@ def yolo_splits(root: str | Path) -> list[str]:
 
 
 def same_yolo_sources(root: str | Path, a: str, b: str) -> bool:
-    """Splits `a` and `b` read the same images (save_yolo writes `train: images/test` for a lone test split)."""
+    """Splits `a` and `b` read the same images of a data.yaml `save_yolo` wrote (it writes `train: images/val`
+    for a lone test split: Ultralytics wants the key). A user's yaml naming one folder twice means what it says."""
+    yaml_path = _yaml_file(Path(root))
+    if yaml_path is None or not yaml_path.read_text(encoding="utf-8").startswith(WRITTEN_BY):
+        return False
     resolved = [[os.path.realpath(p) for p in _split_sources(Path(root), s)[0]] for s in (a, b)]
     return resolved[0] == resolved[1]
 
@@ -268,7 +275,7 @@ def _listed_images(source: Path, log: ProblemLog) -> list[Path]:
         return [source / rel for rel in _walk(source, is_image_file)]
     if source.suffix.lower() == ".txt":
         out = []
-        for ln, line in enumerate(source.read_text(encoding="utf-8").splitlines(), start=1):
+        for ln, line in enumerate(source.read_text(encoding="utf-8-sig").splitlines(), start=1):
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
@@ -300,7 +307,7 @@ def _walk(top: Path, keep) -> list[str]:
 def _parse_label_file(path: Path, rel: str, width: int, height: int, ncls: int, log: ProblemLog) -> list[tuple]:
     out = []
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark (Windows editors) is not a number
     except UnicodeDecodeError:
         raise BenchError("not a text label file", path) from None
     for ln, line in enumerate(text.splitlines(), start=1):
@@ -312,7 +319,7 @@ def _parse_label_file(path: Path, rel: str, width: int, height: int, ncls: int, 
         except ValueError:
             raise BenchError(f"line {ln}: expected numbers 'class cx cy w h', got {line.strip()!r}", path) from None
         cls = vals[0]
-        if cls != int(cls) or cls < 0:
+        if not math.isfinite(cls) or cls != int(cls) or cls < 0:  # (int() of nan / inf raises)
             raise BenchError(f"line {ln}: class must be a non-negative integer, got {tok[0]!r}", path)
         where = f"{rel}: line {ln}"
         if len(vals) == 5:
@@ -330,6 +337,15 @@ def _parse_label_file(path: Path, rel: str, width: int, height: int, ncls: int, 
         if box is not None:
             out.append((int(cls), box))
     return out
+
+
+def _label_beside_image(image: Path, label: Path, shown: str, root: Path, log: ProblemLog) -> None:
+    """Count a `.txt` next to an image that has no label file where YOLO looks (`labels/...`): a Darknet-style
+    layout whose boxes would otherwise vanish without a word (the image loads as background)."""
+    beside = image.with_suffix(".txt")
+    if beside != label and beside.is_file():
+        rel = os.path.relpath(beside, dataset_dir(root)).replace(os.sep, "/")
+        log.skip("label_beside_image", f"{rel}: ignored, the label of {image.name} is read from {shown}")
 
 
 def load_yolo(root: str | Path, split: str, name: str = "") -> DetectionDataset:
@@ -355,9 +371,10 @@ def load_yolo(root: str | Path, split: str, name: str = "") -> DetectionDataset:
         images.append({"id": i, "file_name": rel, "width": width, "height": height})
         label = label_path(path)
         labels_seen.add(os.path.normpath(label))
-        if not label.is_file():
-            continue
         shown = os.path.relpath(label, dataset_dir(root)).replace(os.sep, "/")
+        if not label.is_file():
+            _label_beside_image(path, label, shown, root, log)
+            continue
         for cls, box in _parse_label_file(label, shown, width, height, len(names), log):
             annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": cls + 1, "bbox": box,
                                 "area": float(box[2]) * float(box[3]), "iscrowd": 0, "ignore": 0})
@@ -416,7 +433,7 @@ def save_yolo(ds: DetectionDataset, root: str | Path, split: str, images: str = 
     keys = {"train": "train" if "train" in splits else split, "val": val}
     if "test" in splits:
         keys["test"] = "test"
-    text = "# written by noisybox-bench; paths relative to this file's folder\n" + "".join(f"{k}: images/{v}\n" for k, v in keys.items())
+    text = f"{WRITTEN_BY}; paths relative to this file's folder\n" + "".join(f"{k}: images/{v}\n" for k, v in keys.items())
     text += f"nc: {len(names)}\nnames:\n" + "".join(f"  {k}: {_yaml_str(n)}\n" for k, n in enumerate(names))
     atomic_write_text(yaml_path, text)
     return {"images": written, "boxes": boxes, "ignored_boxes_left_out": dropped, "missing_source_images": missing}

@@ -72,6 +72,21 @@ def test_save_voc_gives_two_images_of_one_stem_their_own_xml(tmp_path):
     assert len(back.images) == 2 and len(back.annotations) == 3 and not back.info["skipped"]
 
 
+def test_coco_iscrowd_as_text_is_one_line_error_not_a_crowd_box(tmp_path):
+    """`"iscrowd": "0"` (a string exporter) is truthy: it silently made every box crowd, so none was trained on."""
+    def coco(crowd):
+        return {"images": [{"id": 1, "file_name": "a.jpg", "width": 40, "height": 30}],
+                "categories": [{"id": 1, "name": "cat"}],
+                "annotations": [{"id": k, "image_id": 1, "category_id": 1, "bbox": [1, 1, 10, 10], "iscrowd": c}
+                                for k, c in enumerate(crowd, start=1)]}
+
+    (tmp_path / "train.json").write_bytes(orjson.dumps(coco([0, "0"])))
+    with pytest.raises(BenchError, match=r"train.json: annotation 2: iscrowd must be 0 or 1, got '0'"):
+        load_coco(tmp_path / "train.json")
+    (tmp_path / "train.json").write_bytes(orjson.dumps(coco([0, 1, True, False, 0.0, None])))
+    assert [a["iscrowd"] for a in load_coco(tmp_path / "train.json").annotations] == [0, 1, 1, 0, 0, 0]
+
+
 def test_coco_category_name_that_is_not_text_is_one_line_error(tmp_path):
     write_image(tmp_path / "a.jpg")
     for name in (1, "", None):

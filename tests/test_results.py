@@ -73,7 +73,8 @@ def test_dataset_names_from_paths_skip_split_and_part_names(tmp_path):
     from benchmark.runner.cells import dataset_name
 
     for rel in ("coco/annotations/instances_train2017.json", "cells/train/_annotations.coco.json",
-                "coco/annotations/train.json", "mine.json", "voc2012/train/x"):
+                "coco/annotations/train.json", "mine.json", "voc2012/train/x", "blood/data.yaml",
+                "cells2/dataset.yaml"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("{}")
     assert dataset_name(f"coco:{tmp_path}/coco/annotations/instances_train2017.json,v.json") == "coco"
@@ -81,6 +82,8 @@ def test_dataset_names_from_paths_skip_split_and_part_names(tmp_path):
     assert dataset_name(str(tmp_path / "coco" / "annotations" / "train.json")) == "coco"
     assert dataset_name(str(tmp_path / "mine.json")) == "mine"
     assert dataset_name(str(tmp_path / "voc2012" / "train")) == "voc2012"
+    assert dataset_name(str(tmp_path / "blood" / "data.yaml")) == "blood"  # YOLO: the yaml's folder
+    assert dataset_name(str(tmp_path / "cells2" / "dataset.yaml")) == "cells2"
     assert dataset_name("shapes") == "shapes"
 
 

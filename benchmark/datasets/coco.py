@@ -23,6 +23,9 @@ from .core import DetectionDataset, rows_by_id
 from .problems import ProblemLog, clean_box
 
 
+_FLAG_TYPES = {int, bool, float, type(None)}  # COCO iscrowd 0 / 1; true / false, 0.0 / 1.0 and null read as meant
+
+
 def _is_int(v) -> bool:
     return type(v) is int  # bool is not an id
 
@@ -110,7 +113,10 @@ def _parse_annotations(items: list, images: dict[int, dict], category_ids: set, 
             kept[i] = _checked_annotation(i, items[i], images, category_ids, path, log, None)
     out = [a for a in kept if a is not None]
     for a in out:  # a plain loop: ~4x faster here than the same rules as chained maps
-        crowd = 1 if a.get("iscrowd", 0) else 0
+        crowd = a.get("iscrowd", 0)
+        if type(crowd) not in _FLAG_TYPES:  # "0" is a non-empty string: it would read as crowd
+            raise BenchError(f"annotation {a['id']}: iscrowd must be 0 or 1, got {crowd!r}", path)
+        crowd = 1 if crowd else 0
         a["iscrowd"] = crowd
         a["ignore"] = 1 if crowd or a.get("ignore", 0) or a.get("difficult", 0) else 0
         if "area" not in a:

@@ -76,10 +76,11 @@ def _absolute_spec(spec: str) -> str:
 
 
 # names that say which split or part a file / folder is, not which dataset: `coco/annotations/instances_train2017
-# .json` is the dataset `coco`, Roboflow's `cells/train/_annotations.coco.json` the dataset `cells`
+# .json` is the dataset `coco`, Roboflow's `cells/train/_annotations.coco.json` the dataset `cells`, a YOLO
+# `blood/data.yaml` the dataset `blood`
 _SPLIT_WORDS = {"train", "training", "trainval", "val", "valid", "validation", "test", "testing", "annotations",
                 "annotation", "images", "labels", "splits"}
-_FILE_WORDS = _SPLIT_WORDS | {"", "instances", "coco", "json", "detections", "gt"}
+_FILE_WORDS = _SPLIT_WORDS | {"", "instances", "coco", "json", "detections", "gt", "data", "dataset"}
 
 
 def _generic(name: str, words: set[str]) -> bool:

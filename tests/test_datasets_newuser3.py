@@ -119,6 +119,19 @@ def test_yolo_labels_beside_the_images_are_a_counted_problem(tmp_path):
     assert res.exit_code == 1 and "label_beside_image: 2" in res.output
 
 
+def test_yolo_image_listed_twice_is_loaded_once_and_counted(tmp_path):
+    root = tmp_path / "y"
+    for name in ("a.jpg", "b.jpg"):
+        write_image(root / "images" / "train" / name)
+        write_text(root / "labels" / "train" / name.replace(".jpg", ".txt"), "0 0.5 0.5 0.2 0.2\n")
+    write_text(root / "train.txt", "images/train/a.jpg\nimages/train/b.jpg\n./images/train/a.jpg\n")
+    write_text(root / "data.yaml", "train: train.txt\nnames: [a]\n")
+    ds = load_yolo(root, "train")
+    assert len(ds.images) == 2 and len(ds.annotations) == 2  # the boxes of a.jpg once, not twice
+    assert ds.info["skipped"] == {"duplicate_image_in_split": 1}
+    assert ds.info["problem_examples"]["duplicate_image_in_split"] == ["train.txt: a.jpg"]
+
+
 def test_yolo_files_with_a_byte_order_mark_read_as_text(tmp_path):
     root = tmp_path / "y"
     write_image(root / "images" / "train" / "a.jpg")

@@ -33,7 +33,7 @@ REASONS: dict[str, str] = {
     "unknown_image": "annotation for an image id not in the image list (dropped)",
     "unreadable_image": "image file missing or unreadable where its size was needed (image dropped)",
     "label_without_image": "label file with no matching image (ignored)",
-    "duplicate_image_in_split": "image listed twice in a split file (second listing ignored)",
+    "duplicate_image_in_split": "image listed twice in a split (file or folders; second listing ignored)",
     "polygon_label": "YOLO segmentation polygon read as its bounding box",
     "label_beside_image": "YOLO label file next to its image instead of in labels/ (ignored: the image has no boxes)",
 }

@@ -348,13 +348,27 @@ def _label_beside_image(image: Path, label: Path, shown: str, root: Path, log: P
         log.skip("label_beside_image", f"{rel}: ignored, the label of {image.name} is read from {shown}")
 
 
+def _unique_images(sources: list[Path], log: ProblemLog) -> list[Path]:
+    """The images of a split's sources in listed order, each once; a second listing (a list naming a file twice,
+    overlapping folders) is counted as `duplicate_image_in_split`, as VOC's split files are."""
+    files: dict[str, Path] = {}
+    for src in sources:
+        for path in _listed_images(src, log):
+            key = os.path.normpath(path)
+            if key in files:
+                log.skip("duplicate_image_in_split", f"{src.name}: {path.name}")
+            else:
+                files[key] = path
+    return list(files.values())
+
+
 def load_yolo(root: str | Path, split: str, name: str = "") -> DetectionDataset:
     """One split of a YOLO dataset given as its folder or its .yaml file (see the module docstring)."""
     root = Path(root)
     sources, found_by = _split_sources(root, split)
     names = yolo_class_names(root)
     log = ProblemLog()
-    files = list(dict.fromkeys(p for src in sources for p in _listed_images(src, log)))  # unique, listed order
+    files = _unique_images(sources, log)
     if len(sources) == 1 and sources[0].is_dir():
         image_root = sources[0]
     else:

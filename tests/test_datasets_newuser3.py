@@ -191,3 +191,29 @@ def test_yolo_user_yaml_with_train_equal_to_val_keeps_its_train_split(tmp_path):
                                    "--split", "test"])
     assert res.exit_code == 0, res.output
     assert sorted(load(tmp_path / "out")) == ["test"]
+
+
+def test_convert_refuses_to_mix_into_an_earlier_export_or_overwrite_its_source(tmp_path):
+    """Left-over label / image files of another export in `labels/<split>` would load as part of the new split;
+    converting a dataset into its own folder rewrote its labels in place (polygons lost)."""
+    src = yolo_two_splits_same_names(tmp_path / "y")
+    runner = CliRunner()
+    first = runner.invoke(cli, ["data", "convert", str(src), str(tmp_path / "out"), "--to", "yolo"])
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(cli, ["data", "convert", str(src), str(tmp_path / "out"), "--to", "yolo"])
+    assert again.exit_code == 0, again.output  # the same export again is fine
+    other = tmp_path / "z"
+    write_image(other / "images" / "train" / "b.jpg")
+    write_text(other / "labels" / "train" / "b.txt", "0 0.5 0.5 0.2 0.2\n")
+    write_text(other / "data.yaml", "names: {0: cat, 1: dog}\n")
+    mixed = runner.invoke(cli, ["data", "convert", str(other), str(tmp_path / "out"), "--to", "yolo"])
+    assert isinstance(mixed.exception, BenchError)
+    assert "labels/train already holds 1 file(s) this export does not write (e.g. 0001.txt)" in str(mixed.exception)
+    assert len(load_yolo(tmp_path / "out", "train").images) == 1  # nothing of `z` was mixed in
+    for dst in (src, src / "data.yaml"):
+        inplace = runner.invoke(cli, ["data", "convert", str(dst), str(src), "--to", "yolo"])
+        assert isinstance(inplace.exception, BenchError) and "own folder" in str(inplace.exception)
+    coco = tmp_path / "c.json"
+    runner.invoke(cli, ["data", "convert", str(src), str(coco), "--to", "coco", "--split", "train"])
+    over = runner.invoke(cli, ["data", "convert", str(coco), str(coco), "--to", "coco", "--split", "train"])
+    assert isinstance(over.exception, BenchError) and "overwrite the source file" in str(over.exception)

@@ -84,6 +84,11 @@ def convert_cmd(src, dst, fmt, splits, images):
     from .voc import save_voc
     from .yolo import save_yolo
 
+    source = Path(src).expanduser()
+    root = source.parent if source.suffix.lower() in (".yaml", ".yml") else source  # a YOLO dataset's yaml
+    if root.is_dir() and root.resolve() == dst.resolve():
+        raise BenchError("DST is the source dataset's own folder: converting in place would overwrite its files; "
+                         "choose another folder", dst)
     loaded = _selected(load(src), splits, src)
     if fmt == "coco" and dst.suffix.lower() == ".json" and len(loaded) != 1:
         raise BenchError("a single .json output needs exactly one split: add --split train or --split test", dst)
@@ -92,6 +97,8 @@ def convert_cmd(src, dst, fmt, splits, images):
         name = SPLIT_NAMES[fmt][split]
         if fmt == "coco":
             out = dst if dst.suffix.lower() == ".json" else dst / f"{name}.json"
+            if source.is_file() and out.resolve() == source.resolve():
+                raise BenchError("the output would overwrite the source file; choose another DST", out)
             save_coco(ds, out)
             summary = {"images": len(ds.images), "boxes": len(ds.annotations)}
         elif fmt == "voc":

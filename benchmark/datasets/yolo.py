@@ -411,6 +411,24 @@ def _yaml_str(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _refuse_foreign_files(root: Path, split: str, ds: DetectionDataset, images: str) -> None:
+    """A YOLO split is whatever its folders hold: label or image files of an earlier, different export left in
+    `labels/<split>` / `images/<split>` would load as part of this one. Refuse to mix them in."""
+    rels = [safe_relpath(img["file_name"]) for img in ds.images]
+    folders = [("labels", {str(r.with_suffix(".txt")) for r in rels}, lambda name: name.endswith(".txt"))]
+    if images != "none":
+        folders.append(("images", {str(r) for r in rels}, is_image_file))
+    for kind, ours, counted in folders:
+        top = root / kind / split
+        if not top.is_dir():
+            continue
+        foreign = [rel for rel in _walk(top, counted) if rel not in ours]
+        if foreign:
+            raise BenchError(f"{kind}/{split} already holds {len(foreign)} file(s) this export does not write (e.g. "
+                             f"{foreign[0]}): they would load as part of the split; convert into an empty folder",
+                             root)
+
+
 def save_yolo(ds: DetectionDataset, root: str | Path, split: str, images: str = "symlink") -> dict:
     """Write `ds` as a YOLO split (labels with 6 decimals, images placed by 'symlink', 'copy' or 'none') and
     (re)write data.yaml. YOLO has no ignore flag: ignored boxes (difficult / crowd) are left out, as the usual
@@ -423,6 +441,7 @@ def save_yolo(ds: DetectionDataset, root: str | Path, split: str, images: str = 
     if yaml_path.is_file() and yolo_class_names(root) != names:
         raise BenchError(f"data.yaml lists other class names than the dataset ({names})", yaml_path)
 
+    _refuse_foreign_files(root, split, ds, images)
     by_image = ds.annotations_by_image()
     written = boxes = dropped = missing = 0
     for img in ds.images:

@@ -161,7 +161,7 @@ def child_phases(train: Path, out_dir: Path) -> dict:
     from benchmark.datasets import load_coco
     from benchmark.io import gc_paused, read_json
     from noise.boxset import extract
-    from noise.make import OutputTemplate, _finish, new_rng, write_noisy
+    from noise.make import OutputTemplate, _finish, new_rng, params_record, write_noisy
     from noise.registry import get_model
 
     out = {}
@@ -181,7 +181,7 @@ def child_phases(train: Path, out_dir: Path) -> dict:
     bs = step("kernel", lambda: nm.fn(base, 0.4, new_rng("numpy", 0)))
     with gc_paused():
         template = step("output template", lambda: OutputTemplate(ds.annotations))
-        result = step("write-back + serialise", lambda: _finish(ds, bs, nm, 0.4, 0, "numpy", "coco", {},
+        result = step("write-back + serialise", lambda: _finish(ds, bs, nm, 0.4, 0, "numpy", "coco", params_record(nm, {}),
                                                                  {"sha256": sha}, template))
     step("write files", lambda: write_noisy(result, out_dir))
     return out

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from benchmark.errors import BenchError
-from benchmark.io import read_json, sha256_file
+from benchmark.io import read_json
 from noise.boxset import BoxSet, box_iou_pairs, pairs_by_image
 from noise.registry import noise_model
 
@@ -97,5 +97,5 @@ def imported(bs: BoxSet, level, rng, file: str = "", min_iou: float = 0.3, same_
     take = (matched >= 0) & (u < float(level))
     notes = dict(bs.notes)
     notes.update(imported_unmatched=int((matched < 0).sum()), imported_unknown_image=unknown,
-                 imported_skipped=bad, imported_file_sha256=sha256_file(file))
+                 imported_skipped=bad)  # the file's sha256: the manifest's `param_files`
     return bs.replace(notes=notes).propose(rows[take], box[matched[take]])

@@ -29,7 +29,7 @@ import numpy as np
 from benchmark import __version__
 from benchmark.datasets.core import DetectionDataset
 from benchmark.errors import BenchError
-from benchmark.io import atomic_write_bytes, dumps_json, gc_paused, parse_json, sha256_bytes, write_json
+from benchmark.io import atomic_write_bytes, dumps_json, gc_paused, parse_json, sha256_bytes, sha256_file, write_json
 from noise.boxset import DECIMALS, SIZE_MEDIUM, SIZE_SMALL, BoxSet, box_iou_pairs, detect_layout, extract
 from noise.legacy import LEGACY_SEED
 from noise.registry import KINDS, NoiseModel, get_model
@@ -101,6 +101,8 @@ def iter_noisy(ds: DetectionDataset, model: str | NoiseModel, levels: Iterable[f
         base = extract(ds, mode, layout)
         source = _source(ds, source_sha256)
 
+    recorded = params_record(nm, params)
+
     def results() -> Iterator[NoisyResult]:
         template = None
         for level in levels:
@@ -108,7 +110,7 @@ def iter_noisy(ds: DetectionDataset, model: str | NoiseModel, levels: Iterable[f
             with gc_paused():
                 if template is None:
                     template = OutputTemplate(ds.annotations)
-                made = _finish(ds, bs, nm, level, seed, mode, layout, params, source, template)
+                made = _finish(ds, bs, nm, level, seed, mode, layout, recorded, source, template)
             del bs
             yield made
             del made  # the caller has written it: do not hold two levels in memory at once
@@ -477,10 +479,35 @@ def _set_each(dicts: Iterable[dict], key: str, values: Iterable) -> None:
     deque(map(setitem, dicts, repeat(key), values), maxlen=0)
 
 
-def _finish(ds, bs: BoxSet, nm: NoiseModel, level, seed, mode, layout, params, source,
+def params_record(nm: NoiseModel, params: dict) -> dict:
+    """The manifest's `params` (defaults filled in; a composition's steps) and `param_files`. A file a parameter
+    names (`imported` file=, a `class_flip` matrix file) is recorded by its name and sha256, not its path: the
+    manifest stays the same on any machine, and the hash says which content was used."""
+    if not nm.steps:
+        recorded, files = _files_by_name(nm, {**nm.defaults(), **params})
+        return {"params": recorded, "param_files": files}
+    steps, files = [], {}
+    for step in nm.steps:
+        recorded, found = _files_by_name(get_model(step["model"]), dict(step["params"]))
+        steps.append({**step, "params": recorded})
+        files.update({f"{step['model']}.{key}": value for key, value in found.items()})
+    return {"params": {"steps": steps}, "param_files": files}
+
+
+def _files_by_name(nm: NoiseModel, params: dict) -> tuple[dict, dict]:
+    files = {}
+    for key in nm.file_params:
+        value = params.get(key)
+        if isinstance(value, (str, Path)) and str(value) and Path(value).is_file():
+            files[key] = {"name": Path(value).name, "sha256": sha256_file(value)}
+            params[key] = Path(value).name
+    return params, files
+
+
+def _finish(ds, bs: BoxSet, nm: NoiseModel, level, seed, mode, layout, recorded: dict, source,
             template: OutputTemplate) -> NoisyResult:
     """One level's file and manifest: its noisy boxes, areas and classes set on `template` (`OutputTemplate` of
-    `ds.annotations`, shared by the levels of a sweep) and serialised."""
+    `ds.annotations`, shared by the levels of a sweep) and serialised. `recorded`: `params_record(nm, params)`."""
     decimals = DECIMALS if mode == "numpy" else None
     anns = ds.annotations
     changed = bs.active & (bs.boxes != bs.clean).any(axis=1)
@@ -521,13 +548,13 @@ def _finish(ds, bs: BoxSet, nm: NoiseModel, level, seed, mode, layout, params, s
         "added": len(added_ids),
         "class_changed": len(class_changes),
     }
-    params_full = {**nm.defaults(), **params}
     manifest = {
         "format": MANIFEST_FORMAT,
         "suite_version": __version__,
         "model": nm.name,
         "kind": nm.kind,
-        "params": _jsonable({"steps": list(nm.steps)} if nm.steps else params_full),
+        "params": _jsonable(recorded["params"]),
+        "param_files": recorded["param_files"],
         "level": level,
         "seed": seed,
         "rng": mode,

@@ -434,6 +434,29 @@ def test_imported_replaces_matched_boxes(tmp_path):
         make_noisy(ds, "imported", 0.5, file=str(tmp_path / "nope.json"))
 
 
+def test_a_parameter_file_is_recorded_by_name_and_hash_so_manifests_match_across_machines(tmp_path):
+    """The same detections file in two folders (two machines) gives byte-identical manifests: the manifest holds
+    the file's name and sha256, not its path; inside a composition too."""
+    from benchmark.io import dumps_json, sha256_file
+    from noise import compose
+
+    ds = synthetic(n_images=20, per_image=4)
+    a = detections_file(ds, tmp_path / "one" / "dets.json")
+    b = tmp_path / "two" / "deeper" / "dets.json"
+    b.parent.mkdir(parents=True)
+    b.write_bytes(a.read_bytes())
+    made = [make_noisy(ds, "imported", 0.5, file=str(f)).manifest for f in (a, b)]
+    assert dumps_json(made[0]) == dumps_json(made[1])
+    assert made[0]["params"]["file"] == "dets.json" and str(tmp_path) not in dumps_json(made[0]).decode()
+    assert made[0]["param_files"] == {"file": {"name": "dets.json", "sha256": sha256_file(a)}}
+    steps = [compose(["uniform", ("imported", 0.5, {"file": str(f)})]) for f in (a, b)]
+    made = [make_noisy(ds, m, 0.2).manifest for m in steps]
+    assert dumps_json(made[0]) == dumps_json(made[1])
+    assert made[0]["params"]["steps"][1]["params"] == {"file": "dets.json"}
+    assert made[0]["param_files"] == {"imported.file": {"name": "dets.json", "sha256": sha256_file(a)}}
+    assert make_noisy(ds, "uniform", 0.2).manifest["param_files"] == {}
+
+
 def _level_grid(name):
     nm = get_model(name)
     grid = [lv for lv in (0.0, 0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 0.95) if lv < nm.max_level]

@@ -268,8 +268,9 @@ def _read_pickle(path: Path):
             return pickle.load(fh)
     except FileNotFoundError:
         raise BenchError("file not found", path) from None
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, ValueError) as exc:
-        raise BenchError(f"cannot unpickle ({type(exc).__name__}: {exc}); mmdet pickles of torch tensors need "
+    except Exception as exc:  # unpickling runs the file's own reducers: anything can be raised, all mean "not ours"
+        message = " ".join(str(exc).split())  # one line (torch.save zips give a two-line UnpicklingError)
+        raise BenchError(f"cannot unpickle ({type(exc).__name__}: {message}); mmdet pickles of torch tensors need "
                          f"torch installed", path) from None
 
 

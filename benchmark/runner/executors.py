@@ -298,6 +298,16 @@ class CellJob(_Checkpointable):
         return run_cell(cell_dir, overwrite=self.overwrite, progress=False)
 
 
+def _require_slurm() -> None:
+    """submitit's AutoExecutor quietly runs the jobs on this machine when it finds no Slurm; `--executor slurm`
+    asked for Slurm, so say it is missing instead of training the whole sweep locally, one cell at a time."""
+    from submitit.slurm.slurm import SlurmExecutor
+
+    if SlurmExecutor.affinity() <= 0:
+        raise BenchError("--executor slurm: Slurm is not available on this machine (no `srun` on PATH); run on a "
+                         "Slurm login node, or use --executor local")
+
+
 class SubmititExecutor:
     """Submit cells as one submitit job array (Slurm, or `cluster="local"` for tests) and wait for them."""
 
@@ -310,6 +320,8 @@ class SubmititExecutor:
             import submitit  # noqa: F401
         except ImportError:
             raise BenchError("--executor slurm needs submitit: pip install 'noisybox-bench[slurm]'") from None
+        if cluster is None:
+            _require_slurm()
         self.folder, self.cluster = Path(folder), cluster
         params = {"timeout_min": timeout_min, "cpus_per_task": cpus_per_task, "tasks_per_node": 1, "nodes": 1,
                   "name": "noisybox", "slurm_array_parallelism": array_parallelism}

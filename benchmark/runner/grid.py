@@ -71,8 +71,9 @@ def parse_seeds(text: str) -> list[int]:
     try:
         if text.isdigit():
             n = int(text)
-            if n < 1:
-                raise BenchError("--seeds: need at least one seed (e.g. --seeds 3 or --seeds 0,1,2)")
+            if n < 1:  # "--seeds 0" usually means seed 0, but a lone number is a count
+                raise BenchError("--seeds 0: a single number is a count of seeds (3 -> 0, 1, 2); for seed 0 alone "
+                                 "write --seeds 1 or --seeds 0,")
             return list(range(n))
         seeds: list[int] = []
         for part in _items(text, "--seeds"):
@@ -128,6 +129,7 @@ def expand_grid(methods: list[str], levels: list[float], seeds: list[int], datas
         plan += [(m, lv, "baseline") for lv in levels for m in BASELINE_METHODS]
     # the oracle trains on the clean boxes whatever the level: one cell (level 0) per seed and dataset
     plan += [(m, 0.0 if m == ORACLE_METHOD else lv, "method") for lv in levels for m in methods]
+    _check_scoped(overrides, {m for m, _, _ in plan})
 
     out: list[CellSpec] = []
     seen: set[tuple] = set()
@@ -151,6 +153,9 @@ def expand_grid(methods: list[str], levels: list[float], seeds: list[int], datas
     return out
 
 
+_SECTIONS = ("model", "train", "method")  # config sections: an override keyed by one of them is global
+
+
 def _check_noise(model: str, params: dict, rng: str, levels: list[float]) -> None:
     """Noise model, parameters, rng mode and levels as `make_noisy` will check them, before any cell starts: a typo
     fails the command, not every cell of the sweep."""
@@ -159,9 +164,18 @@ def _check_noise(model: str, params: dict, rng: str, levels: list[float]) -> Non
     check_levels(*model_from_spec(model, params), rng, levels)
 
 
+def _check_scoped(overrides: dict[str, Any], methods: set[str]) -> None:
+    """`--set NAME:KEY=V` for no method of the sweep (a typo such as `ssd-det:`, or a method left out) would be
+    dropped without a word, and the cells would run an experiment other than the one asked for."""
+    for name, value in overrides.items():
+        if isinstance(value, dict) and name not in _SECTIONS and name not in methods:
+            raise BenchError(f"--set {name}:...: {name!r} is not a method of this sweep (its methods: "
+                             f"{', '.join(sorted(methods))})")
+
+
 def _overrides_for(method: str, overrides: dict[str, Any]) -> dict:
     """Global `section.key` overrides plus the ones scoped to `method` (scoped win)."""
-    glob = {k: v for k, v in overrides.items() if not isinstance(v, dict) or k in ("model", "train", "method")}
+    glob = {k: v for k, v in overrides.items() if not isinstance(v, dict) or k in _SECTIONS}
     scoped = overrides.get(method, {}) if isinstance(overrides.get(method), dict) else {}
     return {**glob, **scoped}
 

@@ -38,6 +38,7 @@ class Summary:
     cells: list[Cell]
     done: list[dict] = field(default_factory=list)
     skipped: list[Cell] = field(default_factory=list)  # already done (or kept with --overwrite never)
+    kept: list[Cell] = field(default_factory=list)  # the skipped cells that are not done (--overwrite never)
     failed: list[dict] = field(default_factory=list)
     busy: list[dict] = field(default_factory=list)
     aborted: str | None = None  # why the sweep stopped early (e.g. disk full)
@@ -109,6 +110,7 @@ def execute(planned: list[Planned], store: st.Store, executor, *, progress: bool
     summary = Summary(store.root, [p.cell for p in planned])
     todo = [p for p in planned if p.action in ("run", "resume", "redo")]
     summary.skipped = [p.cell for p in planned if p.action in ("skip", "keep")]
+    summary.kept = [p.cell for p in planned if p.action == "keep"]
     summary.busy = [{"cell": p.cell.id, "label": p.cell.label()} for p in planned if p.action == "busy"]
     if todo:
         store.ensure_writable()
@@ -129,6 +131,8 @@ def execute(planned: list[Planned], store: st.Store, executor, *, progress: bool
             summary.done.append(out)
         elif status == "skipped":
             summary.skipped.append(next(p.cell for p in todo if p.cell.id == out["cell"]))
+            if out.get("error"):  # not done, kept as it is (`run_cell.overwrite_decision`)
+                summary.kept.append(summary.skipped[-1])
         elif status == "busy":
             summary.busy.append(out)
         else:
@@ -154,7 +158,9 @@ def execute(planned: list[Planned], store: st.Store, executor, *, progress: bool
 
 def format_summary(summary: Summary) -> str:
     c = summary.counts()
-    line = (f"{c['cells']} cells: {c['done']} done, {c['skipped']} skipped (already done), {c['failed']} failed"
+    kept = len(summary.kept)
+    line = (f"{c['cells']} cells: {c['done']} done, {c['skipped'] - kept} skipped (already done), "
+            + (f"{kept} kept unfinished (--overwrite never), " if kept else "") + f"{c['failed']} failed"
             + (f", {c['busy']} running or queued elsewhere" if c["busy"] else "") + f" in {summary.seconds:.0f} s")
     lines = [line]
     for out in summary.failed:

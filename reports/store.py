@@ -40,12 +40,30 @@ def load_cells(store: str | Path) -> pd.DataFrame:
         raise BenchError("not a results store (no cells/ directory)", store)
     frame = normalise(load(store))
     if frame.empty:
-        raise BenchError("no finished cells (no cells/*/DONE)", store / "cells")
+        raise BenchError(f"no finished cells{_why_none(store)}", store / "cells")
     done = {d.name for d in (store / "cells").iterdir() if (d / "DONE").is_file()}
     left_out = sorted(done - set(frame["cell"].astype(str)))
     frame.attrs["unloaded"] = [unloaded_cell(store / "cells" / cid) for cid in left_out]
     frame.attrs["unfinished"] = unfinished_cells(store)
     return frame
+
+
+def _why_none(store: Path) -> str:
+    """What the store holds instead, in a few words: `(2 failed, 1 running; e.g. cell ab12cd34 (ssd_det noise 0.4):
+    CUDA out of memory)`, or the empty-store hint."""
+    from collections import Counter
+
+    unfinished = unfinished_cells(store)
+    if not unfinished:
+        return " (no cells/*/DONE)"
+    counts = Counter(status for _, _, status, _ in unfinished)
+    text = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    failed = next(((cid, name, err) for cid, name, status, err in unfinished if err), None)
+    if failed is not None:
+        cid, name, err = failed
+        first = " ".join(err.split())[:160]
+        text += f"; e.g. cell {cid[:8]} ({name}): {first}"
+    return f" ({text}; `bench run` with the same options reruns them)"
 
 
 def unloaded_cell(d: Path) -> tuple[str, str | None, str, bool]:

@@ -23,6 +23,7 @@ MAIN_METRICS = ("AP", "AP50", "AP75")
 SIZE_METRICS = ("APs", "APm", "APl")
 VOC_METRICS = ("VOC_AP50",)
 DEFAULT_ORACLES = ("clean", "oracle")
+MIN_ORACLE_AP = 1.0  # AP points: below it the oracle did not learn and retention would be a ratio of noise
 METRIC_LABELS = {"VOC_AP50": "AP50 (VOC)"}
 
 
@@ -124,6 +125,9 @@ def summary_table(frame: pd.DataFrame, title: str, metric: str = "AP",
     rest = frame[~frame["method"].isin(oracles)]
     reference = reference_oracles(oracles)
     oracle_ap = frame.loc[frame["method"].isin(reference), metric].mean() * 100.0 if oracles else np.nan
+    untrained = bool(np.isfinite(oracle_ap) and oracle_ap < MIN_ORACLE_AP)
+    if untrained:  # a ratio to ~0 says nothing (0.2 / 0.2 reads "100 % kept")
+        oracle_ap = np.nan
     levels = sorted(rest["noise_level"].unique())
     rows = _method_order(frame, oracles)
     cols = [("retention %", _level_label(lv)) for lv in levels] + [("AUC", metric), ("rAUC %", metric)]
@@ -143,8 +147,9 @@ def summary_table(frame: pd.DataFrame, title: str, metric: str = "AP",
         n.loc[method, ("AUC", metric)] = len(common) if method not in oracles else len(by_level)
         if np.isfinite(oracle_ap) and oracle_ap > 0:
             mean.loc[method, ("rAUC %", metric)] = value / oracle_ap * 100.0
-    note = (f"oracle {metric} = {oracle_ap:.1f} ({', '.join(reference)}); " if oracles else
-            "no clean-oracle cells: retention and rAUC unavailable; ")
+    note = ("no clean-oracle cells: retention and rAUC unavailable; " if not oracles else
+            f"oracle {metric} below {MIN_ORACLE_AP:g} point ({', '.join(reference)}): it did not learn, so retention "
+            "and rAUC are not shown; " if untrained else f"oracle {metric} = {oracle_ap:.1f} ({', '.join(reference)}); ")
     note += f"AUC over noise levels {', '.join(f'{lv:g}' for lv in common)}" if len(common) >= 2 else \
         "AUC needs at least two noise levels shared by all methods"
     return Table(title, mean, std, n, oracle_rows=oracles, note=note)

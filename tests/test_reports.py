@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from benchmark.errors import BenchError
 from benchmark.io import write_json
 from benchmark.runner.store import mark_done
 from reports import ReportConfig, build_report
@@ -195,6 +196,16 @@ def test_an_oracle_rerun_in_a_variant_is_still_the_oracle_but_not_the_reference(
     assert "(clean)" in s.note
 
 
+def test_no_retention_against_an_oracle_that_did_not_learn(store):
+    frame = load_cells(store)
+    frame.loc[frame["method"] == "clean", "AP"] = 0.002  # 0.2 AP points: a failed or far too short run
+    t = summary_table(frame, "s")
+    assert t.mean.xs("retention %", axis=1, level=0).isna().all().all()
+    assert t.mean.xs("rAUC %", axis=1, level=0).isna().all().all()
+    assert "did not learn" in t.note
+    assert t.mean.loc["oa_mil", ("AUC", "AP")] == pytest.approx((46 + 32) / 2)  # AUC needs no oracle
+
+
 def test_auc_is_normalised_trapezoid():
     s = pd.Series({0.0: 50.0, 0.2: 30.0, 0.4: 10.0})
     assert auc(s, [0.0, 0.2, 0.4]) == pytest.approx(30.0)
@@ -287,6 +298,19 @@ def test_failed_and_half_run_cells_are_listed_in_the_report(tmp_path):
     assert "not finished: oa_mil oamil=0.3 seed=0 (toy), failed: BenchError: out of memory " \
            "(log: cells/oa_mil-0.3-0/cell.log)" in text
     assert "not finished: faster_rcnn oamil=0.1 seed=0 (toy), partial (log: cells/faster_rcnn-0.1-0/cell.log)" in text
+
+
+def test_a_store_without_finished_cells_says_what_it_holds(tmp_path):
+    """Only failed / half-run cells: the one-line error counts them and quotes a failure, not just "no DONE"."""
+    store = make_store(tmp_path, with_images=False, seeds=1)
+    for d in (store / "cells").iterdir():
+        (d / "DONE").unlink(missing_ok=True)
+    write_json(store / "cells" / "oa_mil-0.3-0" / "FAILED", {"error": "BenchError: out of\nmemory"})
+    with pytest.raises(BenchError) as info:
+        build_report(store, formats=("md",), config=FAST, progress=False)
+    text = str(info.value)
+    assert "no finished cells (1 failed, " in text and "partial" in text and "\n" not in text
+    assert "e.g. cell oa_mil-0 (oa_mil oamil=0.3 seed=0 (toy)): BenchError: out of memory" in text
 
 
 def test_done_cells_left_out_of_the_table_are_named_with_their_problem(tmp_path):

@@ -477,7 +477,7 @@ def test_submitit_local_executor_runs_the_array_and_resumes_a_preempted_job(tmp_
 
 
 def test_torchrun_cell(tmp_path, train_log, reference):
-    """`--gpus-per-cell 2` on a CPU machine: each cell is `torchrun --nproc_per_node 2 -m ...run_cell`; rank 0
+    """`--gpus-per-cell 2` on a CPU machine: each cell is `torchrun --nproc_per_node 2 -m benchmark.runner`; rank 0
     alone claims and writes, both ranks train."""
     store = tmp_path / "store"
     summary = run_sweep(options(store, gpus_per_cell=2, noise="0.1", seeds="1"), echo=lambda s: None)
@@ -487,6 +487,15 @@ def test_torchrun_cell(tmp_path, train_log, reference):
     assert not list(store.glob("cells/*/claim*"))
     ref = reference[reference["cell"] == summary.cells[0].id].reset_index(drop=True)
     _same_table(table(store), ref)
+
+
+def test_the_cell_entry_point_loads_run_cell_once():
+    """torchrun's workers start `python -m benchmark.runner`: `-m benchmark.runner.run_cell` ran a second copy of a
+    module the package had already imported (runpy's RuntimeWarning on every rank)."""
+    done = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "benchmark.runner", "--help"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: python -m benchmark.runner ") and "RuntimeWarning" not in done.stderr
 
 
 def test_slurm_no_wait_rerun_does_not_resubmit_queued_cells(tmp_path, train_log):

@@ -4,7 +4,7 @@
     run_sweep(SweepOptions(methods="ssd_det", noise="0.1..0.4", store="results"))
 
 Modules: `grid` (lists -> CellSpec), `cells` (resolved config + hash), `store` (layout, status, claims, DONE),
-`run_cell` (one cell; also `python -m benchmark.runner.run_cell CELL_DIR` under torchrun), `executors` (local
+`run_cell` (one cell; also `python -m benchmark.runner CELL_DIR` under torchrun), `executors` (local
 workers, torchrun, submitit), `sweep` (plan / execute / summary), `api` (options -> sweep), `cli` (`bench run`).
 """
 

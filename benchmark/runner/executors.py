@@ -4,7 +4,7 @@
   own thread count (on CPU one 1-thread worker per core gives the best throughput) or its own GPU(s). Workers import
   torch once, die with the runner (so `kill -9` leaves no orphan writing into the store), and a worker that dies
   (out of memory, segfault) fails only its own cell; a fresh worker takes its slot.
-- `run_torchrun`: a multi-GPU cell, `torchrun --nproc_per_node N -m benchmark.runner.run_cell CELL_DIR`, launched by
+- `run_torchrun`: a multi-GPU cell, `torchrun --nproc_per_node N -m benchmark.runner CELL_DIR`, launched by
   the slot (or Slurm job) that claimed the cell.
 - `SubmititExecutor`: one Slurm job array through submitit; `CellJob` is checkpointable, so a preempted or timed-out
   job is requeued and its cell resumes from the last training checkpoint. `cluster="local"` runs the same path on
@@ -107,7 +107,7 @@ def run_torchrun(cell_dir: str | Path, nproc: int, *, overwrite: str = "missing"
         claim.start_heartbeat()
         (cell_dir / st.FAILED).unlink(missing_ok=True)  # so a stale message is never reported for this attempt
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-               "-m", "benchmark.runner.run_cell", str(cell_dir), "--overwrite", overwrite, "--owner", claim.owner]
+               "-m", "benchmark.runner", str(cell_dir), "--overwrite", overwrite, "--owner", claim.owner]
         for mod in imports:
             cmd += ["--import", mod]
         if not progress:

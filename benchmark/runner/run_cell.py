@@ -1,7 +1,7 @@
 """Run one cell of the store: claim it, make its noisy training set, train (resuming), predict, evaluate, mark done.
 
 Every executor ends up here: the local workers call `run_cell`, Slurm jobs call it through submitit, and a multi-GPU
-cell is `torchrun --nproc_per_node N -m benchmark.runner.run_cell CELL_DIR`. Under torchrun every rank builds the
+cell is `torchrun --nproc_per_node N -m benchmark.runner CELL_DIR`. Under torchrun every rank builds the
 same noisy set in memory (it is a pure function of the config) and trains; rank 0 alone claims, writes and evaluates.
 
 A cell that fails writes `FAILED` (one line) and the traceback to `cell.log`; it never stops the sweep.
@@ -238,9 +238,9 @@ def import_modules(names) -> None:
 
 
 def main(argv=None) -> int:
-    """`python -m benchmark.runner.run_cell CELL_DIR` (alone or under torchrun). Exit 0 done/skipped, 1 failed,
+    """`python -m benchmark.runner CELL_DIR` (alone or under torchrun; see `benchmark/runner/__main__.py`). Exit 0 done/skipped, 1 failed,
     3 busy."""
-    parser = argparse.ArgumentParser(prog="python -m benchmark.runner.run_cell", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmark.runner", description=main.__doc__)
     parser.add_argument("cell_dir")
     parser.add_argument("--overwrite", default="missing", choices=OVERWRITE)
     parser.add_argument("--owner", default=os.environ.get("NOISYBOX_CLAIM_OWNER"))

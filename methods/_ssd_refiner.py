@@ -172,6 +172,16 @@ def filter_negatives(neg: Tensor, neg_img: Tensor, pos: Tensor, pos_img: Tensor,
 
 
 # ---- losses ------------------------------------------------------------------------------------------------
+def spsd_l1_loss(deltas: Tensor, targets: Tensor, weight: Tensor | None = None) -> Tensor:
+    """SPSD regression loss on `[N, B, 4]` codes: L1 summed over the 4 codes of a proposal, averaged over all
+    N*B proposals (the reference's mmdet `L1Loss` with avg_factor = number of proposals), each object's
+    proposals optionally weighted by `weight` `[N]`."""
+    per_proposal = (deltas.float() - targets.float()).abs().sum(dim=-1)
+    if weight is not None:
+        per_proposal = per_proposal * weight[:, None]
+    return per_proposal.mean()
+
+
 def mil_bce_loss(bag_score: Tensor, onehot: Tensor) -> Tensor:
     """Stage-I bag loss: BCE of bag scores `[N, K]` vs one-hot labels, summed over classes, mean over objects."""
     p = bag_score.float().clamp(EPS, 1 - EPS)
@@ -318,7 +328,7 @@ class SSDRefiner(nn.Module):
         for i, layer in enumerate(self.spsd1):
             feats, _, _ = self._bag_features(self.shared_fcs, features, bag, obj_img, image_sizes)
             deltas = layer(feats).float()
-            loss = F.l1_loss(deltas, self._encode(boxes, bag))
+            loss = spsd_l1_loss(deltas, self._encode(boxes, bag))
             losses["loss_spsd1" if i == 0 else f"loss_spsd1_{i + 1}"] = s.loss_spsd * loss
             decoded = self._decode(deltas, bag)
             valid = validity_mask(decoded, hw, s.min_inside)
@@ -341,9 +351,8 @@ class SSDRefiner(nn.Module):
         # 4. SPSD-II: regress the stage-I bag onto the stage-I box, weighted by the stage-I bag score
         if self.spsd2_reg is not None:
             deltas = self.spsd2_reg(feats1).float()
-            per_obj = (deltas - self._encode(stage1_box, bag)).abs().mean(dim=(1, 2))
             weight = w1 if s.spsd2_weighted else torch.ones_like(w1)
-            losses["loss_spsd2"] = s.loss_spsd * (weight * per_obj).sum() / n
+            losses["loss_spsd2"] = s.loss_spsd * spsd_l1_loss(deltas, self._encode(stage1_box, bag), weight)
             bag2 = clip_to_image(self._decode(deltas, bag), hw)
             valid2 = torch.ones_like(valid)
         else:  # basic two-stage refiner: a fresh neighbourhood around the stage-I box
@@ -371,8 +380,9 @@ class SSDRefiner(nn.Module):
         losses["loss_mil2"] = s.loss_mil2 * pos_loss
         if neg.numel():
             neg_p = self.cls2(neg_feats).float().sigmoid()
-            neg_loss = s.neg_weight * w1.mean() * quality_focal(neg_p, torch.zeros_like(neg_p)).sum() / n
-            losses["loss_mil2_neg"] = s.loss_mil2 * neg_loss
+            neg_loss = quality_focal(neg_p, torch.zeros_like(neg_p)).sum() / n
+            # weight 0.75 x mean stage-I bag score only: the reference does not also scale it by loss_mil2
+            losses["loss_mil2_neg"] = s.neg_weight * w1.mean() * neg_loss
         else:
             losses["loss_mil2_neg"] = cls2.sum() * 0.0
         cls2_gt = cls2.gather(2, gt[:, None, :].expand(-1, cls2.shape[1], 1)).squeeze(2)

@@ -27,6 +27,8 @@ epochs and any other schedule keep OA-IS from 1/12 and OA-IE from 8/12 of traini
 
 Deliberate deviations: the RPN keeps the core's coder and loss (the baseline's), only the RoI head uses DeltaXYXY
 + L1; instance boxes are clipped to the image before re-pooling (the original clamps the selected box at 0 only).
+`mil_lambda=0` drops only the MIL loss and keeps OA-IS (the OA-IS-only ablation); in the original code lambda = 0
+also switches OA-IS off, which here is `oais=false`.
 """
 
 from __future__ import annotations

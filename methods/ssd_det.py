@@ -45,9 +45,22 @@ backward the same measurements read 2.85x and 1.5x: the baseline itself was slow
 `method.base_ratios=[1,1.2,1.3,0.8,0.7] method.num_negatives=500` restores the paper's bag on any profile.
 
 Our reading where the text leaves a choice (documented, switchable where it matters): stage-I bag loss is the BCE
-summed over the K foreground classes and averaged over objects; without SPSD-II (`spsd2=false`, the basic
-two-stage refiner) the stage-II bag is the neighbourhood sampler around the stage-I box; Table 6's third SPSD
-module is read as a second cascaded SPSD-I regressor (`spsd1_steps=2`).
+summed over the K foreground classes and averaged over objects (the reference code's MILLoss also adds the
+background column's BCE); without SPSD-II (`spsd2=false`, the basic two-stage refiner) the stage-II bag is the
+neighbourhood sampler around the stage-I box; Table 6's third SPSD module is read as a second cascaded SPSD-I
+regressor (`spsd1_steps=2`).
+
+Loss normalisation as the reference code: SPSD-I/II are L1 summed over the 4 codes and averaged over all proposals
+(mmdet `L1Loss`, avg_factor = number of proposals); the stage-II negatives weigh 0.75 x mean stage-I bag score
+and are not also scaled by the MIL weight 0.25 (`loss_p2b_weight=1`).
+Where methods.md is silent or loose and the reference code differs in detail, we keep methods.md's reading:
+- bags are clipped to the image after their validity is computed, and the SPSD-I outputs' validity is recomputed
+  (the code pools unclipped proposals and keeps the sampler's validity for the stage-I bag);
+- negatives: both corners uniform over [-0.2 W, W] x [-0.2 H, H], clipped (the code draws x1 ~ U[-0.2 W, W],
+  x2 ~ U[x1, 1.2 W], likewise y, unclipped);
+- the stage-II bag loss is weighted per object by its stage-I bag score, sum_i w_i l_i / N (the code's
+  `weight_reduce_loss` broadcasts a (N,) loss against (N, 1) weights, i.e. (sum w)(sum l) / N);
+- the final pseudo box is clipped to the image (the code clamps only the stage-I box when SISD ranks).
 """
 
 from __future__ import annotations

@@ -2,9 +2,11 @@
 
 Numbers are AP points (fractions x 100, one decimal) as the papers print them. The best mean of every column among
 the non-oracle methods is marked (bold in Markdown / LaTeX, <strong> in HTML, `best` in CSV). The clean oracle (a
-method in `oracle_methods`, trained on the clean boxes) is a separate last row and the reference for retention.
+method in `oracle_methods`, trained on the clean boxes, in any variant) is a separate last row and the reference
+for retention.
 
-- retention at a level = AP / oracle AP, per seed, in % (oracle AP = mean over all oracle cells of the sweep);
+- retention at a level = AP / oracle AP, per seed, in % (oracle AP = mean over the sweep's oracle cells of the
+  default variant, else all of them; none below `MIN_ORACLE_AP`, where the oracle did not learn);
 - AUC = area under the mean-AP-vs-noise curve (trapezoid over the noise levels every non-oracle method has),
   divided by the level span: the mean AP over the noise range, in AP points; rAUC = AUC / oracle AP in %.
 """

@@ -259,7 +259,9 @@ def validate(cfg: dict) -> dict:
             or steps != sorted(steps) or (t["scheduler"] == "step" and any(s <= 0 or s > t["epochs"] for s in steps)):
         # the epoch range only matters to the step schedule; cosine/constant runs may shorten `epochs` freely
         raise BenchError(f"train.steps must be increasing epochs in 1..train.epochs ({t['epochs']}), got {steps!r}")
-    if not isinstance(t["device"], str) or not (t["device"] in ("auto", "cpu", "cuda") or t["device"].startswith("cuda:")):
+    dev = t["device"]
+    if not isinstance(dev, str) or not (dev in ("auto", "cpu", "cuda")
+                                        or (dev.startswith("cuda:") and dev[5:].isdigit())):
         raise BenchError(f"train.device must be auto, cpu, cuda or cuda:N, got {t['device']!r}")
     if m["min_size"] > m["max_size"]:
         raise BenchError(f"model.min_size ({m['min_size']}) must not exceed model.max_size ({m['max_size']})")

@@ -9,7 +9,8 @@
   `workdir/model_final.pth` holds the final weights + config + category ids and names for `predict`;
 - CUDA AMP on GPU only; DDP when launched by `torchrun` (WORLD_SIZE/RANK/LOCAL_RANK; NCCL on GPU, gloo on CPU);
   `train.batch_size` is the total over all processes;
-- a non-finite loss stops the run with a `BenchError` naming the iteration and the batch's image ids;
+- a non-finite loss (or, without AMP, a non-finite gradient of finite losses) stops the run with a `BenchError`
+  naming the iteration and the batch's image ids;
 - `workdir/train.log`, `workdir/train_metrics.json`, a tqdm bar (loss, it/s, ETA) on stderr;
 - model hooks (see methods/base.py): `set_epoch`, `set_diagnostics`, `refined_boxes` (-> `refined_boxes.json`,
   gathered across processes), `diagnostics` (merged into the metrics).
@@ -44,6 +45,29 @@ RUNTIME_KEYS = {"train": ("device", "workers", "log_every", "amp", "cache_images
 
 
 # ---- distributed helpers ---------------------------------------------------------------------------------------
+def select_device(pref: str, what: str = "train.device", local_rank: int = 0, world_size: int = 1) -> torch.device:
+    """`auto | cpu | cuda | cuda:N` -> the device (`cuda`: this process's LOCAL_RANK under torchrun); a device this
+    machine does not have is a one-line BenchError, not CUDA's traceback."""
+    if not isinstance(pref, str) or not (pref in ("auto", "cpu", "cuda")
+                                         or (pref.startswith("cuda:") and pref[5:].isdigit())):
+        raise BenchError(f"{what} must be auto, cpu, cuda or cuda:N, got {pref!r}")
+    if pref == "cpu" or (pref == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise BenchError(f"{what}={pref} but CUDA is not available")
+    if pref.startswith("cuda:") and world_size > 1:
+        raise BenchError(f"{what}={pref} with {world_size} processes would put them all on one GPU; use cuda or "
+                         f"auto (process i uses cuda:LOCAL_RANK) and choose GPUs with CUDA_VISIBLE_DEVICES")
+    index = int(pref[5:]) if pref.startswith("cuda:") else local_rank
+    count = torch.cuda.device_count()
+    if index >= count:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        why = f"process LOCAL_RANK {local_rank} needs cuda:{index}" if not pref.startswith("cuda:") else pref
+        raise BenchError(f"{what}={pref}: {why} but only {count} CUDA device(s) are visible"
+                         + (f" (CUDA_VISIBLE_DEVICES={visible})" if visible is not None else ""))
+    return torch.device(f"cuda:{index}")
+
+
 class _Dist:
     """Process-group facts; `fit` initialises the group from torchrun's environment when needed."""
 
@@ -51,14 +75,10 @@ class _Dist:
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        use_cuda = device_pref.startswith("cuda") or (device_pref == "auto" and torch.cuda.is_available())
-        if use_cuda and not torch.cuda.is_available():
-            raise BenchError(f"train.device={device_pref} but CUDA is not available")
+        self.device = select_device(device_pref, "train.device", self.local_rank, self.world_size)
+        use_cuda = self.device.type == "cuda"
         if use_cuda:
-            self.device = torch.device(device_pref if device_pref.startswith("cuda:") else f"cuda:{self.local_rank}")
             torch.cuda.set_device(self.device)
-        else:
-            self.device = torch.device("cpu")
         self.owns_group = False
         if self.world_size > 1 and not torch.distributed.is_initialized():
             torch.distributed.init_process_group("nccl" if use_cuda else "gloo", init_method="env://")
@@ -258,7 +278,8 @@ def _fit(adapter, train, cfg, workdir, dist: _Dist, resume, diagnostics, progres
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # empty when written without AMP (CPU, amp=false): a GPU run may resume it with AMP on
+            scaler.load_state_dict(state["scaler"])
         start_epoch, iteration = state["epoch"], state["iteration"]
         history, elapsed = list(state.get("history", [])), float(state.get("elapsed", 0.0))
         rng = state["rng"]
@@ -317,7 +338,9 @@ def _fit(adapter, train, cfg, workdir, dist: _Dist, resume, diagnostics, progres
                 scaler.scale(loss).backward()
                 if tcfg["grad_clip"]:
                     scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(params, tcfg["grad_clip"])
+                    norm = nn.utils.clip_grad_norm_(params, tcfg["grad_clip"])
+                    if not use_amp and not torch.isfinite(norm):  # with AMP the scaler skips such a step
+                        _raise_nonfinite(dist, iteration, epoch, loss_dict, targets, "gradient")
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
@@ -401,12 +424,17 @@ def _merge_diagnostics(parts: list, metrics: dict) -> dict:
     return out
 
 
-def _raise_nonfinite(dist: _Dist, iteration: int, epoch: int, loss_dict: dict, targets: list[dict]):
+def _raise_nonfinite(dist: _Dist, iteration: int, epoch: int, loss_dict: dict, targets: list[dict],
+                     kind: str = "loss"):
+    """`kind` "loss", or "gradient": finite losses whose gradient is not (it would make every weight NaN)."""
     ids = [int(t["image_id"]) for t in targets]
     all_ids = sorted(i for part in dist.all_gather(ids) for i in part)
-    bad = {k: float(v.detach()) for k, v in loss_dict.items() if not math.isfinite(float(v.detach()))}
-    what = ", ".join(f"{k}={v}" for k, v in bad.items()) or "on another process"
-    raise BenchError(f"non-finite loss at iteration {iteration + 1} (epoch {epoch + 1}): {what}; "
+    if kind == "gradient":
+        what = "finite losses " + ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in loss_dict.items())
+    else:
+        bad = {k: float(v.detach()) for k, v in loss_dict.items() if not math.isfinite(float(v.detach()))}
+        what = ", ".join(f"{k}={v}" for k, v in bad.items()) or "on another process"
+    raise BenchError(f"non-finite {kind} at iteration {iteration + 1} (epoch {epoch + 1}): {what}; "
                      f"batch image ids: {all_ids}")
 
 
@@ -488,9 +516,7 @@ def predict(adapter, checkpoint: Path, dataset, cfg: dict | None = None, progres
     The model is rebuilt from the checkpoint's own config; `cfg` may only choose the device and loader workers.
     The dataset's category ids must be the model's, naming the same classes (`_check_category_names`)."""
     runtime = (cfg or {}).get("train", {})
-    device_pref = runtime.get("device", "auto")
-    device = torch.device("cuda" if device_pref == "auto" and torch.cuda.is_available()
-                          else ("cpu" if device_pref == "auto" else device_pref))
+    device = select_device(runtime.get("device", "auto"), "device", int(os.environ.get("LOCAL_RANK", "0")))
     model, state = load_model(adapter, checkpoint, device)
     categories = state["categories"]
     _check_category_names(state, dataset, checkpoint)

@@ -35,8 +35,12 @@ def test_cpu_model_matches_the_prototype_recipe():
                                                                    "pool": (4, 4)}
 
 
-def test_paper_model_freezes_stem_and_stage1_with_frozen_bn():
-    m = build_faster_rcnn(_cfg("paper", pretrained=False), num_classes=20)
+def test_paper_model_freezes_stem_and_stage1_with_frozen_bn(tmp_path):
+    import torchvision
+
+    path = tmp_path / "r50.pth"  # a local ImageNet-style backbone file, as offline users pass it
+    torch.save(torchvision.models.resnet50().state_dict(), path)
+    m = build_faster_rcnn(_cfg("paper", weights=str(path)), num_classes=20)
     body = m.backbone.body
     assert not any(p.requires_grad for p in body.conv1.parameters())
     assert not any(p.requires_grad for p in body.layer1.parameters())
@@ -45,6 +49,17 @@ def test_paper_model_freezes_stem_and_stage1_with_frozen_bn():
     assert m.transform.min_size == (800,) and m.transform.max_size == 1333
     assert m.roi_heads.fg_bg_sampler.batch_size_per_image == 512
     assert m.roi_heads.box_predictor.cls_score.out_features == 21
+
+
+def test_a_resnet_from_scratch_trains_every_stage_with_batchnorm():
+    """No ImageNet weights (model.pretrained=false, no --weights): frozen BatchNorm would keep the random init's
+    statistics and the frozen stem would never learn; every stage trains with ordinary BatchNorm (torchvision)."""
+    with pytest.warns(UserWarning, match="from scratch"):
+        m = build_faster_rcnn(_cfg("paper", pretrained=False), num_classes=20)
+    body = m.backbone.body
+    assert all(p.requires_grad for p in body.parameters())
+    assert isinstance(body.bn1, torch.nn.BatchNorm2d) and not any(
+        isinstance(x, FrozenBatchNorm2d) for x in body.modules())
 
 
 def test_local_backbone_weights_are_loaded(tmp_path):

@@ -62,7 +62,8 @@ def grid(o: SweepOptions):
 
 def local_layout(o: SweepOptions) -> tuple[int, int, list[list[str]] | None]:
     """(jobs, threads per job, GPU ids per job). GPU machine: one job per group of `gpus_per_cell` GPUs;
-    CPU: one 1-thread job per core (measured: two 1-thread trainings give ~1.6x the throughput of one 2-thread)."""
+    CPU: one 1-thread job per core (measured: two 1-thread trainings give ~1.6x the throughput of one 2-thread), or
+    as many `--threads`-thread jobs as fit the cores."""
     if o.gpus_per_cell < 1:
         raise BenchError(f"--gpus-per-cell must be at least 1, got {o.gpus_per_cell}")
     for flag, value in (("--jobs", o.jobs), ("--threads", o.threads)):
@@ -78,7 +79,7 @@ def local_layout(o: SweepOptions) -> tuple[int, int, list[list[str]] | None]:
         jobs = o.jobs or len(groups)
         layout = [groups[i % len(groups)] for i in range(jobs)]
     else:
-        jobs = o.jobs or max(1, cores // per)
+        jobs = o.jobs or max(1, cores // (per * (o.threads or 1)))  # --threads 4 on 16 cores: 4 jobs, not 16
         layout = None
     threads = o.threads or max(1, cores // (jobs * per))
     return jobs, threads, layout

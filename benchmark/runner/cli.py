@@ -61,7 +61,7 @@ def _noise_seed(text: str | None) -> int | str | None:
 @click.option("--dry-run", is_flag=True, help="List the cells, their status and what would happen; run nothing.")
 @click.option("--executor", type=click.Choice(["local", "slurm"]), default="local", show_default=True)
 @click.option("--jobs", "-j", type=int, default=None,
-              help="Cells at once (local) [default: one per GPU, or one per CPU core].")
+              help="Cells at once (local) [default: one per GPU group, or CPU cores / (threads x gpus-per-cell)].")
 @click.option("--threads", type=int, default=None, help="Threads per cell [default: cores / jobs].")
 @click.option("--gpus-per-cell", type=int, default=1, show_default=True,
               help="Processes per cell; > 1 runs each cell with torchrun (DDP).")

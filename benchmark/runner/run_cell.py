@@ -112,7 +112,8 @@ def run_cell(cell_dir: str | Path, *, overwrite: str = "missing", owner: str | N
         message = str(st.store_error(exc, cell_dir)) if isinstance(exc, OSError) else one_line(exc)
         try:
             write_json(cell_dir / st.FAILED, {"error": message, "time": time.time(), "host": st.HOST})
-        except BenchError:
+            (cell_dir / st.QUEUED).unlink(missing_ok=True)  # failed, not requeued: no job will run it any more
+        except (BenchError, OSError):
             pass  # e.g. the disk is full: the message still reaches the runner
         return result(cell_dir, "failed", message, time.perf_counter() - t0, name=name)
     finally:

@@ -174,10 +174,12 @@ def cell_status(cell_dir: Path, ignore_claim: bool = False) -> str:
 
 def reset(cell_dir: Path, keep_progress: bool) -> None:
     """Prepare a cell to be (re)run: DONE goes first, then the outputs; training progress and the noisy
-    annotations stay when `keep_progress` (resume), everything but config.json, the claim and the log (which
-    keeps the history of attempts) goes otherwise."""
+    annotations stay when `keep_progress` (resume), everything but config.json, the claim, the log (which
+    keeps the history of attempts) and the `queued` record goes otherwise. The record stays while the job runs: a
+    preempted Slurm job that is requeued waits in the queue again, without a claim, and a rerun of
+    `bench run --no-wait` must still see it queued instead of submitting the cell twice (`mark_done` removes it)."""
     (cell_dir / DONE).unlink(missing_ok=True)
-    keep = {CONFIG, CLAIM, LOG} | ({TRAIN_DIR, NOISE_DIR} if keep_progress else set())
+    keep = {CONFIG, CLAIM, LOG, QUEUED} | ({TRAIN_DIR, NOISE_DIR} if keep_progress else set())
     for p in cell_dir.iterdir():
         if p.name in keep:
             continue

@@ -12,6 +12,7 @@ profile trains 128 px shapes at 128 px and downsizes 640x480 BCCD to 320x240).
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -84,28 +85,57 @@ def _load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in sd.items()}
 
 
-def _load_matching(module: nn.Module, sd: dict[str, torch.Tensor], path) -> int:
-    """Load the entries whose name and shape match; a file that matches nothing is an error, not a no-op."""
+def _load_matching(module: nn.Module, sd: dict[str, torch.Tensor], path, body: str = "", backbone: str = "") -> int:
+    """Load the entries whose name and shape match; a file that matches nothing is an error, not a no-op, and so is
+    one that does not hold exactly the backbone's weights (names starting with `body`; a classifier `fc` aside): a
+    ResNet-18 or ResNet-101 file given to a ResNet-50 would otherwise load the layers that happen to fit and train
+    the rest from random weights without a word. Heads may differ (a detector with another number of classes)."""
     own = module.state_dict()
     ok = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
     if not ok:
         raise BenchError("no weight in this file matches the model (wrong backbone?)", path)
+
+    def in_body(k: str) -> bool:
+        return k.startswith(body) and not k[len(body):].startswith("fc.") and not k.endswith("num_batches_tracked")
+
+    missing = [k for k in own if in_body(k) and k not in ok]
+    extra = [k for k in sd if in_body(k) and k not in own]
+    if missing or extra:
+        what = (f"{len(missing)} of the {sum(map(in_body, own))} backbone weights are missing or shaped differently "
+                f"(e.g. {missing[0]})" if missing else f"it has {len(extra)} backbone weights the model lacks "
+                                                         f"(e.g. {extra[0]})")
+        raise BenchError(f"weights do not fit model.backbone={backbone}: {what}; wrong backbone?", path)
     module.load_state_dict(ok, strict=False)
     return len(ok)
 
 
 def _resnet(name: str, pretrained: bool, weights_path) -> nn.Module:
+    """A torchvision ResNet: ImageNet-initialised (the enum's weights, or `weights_path` loaded later) with frozen
+    BatchNorm, or, from scratch, with ordinary BatchNorm: frozen statistics of a random init normalise nothing."""
     import torchvision
 
     weights = None
     if pretrained and not weights_path:
         weights = torchvision.models.get_model_weights(name).IMAGENET1K_V1
+    norm = FrozenBatchNorm2d if pretrained or weights_path else nn.BatchNorm2d
     try:
-        net = torchvision.models.get_model(name, weights=weights, norm_layer=FrozenBatchNorm2d)
+        net = torchvision.models.get_model(name, weights=weights, norm_layer=norm)
     except (OSError, RuntimeError) as exc:  # offline machine, blocked download
         raise BenchError(f"cannot get ImageNet weights for {name} ({exc}); pass --weights PATH "
                          f"(a torchvision {name} state dict) or set model.pretrained=false") from None
     return net
+
+
+def _trainable_layers(cfg: dict, weights_path) -> int:
+    """`model.trainable_layers`, except from scratch (no ImageNet weights, no `--weights`): then every stage trains,
+    as torchvision does; frozen randomly initialised stages would never learn."""
+    layers = cfg["trainable_layers"]
+    if cfg.get("pretrained") or weights_path or layers == 5:
+        return layers
+    warnings.warn(f"model.backbone={cfg['backbone']} from scratch (model.pretrained=false, no --weights): all 5 "
+                  f"stages train with ordinary BatchNorm; model.trainable_layers={layers} applies to initialised "
+                  "backbones only", stacklevel=3)
+    return 5
 
 
 def resnet_fpn(net: nn.Module, trainable_layers: int, fpn_channels: int) -> BackboneWithFPN:
@@ -134,12 +164,12 @@ def build_faster_rcnn(model_cfg: dict, num_classes: int) -> FasterRCNN:
     if name == "tiny":
         backbone = tiny_backbone(list(cfg["widths"]), cfg["fpn_channels"])
         if weights_path and detector_weights is None:
-            _load_matching(backbone.body, sd, weights_path)
+            _load_matching(backbone.body, sd, weights_path, backbone=name)
     elif name in RESNETS:
         net = _resnet(name, bool(cfg.get("pretrained")), weights_path)
         if weights_path and detector_weights is None:
-            _load_matching(net, sd, weights_path)
-        backbone = resnet_fpn(net, cfg["trainable_layers"], cfg["fpn_channels"])
+            _load_matching(net, sd, weights_path, backbone=name)
+        backbone = resnet_fpn(net, _trainable_layers(cfg, weights_path), cfg["fpn_channels"])
     else:
         raise BenchError(f"unknown model.backbone {name!r} (known: {', '.join(BACKBONES)})")
 
@@ -169,5 +199,5 @@ def build_faster_rcnn(model_cfg: dict, num_classes: int) -> FasterRCNN:
     model.transform = ResizeTransform(cfg["min_size"], cfg["max_size"], IMAGENET_MEAN, IMAGENET_STD,
                                       upscale=bool(cfg.get("upscale", True)))
     if detector_weights is not None:
-        _load_matching(model, detector_weights, weights_path)
+        _load_matching(model, detector_weights, weights_path, "backbone.body.", name)
     return model

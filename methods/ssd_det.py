@@ -248,12 +248,11 @@ def final_refinement(adapter: SSDDet, train, cfg: dict, workdir: Path, result: T
     then all come from the final model (during training each object keeps the box of the last time it was seen)."""
     import torch
 
-    from benchmark.engine import load_model, refined_annotations
+    from benchmark.engine import load_model, refined_annotations, select_device
     from benchmark.io import read_json, write_json
     from methods._core.data import DetectionImages, collate
 
-    pref = cfg["train"].get("device", "auto")
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if pref == "auto" else pref)
+    device = select_device(cfg["train"].get("device", "auto"), "train.device", int(os.environ.get("LOCAL_RANK", "0")))
     model, _ = load_model(adapter, result.checkpoint, device)
     if diagnostics is not None:
         model.set_diagnostics(diagnostics)

@@ -184,11 +184,11 @@ def test_coco_box_crossing_border_is_clipped_and_counted(tmp_path):
 
 def _messy_coco() -> dict:
     """Every per-box rule at once: clean, clipped, round-off, outside, zero, inverted, unknown image / category,
-    bool and integer coordinates, crowd and difficult flags, a missing area."""
+    integer coordinates, crowd and difficult flags, a missing area."""
     data = coco_dict()  # image 10 is 60x40, category 3
     base = {"image_id": 10, "category_id": 3}
     boxes = [[1, 2, 3, 4], [-5, 30, 20, 20], [0, 0, 60.0000001, 40], [70, 50, 10, 10], [5, 4, 0, 10],
-             [5, 4, 10, -3], [1.5, 2.5, 3.25, 4], [True, 1, 2, 3], [0, 0, 60, 40]]
+             [5, 4, 10, -3], [1.5, 2.5, 3.25, 4], [0, 0, 60, 40]]
     anns = [{**base, "id": 100 + k, "bbox": b, "area": 1.0} for k, b in enumerate(boxes)]
     anns += [{**base, "id": 200, "image_id": 99, "bbox": [1, 1, 2, 2]},
              {**base, "id": 201, "category_id": 9, "bbox": [1, 1, 2, 2]},
@@ -264,6 +264,10 @@ def test_coco_load_records_the_file_sha256(tmp_path):
      "annotations[0]: missing required key 'bbox'"),
     (orjson.dumps({**coco_dict(), "annotations": [{"id": 1, "image_id": 10, "category_id": 3, "bbox": [1, 2, 3]}]}),
      "bbox must be 4 numbers"),
+    *[(orjson.dumps({**coco_dict(), "annotations": [{"id": 1, "image_id": 10, "category_id": 3, "bbox": [1, 2, 3, 4]},
+                                                    {"id": 2, "image_id": 10, "category_id": 3, "bbox": bad}]}),
+       f"annotations[1] (id 2): bbox must be 4 numbers [x, y, w, h], got {bad!r}")
+      for bad in ([True, 1, 2, 3], [0, 1, 2, False], ["1.5", 1, 2, 3], [None, 1, 2, 3])],
 ])
 def test_coco_malformed_file_is_one_line_error_naming_it(tmp_path, content, message):
     p = tmp_path / "bad.json"

@@ -10,6 +10,7 @@ clipped and counted. Images without annotations are valid and kept.
 from __future__ import annotations
 
 import os
+from array import array
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from operator import itemgetter
@@ -144,9 +145,9 @@ def _rows_needing_care(items: list, images: dict[int, dict], category_ids: set) 
         return None
     if set(map(type, boxes)) != {list} or set(map(len, boxes)) != {4}:
         return None
-    numbers = set(map(type, chain.from_iterable(boxes))) <= {int, float}  # bools and strings: per annotation
-    xywh = (np.fromiter(chain.from_iterable(boxes), np.float64, 4 * n).reshape(n, 4) if numbers
-            else np.full((n, 4), np.nan))
+    xywh = _numeric_boxes(boxes, n)
+    if xywh is None:  # bools, strings, nulls: every box through the per-annotation rules, which name the bad one
+        xywh = np.full((n, 4), np.nan)
     size = np.full((n, 2), np.nan)  # unknown image -> NaN -> not inside -> the per-annotation rules skip it
     rows = _int_column_op(lambda: rows_by_id(np.fromiter(images.keys(), np.int64, len(images)),
                                              np.fromiter(image_ids, np.int64, n)), image_ids)
@@ -161,6 +162,22 @@ def _rows_needing_care(items: list, images: dict[int, dict], category_ids: set) 
     with np.errstate(invalid="ignore"):
         inside = (w > 0) & (h > 0) & (x >= 0) & (y >= 0) & (x + w <= size[:, 0]) & (y + h <= size[:, 1])
     return np.flatnonzero(~(inside & known_cat))
+
+
+def _numeric_boxes(boxes: list, n: int) -> "np.ndarray | None":
+    """The n x 4 coordinates when every one is a JSON number (int or float), else None.
+
+    `array("d", ...)` rejects strings and nulls at C speed (np.fromiter would parse "1.5" and read null as NaN);
+    a bool becomes 0.0 or 1.0, so only the few rows holding exactly 0 or 1 need their types looked at: ~0.4 s less
+    than a type check of all 3.4 M coordinates of COCO train."""
+    try:
+        xywh = np.frombuffer(array("d", chain.from_iterable(boxes)), np.float64).reshape(n, 4)
+    except (TypeError, OverflowError):
+        return None
+    maybe_bool = np.flatnonzero(((xywh == 0) | (xywh == 1)).any(axis=1)).tolist()
+    if not set(map(type, chain.from_iterable(map(boxes.__getitem__, maybe_bool)))) <= {int, float}:
+        return None
+    return xywh
 
 
 def _unique_ints(ids: list) -> bool:
@@ -198,7 +215,7 @@ def _checked_annotation(i: int, a, images: dict[int, dict], category_ids: set, p
         if aid in seen:
             raise BenchError(f"duplicate annotation id {aid} (annotations[{i}])", path)
         seen.add(aid)
-    if type(bb) is not list or len(bb) != 4:
+    if type(bb) is not list or len(bb) != 4 or not all(type(v) in (int, float) for v in bb):  # true is no number
         raise BenchError(f"annotations[{i}] (id {aid}): bbox must be 4 numbers [x, y, w, h], got {bb!r}", path)
     src = path.name
     img = images.get(iid)

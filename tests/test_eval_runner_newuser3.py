@@ -32,6 +32,16 @@ def test_executor_slurm_without_slurm_is_an_error_not_a_local_run(tmp_path, monk
                   st.Store(tmp_path / "s"))  # the tests' local cluster still works
 
 
+def test_slurm_options_with_the_local_executor_are_an_error(tmp_path):
+    """`--partition gpu` (or `--no-wait`, ...) without `--executor slurm` trained the sweep here, options dropped."""
+    for changed, flag in (({"partition": "gpu"}, "--partition"), ({"wait": False}, "--no-wait"),
+                          ({"slurm_args": {"account": "x"}}, "--slurm-arg"), ({"cpus_per_task": 8}, "--cpus-per-task")):
+        o = SweepOptions("dummy", store=tmp_path / "store", **changed)
+        with pytest.raises(BenchError, match=f"{flag} apply to --executor slurm only"):
+            make_executor(o, st.Store(o.store))
+    make_executor(SweepOptions("dummy", store=tmp_path / "store"), st.Store(tmp_path / "store"))  # defaults: fine
+
+
 # ---- --set NAME:KEY=V -----------------------------------------------------------------------------------------
 def test_scoped_set_for_a_method_not_in_the_sweep_is_an_error():
     """`--set ssd-det:method.topk=3` (typo) was dropped silently: the cells ran without it."""

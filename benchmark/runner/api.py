@@ -103,6 +103,7 @@ def make_executor(o: SweepOptions, store: st.Store):
     if o.external:  # scoring files is quick and needs no worker processes
         return InlineExecutor(o.overwrite, progress=False)
     if o.executor == "local":
+        _refuse_slurm_options(o)
         jobs, threads, gpu_groups = local_layout(o)
         return LocalExecutor(jobs, threads, gpu_groups, gpus_per_cell=o.gpus_per_cell, imports=o.imports,
                              progress=o.progress, overwrite=o.overwrite)
@@ -114,6 +115,21 @@ def make_executor(o: SweepOptions, store: st.Store):
                                 gpus_per_cell=o.gpus_per_cell, imports=o.imports, overwrite=o.overwrite,
                                 wait=o.wait, slurm_args=o.slurm_args)
     raise BenchError(f"--executor must be local or slurm, got {o.executor!r}")
+
+
+_SLURM_FLAGS = {"partition": "--partition", "gpus_per_task": "--gpus-per-task", "cpus_per_task": "--cpus-per-task",
+                "timeout_min": "--timeout-min", "mem_gb": "--mem-gb", "array_parallelism": "--array-parallelism",
+                "slurm_args": "--slurm-arg", "wait": "--no-wait"}
+
+
+def _refuse_slurm_options(o: SweepOptions) -> None:
+    """Slurm-only options with the local executor would be dropped without a word (`--partition gpu` without
+    `--executor slurm` trains here): say so instead."""
+    defaults = SweepOptions(o.methods)
+    given = [flag for name, flag in _SLURM_FLAGS.items() if getattr(o, name) != getattr(defaults, name)]
+    if given:
+        raise BenchError(f"{', '.join(given)} apply to --executor slurm only (this sweep runs locally); add "
+                         "--executor slurm or leave them out")
 
 
 def runs_on_gpu(o: SweepOptions) -> bool:

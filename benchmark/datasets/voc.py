@@ -232,8 +232,9 @@ def save_voc(ds: DetectionDataset, root: str | Path, split: str, images: str = "
     """Write `ds` as a VOC split: one xml per image, `ImageSets/Main/<split>.txt`, images placed in
     `JPEGImages/` ('symlink', 'copy' or 'none').
 
-    Coordinates are written as integers (VOC's precision: boxes move by at most 1 px); ignored boxes (VOC
-    difficult, COCO crowd) are written with `<difficult>1</difficult>`. `written` (image id -> content, shared by
+    Coordinates are written as integers (VOC's precision: edges move by at most 0.5 px, except that a box under
+    1 px wide or high is widened to 1 px); ignored boxes (VOC difficult, COCO crowd) are written with
+    `<difficult>1</difficult>`. `written` (image id -> content, shared by
     the splits of one export) keeps ids unique: an image whose id is taken by another one is renamed `<id>__2`.
     Returns counts of what was written."""
     root = Path(root)

@@ -259,9 +259,7 @@ def validate(cfg: dict) -> dict:
             or steps != sorted(steps) or (t["scheduler"] == "step" and any(s <= 0 or s > t["epochs"] for s in steps)):
         # the epoch range only matters to the step schedule; cosine/constant runs may shorten `epochs` freely
         raise BenchError(f"train.steps must be increasing epochs in 1..train.epochs ({t['epochs']}), got {steps!r}")
-    dev = t["device"]
-    if not isinstance(dev, str) or not (dev in ("auto", "cpu", "cuda")
-                                        or (dev.startswith("cuda:") and dev[5:].isdigit())):
+    if not is_device(t["device"]):
         raise BenchError(f"train.device must be auto, cpu, cuda or cuda:N, got {t['device']!r}")
     if m["min_size"] > m["max_size"]:
         raise BenchError(f"model.min_size ({m['min_size']}) must not exceed model.max_size ({m['max_size']})")
@@ -330,6 +328,12 @@ def resolve_config(method, profile: str, dataset_kind: str = "coco", noise_level
             value = float(value)
         cfg[sec][key] = value
     return validate(cfg)
+
+
+def is_device(value) -> bool:
+    """`auto`, `cpu`, `cuda` or `cuda:N`: what `train.device` (and `bench predict --device`) may say."""
+    return isinstance(value, str) and (value in ("auto", "cpu", "cuda")
+                                       or (value.startswith("cuda:") and value[5:].isdigit()))
 
 
 def scaled_lr(train_cfg: dict) -> float:

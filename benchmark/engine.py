@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmark.config import scaled_lr
+from benchmark.config import is_device, scaled_lr
 from benchmark.errors import BenchError
 from benchmark.io import dumps_json, write_json
 from methods._core.data import DetectionImages, IterationBatches, TrainOrder, collate
@@ -48,8 +48,7 @@ RUNTIME_KEYS = {"train": ("device", "workers", "log_every", "amp", "cache_images
 def select_device(pref: str, what: str = "train.device", local_rank: int = 0, world_size: int = 1) -> torch.device:
     """`auto | cpu | cuda | cuda:N` -> the device (`cuda`: this process's LOCAL_RANK under torchrun); a device this
     machine does not have is a one-line BenchError, not CUDA's traceback."""
-    if not isinstance(pref, str) or not (pref in ("auto", "cpu", "cuda")
-                                         or (pref.startswith("cuda:") and pref[5:].isdigit())):
+    if not is_device(pref):
         raise BenchError(f"{what} must be auto, cpu, cuda or cuda:N, got {pref!r}")
     if pref == "cpu" or (pref == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")

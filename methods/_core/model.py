@@ -117,7 +117,7 @@ def _resnet(name: str, pretrained: bool, weights_path) -> nn.Module:
     weights = None
     if pretrained and not weights_path:
         weights = torchvision.models.get_model_weights(name).IMAGENET1K_V1
-    norm = FrozenBatchNorm2d if pretrained or weights_path else nn.BatchNorm2d
+    norm = nn.BatchNorm2d if _from_scratch(pretrained, weights_path) else FrozenBatchNorm2d
     try:
         net = torchvision.models.get_model(name, weights=weights, norm_layer=norm)
     except (OSError, RuntimeError) as exc:  # offline machine, blocked download
@@ -126,11 +126,16 @@ def _resnet(name: str, pretrained: bool, weights_path) -> nn.Module:
     return net
 
 
+def _from_scratch(pretrained, weights_path) -> bool:
+    """No ImageNet weights and no `--weights` file: the backbone starts from a random init."""
+    return not pretrained and not weights_path
+
+
 def _trainable_layers(cfg: dict, weights_path) -> int:
-    """`model.trainable_layers`, except from scratch (no ImageNet weights, no `--weights`): then every stage trains,
-    as torchvision does; frozen randomly initialised stages would never learn."""
+    """`model.trainable_layers`, except from scratch: then every stage trains, as torchvision does; frozen randomly
+    initialised stages would never learn."""
     layers = cfg["trainable_layers"]
-    if cfg.get("pretrained") or weights_path or layers == 5:
+    if not _from_scratch(cfg.get("pretrained"), weights_path) or layers == 5:
         return layers
     warnings.warn(f"model.backbone={cfg['backbone']} from scratch (model.pretrained=false, no --weights): all 5 "
                   f"stages train with ordinary BatchNorm; model.trainable_layers={layers} applies to initialised "

@@ -12,11 +12,20 @@ Generates (seeded, into a temporary folder) a COCO-train-sized annotation file l
   four levels  one load_coco, then 0.1..0.4 through iter_noisy, each written by write_levels while the next is made
                (as `bench noise make` writes)
   bench CLI    `bench noise make -d coco:TRAIN,TEST -l 0.4` as a user runs it (interpreter start-up included)
+  I/O floor    orjson loads + dumps + write with the garbage collector off, nothing else: perf-anchors.md's anchor G
+
+The VM this runs on changes speed between sessions (the same per-box loop has read 8 s and 18 s), and the absolute
+targets were set on a machine where the loop took 18 s and the I/O floor 3.6 s. So the table also states the
+targets scaled by this run's I/O floor (the floor, like one level, is parse, allocation and write bound; the loop
+is pure interpretation and moves differently): "one level <= 8 s x floor here / 3.6 s", whole process against
+whole process.
 
 Targets (issue 4): kernel >= 50x faster than the per-box loop; one level <= 8 s; four levels <= 20 s; peak RSS
 <= 2.5 GB. Prints a table and writes benchmarks/out/noise_speed.json.
 
-    python3 benchmarks/noise_speed.py [--images 118287] [--boxes 860001] [--seed 20240601] [--skip-cli]
+    python3 benchmarks/noise_speed.py [--images 118287] [--boxes 860001] [--seed 20240601] [--skip-cli] [--repeat 3]
+
+One level, four levels and the I/O floor run `--repeat` times each; the run with the median time is reported.
 """
 
 from __future__ import annotations
@@ -37,6 +46,9 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "out" / "noise_speed.json"
 COCO_IDS = [i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)]
 TARGET_KERNEL_SPEEDUP, TARGET_ONE_S, TARGET_FOUR_S, TARGET_RSS_GB = 50.0, 8.0, 20.0, 2.5
+# the reference machine of issue 4 (perf-anchors.md §3): A3, the published per-box loop, and G, the I/O floor
+# (orjson loads + dumps with the garbage collector off, whole process under GNU time), on the same file size
+REFERENCE_LOOP_S, REFERENCE_FLOOR_S = 18.05, 3.6
 
 
 # ---- data -------------------------------------------------------------------------------------------------------
@@ -156,6 +168,21 @@ def child_kernel(train: Path, out_dir: Path) -> dict:
             "loop_equals_legacy_kernel": bool(np.array_equal(got, looped))}
 
 
+def child_floor(train: Path, out_dir: Path) -> dict:
+    """Read and rewrite the file with orjson and the garbage collector off: what any tool pays for this file."""
+    import gc
+
+    import orjson
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    gc.disable()
+    data = orjson.loads(train.read_bytes())
+    load_s = time.perf_counter() - t0
+    (out_dir / "floor.json").write_bytes(orjson.dumps(data))
+    return {"load_s": load_s, "total_s": time.perf_counter() - t0}
+
+
 def child_phases(train: Path, out_dir: Path) -> dict:
     """Where one level's time goes (the same work as `one level`, timed step by step)."""
     from benchmark.datasets import load_coco
@@ -218,6 +245,16 @@ def run_child(args: list[str]) -> tuple[dict, float, float]:
     return (json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}), wall, rss_gb
 
 
+def median_run(runs: list[tuple[dict, float, float]]) -> dict:
+    """The run with the median in-process time (the reference machine's figures are medians of 3 runs too), with
+    every run's times kept; peak RSS is the highest of the runs."""
+    ordered = sorted(runs, key=lambda r: r[0].get("total_s", r[1]))
+    res, wall, _ = ordered[len(ordered) // 2]
+    return {**res, "wall_s": wall, "peak_rss_gb": max(r[2] for r in runs),
+            "runs_total_s": [round(r[0].get("total_s", r[1]), 3) for r in runs],
+            "runs_wall_s": [round(r[1], 3) for r in runs]}
+
+
 # ---- main -----------------------------------------------------------------------------------------------------------
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -225,7 +262,9 @@ def main() -> None:
     ap.add_argument("--boxes", type=int, default=860_001)
     ap.add_argument("--seed", type=int, default=20240601)
     ap.add_argument("--skip-cli", action="store_true", help="do not time `bench noise make`")
-    ap.add_argument("--child", choices=["kernel", "phases", "one", "four"], help=argparse.SUPPRESS)
+    ap.add_argument("--repeat", type=int, default=3, help="runs of one level, four levels and the I/O floor "
+                    "(the median is reported)")
+    ap.add_argument("--child", choices=["kernel", "phases", "one", "four", "floor"], help=argparse.SUPPRESS)
     ap.add_argument("--train", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -233,6 +272,7 @@ def main() -> None:
     if a.child:
         res = (child_kernel(a.train, a.out) if a.child == "kernel"
                else child_phases(a.train, a.out) if a.child == "phases"
+               else child_floor(a.train, a.out) if a.child == "floor"
                else child_levels(a.train, a.out, [0.4] if a.child == "one" else [0.1, 0.2, 0.3, 0.4]))
         res["self_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
         print(json.dumps(res))
@@ -250,10 +290,12 @@ def main() -> None:
         me = str(Path(__file__).resolve())
         rows = {}
         for name, child in (("kernel", "kernel"), ("phases", "phases"), ("one level", "one"),
-                            ("four levels", "four")):
-            print(f"running {name} ...", file=sys.stderr)
-            res, wall, rss = run_child([me, "--child", child, "--train", str(train), "--out", str(tmp / child)])
-            rows[name] = {**res, "wall_s": wall, "peak_rss_gb": rss}
+                            ("four levels", "four"), ("I/O floor", "floor")):
+            repeat = 1 if child in ("kernel", "phases") else a.repeat
+            print(f"running {name} ({repeat}x) ...", file=sys.stderr)
+            runs = [run_child([me, "--child", child, "--train", str(train), "--out", str(tmp / child)])
+                    for _ in range(repeat)]
+            rows[name] = median_run(runs)
         if not a.skip_cli:
             print("running bench noise make ...", file=sys.stderr)
             _, wall, rss = run_child(["-m", "benchmark.cli", "noise", "make", "-d", f"coco:{train},{test}",
@@ -263,14 +305,21 @@ def main() -> None:
     k = rows["kernel"]
     speedup = k["loop_s"] / k["kernel_numpy_s"]
     speedup_legacy = k["loop_s"] / k["kernel_legacy_s"]
-    one, four = rows["one level"], rows["four levels"]
+    one, four, floor = rows["one level"], rows["four levels"], rows["I/O floor"]
     peak = max(r["peak_rss_gb"] for r in rows.values())
+    scale = floor["wall_s"] / REFERENCE_FLOOR_S  # this machine's I/O speed against the reference machine's
+    full_size = (a.images, a.boxes) == (118_287, 860_001)  # the reference figures are for that file only
+    scaled_one, scaled_four = TARGET_ONE_S * scale, TARGET_FOUR_S * scale
     checks = {
         f"kernel (numpy, default) >= {TARGET_KERNEL_SPEEDUP:g}x the per-box loop": speedup >= TARGET_KERNEL_SPEEDUP,
         f"kernel (oamil-legacy) >= {TARGET_KERNEL_SPEEDUP:g}x the per-box loop": speedup_legacy >= TARGET_KERNEL_SPEEDUP,
         "per-box loop == legacy kernel (bit-equal)": k["loop_equals_legacy_kernel"],
         f"one level <= {TARGET_ONE_S:g} s": one["total_s"] <= TARGET_ONE_S,
         f"four levels <= {TARGET_FOUR_S:g} s": four["total_s"] <= TARGET_FOUR_S,
+        **({f"one level <= {scaled_one:.1f} s (8 s scaled by the I/O floor; whole process)":
+            one["wall_s"] <= scaled_one,
+            f"four levels <= {scaled_four:.1f} s (20 s scaled; whole process)": four["wall_s"] <= scaled_four}
+           if full_size else {}),
         f"peak RSS <= {TARGET_RSS_GB:g} GB": peak <= TARGET_RSS_GB,
     }
     load = os.getloadavg()[0]
@@ -287,7 +336,14 @@ def main() -> None:
           f"  {speedup_legacy:.0f}x faster (CPU {k['loop_cpu_s'] / k['kernel_legacy_cpu_s']:.0f}x); best of 3")
     for name, r in (("one level", one), ("four levels", four)):
         print(f"{name:<14}{r['total_s']:>9.2f}{r['cpu_s']:>8.2f}{r['peak_rss_gb']:>8.2f}  load {r['load_s']:.2f}"
-              f" + make and write {r['make_and_write_s']:.2f}; mean IoU {r['mean_iou']}")
+              f" + make and write {r['make_and_write_s']:.2f}; whole process {r['wall_s']:.2f} s; "
+              f"runs {r['runs_total_s']}; mean IoU {r['mean_iou']}")
+    print(f"{'I/O floor':<14}{floor['total_s']:>9.2f}{'':>8}{floor['peak_rss_gb']:>8.2f}  orjson loads "
+          f"{floor['load_s']:.2f} + dumps and write; whole process {floor['wall_s']:.2f} s (reference machine "
+          f"{REFERENCE_FLOOR_S:g} s); runs {floor['runs_wall_s']}")
+    if full_size:
+        print(f"this machine against the reference machine of issue 4: I/O floor "
+              f"{REFERENCE_FLOOR_S / floor['wall_s']:.2f}x as fast, per-box loop {REFERENCE_LOOP_S / k['loop_s']:.2f}x")
     if "bench CLI" in rows:
         r = rows["bench CLI"]
         print(f"{'bench CLI':<14}{r['wall_s']:>9.1f}{'':>8}{r['peak_rss_gb']:>8.2f}  bench noise make -l 0.4, "
@@ -301,6 +357,7 @@ def main() -> None:
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"config": vars(a) | {"train": None, "out": None}, "file_mb": mb, "rows": rows,
                                "speedup_numpy": speedup, "speedup_legacy": speedup_legacy, "peak_rss_gb": peak,
+                               "io_floor_scale": scale,
                                "checks": checks}, indent=2, default=str))
     print(f"wrote {OUT}")
 

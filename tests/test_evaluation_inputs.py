@@ -239,6 +239,12 @@ def test_bad_options(tmp_path, gt):
         load_detections(_write(tmp_path, _one(category_id=3)), gt, category_ids="index0")
     with pytest.raises(BenchError, match="unknown --category-ids"):
         load_detections(path, gt, category_ids="names")
+    # class names map detector indices; with GT ids in the json they would be silently unused
+    names = [c["name"] for c in gt.categories]
+    with pytest.raises(BenchError, match="--category-ids index0 or index1, or drop --classes") as info:
+        load_detections(path, gt, classes=names)
+    assert str(path) in str(info.value)
+    assert load_detections(_write(tmp_path, _one(category_id=0)), gt, classes=names, category_ids="index0")
 
 
 def test_empty_results_file(tmp_path, gt):

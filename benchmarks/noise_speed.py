@@ -268,6 +268,8 @@ def main() -> None:
     ap.add_argument("--train", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.repeat < 1:
+        ap.error(f"--repeat must be at least 1, got {a.repeat}")
     sys.path.insert(0, str(REPO))
     if a.child:
         res = (child_kernel(a.train, a.out) if a.child == "kernel"

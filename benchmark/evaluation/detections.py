@@ -324,6 +324,10 @@ def _load(path: Path, gt: DetectionDataset, classes, category_ids: str, match_im
     if path.suffix.lower() in PICKLE_SUFFIXES:
         dets = _from_pickle(_read_pickle(path), gt, label_map, path)
     else:
+        if classes is not None and category_ids == "dataset":  # checked before reading: it would go unused
+            raise BenchError("--classes maps detector class indices, but --category-ids is 'dataset' (category_id "
+                             "already holds ground-truth ids): pass --category-ids index0 or index1, or drop "
+                             "--classes", path)
         dets = read_json(path)
         if isinstance(dets, dict):
             hint = " (this looks like a ground-truth file)" if "annotations" in dets else ""
@@ -334,10 +338,6 @@ def _load(path: Path, gt: DetectionDataset, classes, category_ids: str, match_im
         if category_ids != "dataset":
             offset = 0 if category_ids == "index0" else 1
             dets = _remap_index_categories(dets, label_map, offset, path)
-        elif classes is not None:  # it would be silently unused: the json's category_id are taken as GT ids
-            raise BenchError("--classes maps detector class indices, but --category-ids is 'dataset' (category_id "
-                             "already holds ground-truth ids): pass --category-ids index0 or index1, or drop "
-                             "--classes", path)
     if match_images != "id":
         dets = _remap_image_ids(dets, _image_id_resolver(gt, match_images, path))
     return to_arrays(gt, dets, path, index_hint=True)

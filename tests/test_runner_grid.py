@@ -111,6 +111,16 @@ def test_scoped_overrides_reach_only_their_method():
     assert by_method["faster_rcnn"] == {"train.lr": 0.5}
 
 
+def test_a_dict_value_under_a_dotted_key_is_a_global_override_not_a_method_scope():
+    # `--set model.extra={"a": 1}` once read as a method called "model.extra": dropped, then "not a method"
+    opts = parse_set_options(['model.extra={"a": 1}', 'dummy:method.steps=9'])
+    assert opts == {"model.extra": {"a": 1}, "dummy": {"method.steps": 9}}
+    cells = expand_grid(["dummy", "faster_rcnn"], [0.1], [0], overrides=opts, baselines=False)
+    by_method = {c.method: c.overrides for c in cells}
+    assert by_method["dummy"] == {"model.extra": {"a": 1}, "method.steps": 9}
+    assert by_method["faster_rcnn"] == {"model.extra": {"a": 1}}
+
+
 # ---- identity -----------------------------------------------------------------------------------------------------
 GOLDEN_CONFIG = {
     "schema": 1, "code_version": "0.1.0", "method": "m", "profile": "cpu", "seed": 0,

@@ -168,16 +168,22 @@ def _check_scoped(overrides: dict[str, Any], methods: set[str]) -> None:
     """`--set NAME:KEY=V` for no method of the sweep (a typo such as `ssd-det:`, or a method left out) would be
     dropped without a word, and the cells would run an experiment other than the one asked for."""
     for name, value in overrides.items():
-        if isinstance(value, dict) and name not in _SECTIONS and name not in methods:
+        if _is_scope(name, value) and name not in methods:
             raise BenchError(f"--set {name}:...: {name!r} is not a method of this sweep (its methods: "
                              f"{', '.join(sorted(methods))})")
 
 
 def _overrides_for(method: str, overrides: dict[str, Any]) -> dict:
     """Global `section.key` overrides plus the ones scoped to `method` (scoped win)."""
-    glob = {k: v for k, v in overrides.items() if not isinstance(v, dict) or k in _SECTIONS}
-    scoped = overrides.get(method, {}) if isinstance(overrides.get(method), dict) else {}
+    glob = {k: v for k, v in overrides.items() if not _is_scope(k, v)}
+    scoped = overrides.get(method, {}) if _is_scope(method, overrides.get(method)) else {}
     return {**glob, **scoped}
+
+
+def _is_scope(name: str, value: Any) -> bool:
+    """A method's own overrides (`{"ssd_det": {...}}`): a dict under a dotless name that is no config section.
+    `section.key` always has a dot, so `--set model.extra={...}` stays a global value, whatever its type."""
+    return isinstance(value, dict) and "." not in name and name not in _SECTIONS
 
 
 def parse_set_options(items: list[str] | tuple[str, ...]) -> dict[str, Any]:

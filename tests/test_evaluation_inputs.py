@@ -234,7 +234,7 @@ def test_bad_pickles(tmp_path, gt, content, message):
 def test_bad_options(tmp_path, gt):
     path = _write(tmp_path, coco_results())
     with pytest.raises(BenchError, match="'horse'"):
-        load_detections(path, gt, classes=["cat", "horse"])
+        load_detections(path, gt, classes=["cat", "horse"], category_ids="index0")
     with pytest.raises(BenchError, match="category index 3 is out of range"):
         load_detections(_write(tmp_path, _one(category_id=3)), gt, category_ids="index0")
     with pytest.raises(BenchError, match="unknown --category-ids"):

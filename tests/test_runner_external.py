@@ -117,6 +117,20 @@ def test_bad_external_requests_are_clear_errors(tmp_path, splits, kw, message):
         run_sweep(options(tmp_path / "store", [str(dets)], **kw), echo=lambda s: None)
 
 
+@pytest.mark.parametrize("read_options, message", [
+    ({"classes": ["a", "b"], "category_ids": "dataset", "match_images": "id"}, "--category-ids is 'dataset'"),
+    ({"category_ids": "index2", "match_images": "id"}, "unknown --category-ids 'index2'"),
+    ({"category_ids": "index0", "match_images": "name"}, "unknown image matching 'name'"),
+])
+def test_contradictory_read_options_fail_the_plan_not_each_cell(tmp_path, splits, read_options, message):
+    dets = tmp_path / "d.json"
+    write_json(dets, detections(splits["test"], 0.0))
+    store = tmp_path / "store"
+    with pytest.raises(BenchError, match=re.escape(message)):  # raised while planning: the sweep never starts
+        run_sweep(options(store, [str(dets)], external_options=read_options), echo=lambda s: None)
+    assert not (store / "cells").exists() or not any((store / "cells").iterdir())
+
+
 def test_detections_for_another_dataset_fail_the_cell_in_one_line(tmp_path, splits):
     dets = tmp_path / "d.json"
     write_json(dets, [{"image_id": 99999, "category_id": 1, "bbox": [0, 0, 4, 4], "score": 0.5}])

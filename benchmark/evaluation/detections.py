@@ -317,17 +317,27 @@ def load_detection_arrays(path: str | Path, gt: DetectionDataset, *, classes: Se
         return _load(path, gt, classes, category_ids, match_images)
 
 
-def _load(path: Path, gt: DetectionDataset, classes, category_ids: str, match_images: str) -> DetectionArrays:
+def check_read_options(path: str | Path, classes=None, category_ids: str = "dataset",
+                       match_images: str = "id") -> None:
+    """The read options on their own, before any file is read: `bench eval` checks them here, and `bench run
+    --external` when it plans its cells (not when each cell runs)."""
     if category_ids not in CATEGORY_ID_MODES:
         raise BenchError(f"unknown --category-ids {category_ids!r} (choose from {', '.join(CATEGORY_ID_MODES)})")
+    if match_images not in IMAGE_MATCH_MODES:
+        raise BenchError(f"unknown image matching {match_images!r} (choose from {', '.join(IMAGE_MATCH_MODES)})",
+                         Path(path))
+    if classes is not None and category_ids == "dataset" and Path(path).suffix.lower() not in PICKLE_SUFFIXES:
+        raise BenchError("--classes maps detector class indices, but --category-ids is 'dataset' (category_id "
+                         "already holds ground-truth ids): pass --category-ids index0 or index1, or drop "
+                         "--classes", Path(path))
+
+
+def _load(path: Path, gt: DetectionDataset, classes, category_ids: str, match_images: str) -> DetectionArrays:
+    check_read_options(path, classes, category_ids, match_images)
     label_map = label_to_category_id(gt, classes, path)
     if path.suffix.lower() in PICKLE_SUFFIXES:
         dets = _from_pickle(_read_pickle(path), gt, label_map, path)
     else:
-        if classes is not None and category_ids == "dataset":  # checked before reading: it would go unused
-            raise BenchError("--classes maps detector class indices, but --category-ids is 'dataset' (category_id "
-                             "already holds ground-truth ids): pass --category-ids index0 or index1, or drop "
-                             "--classes", path)
         dets = read_json(path)
         if isinstance(dets, dict):
             hint = " (this looks like a ground-truth file)" if "annotations" in dets else ""

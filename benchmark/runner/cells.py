@@ -245,12 +245,14 @@ def resolve(spec: CellSpec, datasets: DatasetCache, gpu: bool | None = None) -> 
 def resolve_external(spec: CellSpec, datasets: DatasetCache, detections: Path, read_options: dict) -> Cell:
     """The config of a cell scored from a detections file made elsewhere (`benchmark.runner.external`): no method
     config, profile `external` unless given, and the file's sha256 and read options under `external`."""
+    from benchmark.evaluation.detections import check_read_options
     from benchmark.io import sha256_file
 
     _check_noise(spec)
     path = Path(detections).expanduser().resolve()
     if not path.is_file():
         raise BenchError("--external: detections file not found", path)
+    check_read_options(path, **read_options)
     facts = datasets.facts(spec.dataset)
     external = {"file": path.name, "sha256": sha256_file(path), **read_options}
     return _cell(spec, facts, spec.profile or EXTERNAL_PROFILE, {}, {"external": external},

@@ -498,6 +498,22 @@ def test_calibrate_finds_the_protocol_level(big):
         calibrate(big, "uniform", 1.5)
 
 
+def test_calibrate_finds_the_first_level_where_iou_turns_back_up():
+    # IoU that falls, then rises again (as shrinking boxes collapse and are kept clean): `scale` at strength
+    # 0.8 x min(level, 1 - level). Plain bisection from the top level saw IoU ~1 there and said "out of reach".
+    from noise.registry import NoiseModel
+
+    scale = get_model("scale").fn
+    v_shaped = NoiseModel("v_shaped", lambda bs, level, rng: scale(bs, 0.8 * min(level, 1 - level), rng))
+    ds = synthetic(n_images=60)
+    level = calibrate(ds, v_shaped, 0.75, seed=0)
+    assert level < 0.5  # the first of the two levels that give it
+    realised = make_noisy(ds, v_shaped, level, seed=0).manifest["realised_iou"]["all"]["mean"]
+    assert realised == pytest.approx(0.75, abs=2e-3)
+    with pytest.raises(BenchError, match=r"at best \(level 0\.5,.*out of reach"):
+        calibrate(ds, v_shaped, 0.2, seed=0)
+
+
 def test_compose_applies_steps_in_order():
     ds = synthetic(n_images=50)
     model = compose([("uniform", None), ("missing", 0.1)])

@@ -56,7 +56,13 @@ _TRAIN_COMMON = {
     "log_every": 20,
     "find_unused_parameters": False,
     "checkpoint_every": 1,
+    "checkpoint_minutes": 30.0,
 }
+
+# train keys that may differ between runs of the same experiment: left out of cell ids and of the check that a
+# resumed run continues the same experiment
+RUNTIME_KEYS = {"train": ("device", "workers", "log_every", "amp", "cache_images", "checkpoint_every",
+                          "checkpoint_minutes")}
 
 PROFILE_DEFAULTS: dict[str, dict[str, dict]] = {
     "cpu": {
@@ -158,7 +164,7 @@ _POSITIVE_INT = {("model", k) for k in ("fpn_channels", "representation_size", "
 _POSITIVE_INT |= {("train", k) for k in ("epochs", "batch_size", "base_batch_size", "log_every", "checkpoint_every")}
 _NONNEG_INT = {("train", k) for k in ("warmup_iters", "workers", "seed", "data_seed")} | {("model", "trainable_layers")}
 _POSITIVE_FLOAT = {("train", "lr")}
-_NONNEG_FLOAT = {("train", k) for k in ("weight_decay", "momentum")}
+_NONNEG_FLOAT = {("train", k) for k in ("weight_decay", "momentum", "checkpoint_minutes")}
 _UNIT_FLOAT = {("train", k) for k in ("hflip", "vflip", "warmup_factor", "gamma")} | {
     ("model", k) for k in ("box_nms_thresh", "box_score_thresh")}
 _BOOL = {("model", "pretrained"), ("model", "upscale")} | {("train", k) for k in ("amp", "cache_images",

@@ -4,8 +4,10 @@
 - seeds: `train.seed` initialises the model (and the global RNG torchvision's samplers draw from), `train.data_seed`
   drives image order and flips (`methods._core.data.TrainOrder`); both recorded in the checkpoint and metrics;
 - schedule: `train.epochs` x `iters_per_epoch` iterations; per-iteration warm-up then step or cosine decay;
-- checkpoints: `workdir/checkpoint.pth` after every epoch (model, optimizer, scheduler, AMP scaler, epoch,
-  iteration, RNG states, config); `resume=True` continues from it and reproduces an uninterrupted run;
+- checkpoints: `workdir/checkpoint.pth` after every `train.checkpoint_every` epochs and, inside an epoch, once
+  `train.checkpoint_minutes` have passed since the last one (a preempted COCO epoch is hours; 0: epoch ends only)
+  (model with the hooks' state, optimizer, scheduler, AMP scaler, epoch, iteration, RNG states, config, the loss
+  sums of an epoch under way); `resume=True` continues from it and reproduces an uninterrupted run;
   `workdir/model_final.pth` holds the final weights + config + category ids and names for `predict`;
 - CUDA AMP on GPU only; DDP when launched by `torchrun` (WORLD_SIZE/RANK/LOCAL_RANK; NCCL on GPU, gloo on CPU);
   `train.batch_size` is the total over all processes;
@@ -31,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmark.config import is_device, scaled_lr
+from benchmark.config import RUNTIME_KEYS, is_device, scaled_lr
 from benchmark.errors import BenchError
 from benchmark.io import dumps_json, write_json
 from methods._core.data import DetectionImages, IterationBatches, TrainOrder, collate
@@ -41,7 +43,6 @@ from methods.base import TrainResult
 CHECKPOINT = "checkpoint.pth"
 FINAL = "model_final.pth"
 # keys that may differ between an interrupted run and its resumption (hardware and logging, not the experiment)
-RUNTIME_KEYS = {"train": ("device", "workers", "log_every", "amp", "cache_images", "checkpoint_every")}
 
 
 # ---- distributed helpers ---------------------------------------------------------------------------------------
@@ -272,7 +273,7 @@ def _fit(adapter, train, cfg, workdir, dist: _Dist, resume, diagnostics, progres
     use_amp = bool(tcfg["amp"]) and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
-    start_epoch, iteration, history, elapsed = 0, 0, [], 0.0
+    start_epoch, iteration, history, elapsed, partial = 0, 0, [], 0.0, None
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -281,6 +282,7 @@ def _fit(adapter, train, cfg, workdir, dist: _Dist, resume, diagnostics, progres
             scaler.load_state_dict(state["scaler"])
         start_epoch, iteration = state["epoch"], state["iteration"]
         history, elapsed = list(state.get("history", [])), float(state.get("elapsed", 0.0))
+        partial = state.get("partial")  # written inside an epoch: that epoch's loss sums so far
         rng = state["rng"]
         if len(rng) == dist.world_size:
             _set_rng_state(rng[dist.rank], device)
@@ -299,7 +301,7 @@ def _fit(adapter, train, cfg, workdir, dist: _Dist, resume, diagnostics, progres
     order = TrainOrder(num_images, tcfg["batch_size"], tcfg["data_seed"], tcfg["hflip"], tcfg["vflip"],
                        dist.rank, dist.world_size)
     log = _Log(workdir / "train.log" if dist.main else None)
-    if start_epoch == 0:
+    if state is None:
         log(f"start method={adapter.name} images={num_images} epochs={epochs} iters/epoch={ipe} "
             f"batch={tcfg['batch_size']} lr={scaled_lr(tcfg):g} seed={tcfg['seed']} data_seed={tcfg['data_seed']} "
             f"device={device} world_size={dist.world_size} amp={use_amp} skipped={images.skipped}")
@@ -315,22 +317,48 @@ def _fit(adapter, train, cfg, workdir, dist: _Dist, resume, diagnostics, progres
                    dynamic_ncols=True, leave=False)
     params = [p for p in model.parameters() if p.requires_grad]
     autocast = (lambda: torch.autocast("cuda")) if use_amp else nullcontext
+    save_every_s = 60.0 * float(tcfg["checkpoint_minutes"])
+    last_save = time.perf_counter()
+
+    def save_checkpoint(epochs_done: int, epoch_so_far: dict | None) -> None:
+        rng = dist.all_gather(_rng_state(device))
+        if dist.main:
+            _save(ckpt_path, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                "epoch": epochs_done, "iteration": iteration, "rng": rng, "config": cfg,
+                "categories": categories, "category_names": category_names, "method": adapter.name,
+                "history": history, "elapsed": elapsed, "partial": epoch_so_far,
+            })
+        dist.barrier()
+
     try:
         for epoch in range(start_epoch, epochs):
             _call_hook(model, "set_epoch", epoch, epochs)
+            t0, sums, count, before = time.perf_counter(), {}, 0, 0.0
             ddp_model.train()
-            loader = torch.utils.data.DataLoader(
-                images, batch_sampler=IterationBatches(order, epoch * ipe, (epoch + 1) * ipe), collate_fn=collate,
+            loader = torch.utils.data.DataLoader(  # from `iteration`: epoch * ipe, or where a checkpoint left off
+                images, batch_sampler=IterationBatches(order, iteration, (epoch + 1) * ipe), collate_fn=collate,
                 num_workers=tcfg["workers"], pin_memory=device.type == "cuda")
-            t0, sums, count = time.perf_counter(), {}, 0
-            for ims, targets in loader:
+            batches = iter(loader)  # draws its base seed from the global RNG, as it did before the checkpoint
+            if partial is not None:  # resumed inside this epoch: the hooks' state as saved, not as set_epoch left
+                model.load_state_dict(state["model"])  # it, and the RNG state of that iteration
+                if len(state["rng"]) == dist.world_size:
+                    _set_rng_state(state["rng"][dist.rank], device)
+                sums, count, before = dict(partial["sums"]), int(partial["count"]), float(partial["seconds"])
+                partial = None
+            for ims, targets in batches:
                 ims, targets = _to_device(ims, targets, device)
                 with autocast():
                     loss_dict = ddp_model(ims, targets)
                 loss = sum(loss_dict.values())
                 values = torch.stack([loss.detach().float()] + [v.detach().float() for v in loss_dict.values()])
                 finite = torch.isfinite(values).all().float().reshape(1)
-                reduced = dist.all_reduce_mean(torch.cat([values, finite]))
+                # the main process's clock decides when to checkpoint; the flag rides on the loss reduction
+                due = dist.main and save_every_s > 0 and time.perf_counter() - last_save >= save_every_s
+                reduced = dist.all_reduce_mean(torch.cat([values, finite, finite.new_tensor([float(due)])]))
+                save_now = bool(reduced[-1] > 0)
+                reduced = reduced[:-1]
                 if reduced[-1] < 1.0 or not torch.isfinite(reduced).all():
                     _raise_nonfinite(dist, iteration, epoch, loss_dict, targets)
                 optimizer.zero_grad(set_to_none=True)
@@ -356,22 +384,19 @@ def _fit(adapter, train, cfg, workdir, dist: _Dist, resume, diagnostics, progres
                     parts = " ".join(f"{k}={v:.4f}" for k, v in zip(names, reduced[:-1].tolist()))
                     log(f"epoch {epoch + 1}/{epochs} iter {iteration}/{total_iters} "
                         f"lr={optimizer.param_groups[0]['lr']:.3e} {parts}")
-            seconds = time.perf_counter() - t0
+                if save_now and iteration < (epoch + 1) * ipe:  # the epoch's end saves anyway
+                    save_checkpoint(epoch, {"sums": sums, "count": count,
+                                            "seconds": time.perf_counter() - t0 + before})
+                    log(f"checkpoint at iteration {iteration} (epoch {epoch + 1}/{epochs} under way)")
+                    last_save = time.perf_counter()
+            seconds = time.perf_counter() - t0 + before
             elapsed += seconds
             history.append({"epoch": epoch + 1, "iteration": iteration, "seconds": round(seconds, 3),
                             **{k: round(v / max(count, 1), 5) for k, v in sums.items()}})
             log(f"epoch {epoch + 1}/{epochs} done in {seconds:.1f}s mean loss={sums.get('loss', 0.0) / max(count, 1):.4f}")
             if (epoch + 1) % tcfg["checkpoint_every"] == 0 or epoch + 1 == epochs:
-                rng = dist.all_gather(_rng_state(device))
-                if dist.main:
-                    _save(ckpt_path, {
-                        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                        "epoch": epoch + 1, "iteration": iteration, "rng": rng, "config": cfg,
-                        "categories": categories, "category_names": category_names, "method": adapter.name,
-                        "history": history, "elapsed": elapsed,
-                    })
-                dist.barrier()
+                save_checkpoint(epoch + 1, None)
+                last_save = time.perf_counter()
     finally:
         if bar is not None:
             bar.close()

@@ -240,12 +240,14 @@ class OAMILRoIHeads(RoIHeads):
     def get_extra_state(self):
         ids = torch.tensor(list(self._refined.keys()), dtype=torch.int64)
         boxes = torch.tensor(list(self._refined.values()), dtype=torch.float32).reshape(-1, 4)
-        return {"refined_ids": ids, "refined_boxes": boxes, "epoch": torch.tensor([self.epoch, self.num_epochs])}
+        return {"refined_ids": ids, "refined_boxes": boxes, "epoch": torch.tensor([self.epoch, self.num_epochs]),
+                "stats": dict(self._stats)}  # an epoch's diagnostics so far: checkpoints are also taken mid-epoch
 
     def set_extra_state(self, state) -> None:
         ids, boxes = state["refined_ids"].tolist(), state["refined_boxes"].tolist()
         self._refined = dict(zip((int(i) for i in ids), boxes))
         self.epoch, self.num_epochs = (int(v) for v in state["epoch"].tolist())
+        self._stats.update({k: float(v) for k, v in state.get("stats", {}).items() if k in self._stats})
 
     # ---- training --------------------------------------------------------------------------------------------
     def _classify(self, features, boxes_per_image: list[Tensor], image_shapes) -> tuple[Tensor, Tensor]:

@@ -97,6 +97,49 @@ def test_two_iteration_run_through_the_adapter_protocol(toy, tmp_path):
         assert 0 <= x and 0 <= y and w > 0 and h > 0 and x + w <= 64.01 and y + h <= 48.01 and 0 <= d["score"] <= 1
 
 
+@pytest.mark.parametrize("name", ["faster_rcnn", "ssd_det", "oa_mil"])
+def test_a_run_stopped_inside_an_epoch_resumes_from_its_mid_epoch_checkpoint(toy, tmp_path, name):
+    # train.checkpoint_minutes ~0: a checkpoint after every iteration; stopped in the middle of epoch 2 of 2.
+    # The hooks' state (refined boxes, diagnostics sums) must come back as it was, not as set_epoch resets it.
+    method = get_method(name)
+    cfg = tiny_cfg(method, **{"train.epochs": 2, "train.iters_per_epoch": 3, "train.steps": [4],
+                              "train.checkpoint_minutes": 1e-9})
+    full = fit(method, toy, cfg, tmp_path / "full", diagnostics=toy, progress=False)
+
+    class Stopping(type(method)):
+        def build_model(self, cfg, num_classes):
+            model = super().build_model(cfg, num_classes)
+            forward, calls = model.forward, []
+
+            def stop_at_fifth(*args, **kwargs):
+                calls.append(1)
+                if len(calls) == 5:
+                    raise KeyboardInterrupt
+                return forward(*args, **kwargs)
+
+            model.forward = stop_at_fifth
+            return model
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(Stopping(), toy, cfg, tmp_path / "split", diagnostics=toy, progress=False)
+    ckpt = torch.load(tmp_path / "split" / "checkpoint.pth", weights_only=False)
+    assert (ckpt["epoch"], ckpt["iteration"]) == (1, 4) and ckpt["partial"]["count"] == 1
+    resumed = fit(method, toy, cfg, tmp_path / "split", diagnostics=toy, progress=False)
+    a = torch.load(full.checkpoint, weights_only=False)["model"]
+    b = torch.load(resumed.checkpoint, weights_only=False)["model"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a if isinstance(a[k], torch.Tensor)), \
+        "resumed weights differ from the uninterrupted run"
+    def without_time(metrics):
+        return {k: ([{kk: vv for kk, vv in h.items() if kk != "seconds"} for h in v] if k == "history" else v)
+                for k, v in metrics.items() if k not in ("train_seconds", "seconds_per_iter")}
+    assert without_time(resumed.metrics) == without_time(full.metrics)
+    if full.refined_boxes is not None:
+        assert resumed.refined_boxes.read_bytes() == full.refined_boxes.read_bytes()
+    log = (tmp_path / "split" / "train.log").read_text()
+    assert "checkpoint at iteration 4 (epoch 2/2 under way)" in log and "resume from epoch 1 (iteration 4)" in log
+
+
 def test_resume_reproduces_an_uninterrupted_run(toy, tmp_path):
     cfg = tiny_cfg(get_method("faster_rcnn"), **{"train.epochs": 3, "train.steps": [2]})
     full = fit(get_method("faster_rcnn"), toy, cfg, tmp_path / "full", progress=False)

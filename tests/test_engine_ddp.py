@@ -15,7 +15,8 @@ from methods._core.toy import make_toy_dataset
 
 TINY = {"train.epochs": 2, "train.iters_per_epoch": 2, "train.batch_size": 4, "train.steps": [1],
         "train.warmup_iters": 1, "model.widths": [8, 8, 16, 16], "model.fpn_channels": 16,
-        "model.representation_size": 32, "model.box_batch_size_per_image": 16}
+        "model.representation_size": 32, "model.box_batch_size_per_image": 16,
+        "train.checkpoint_minutes": 1e-9}  # a mid-epoch checkpoint after every iteration: all ranks must join it
 
 
 class SeenBoxesModel(torch.nn.Module):
@@ -85,3 +86,6 @@ def test_ddp_gloo_two_processes(tmp_path):
     assert 0 < metrics["seen_here"] < len(ds.annotations)
     assert torch.load(run / "checkpoint.pth", weights_only=True)["epoch"] == 2
     assert len(torch.load(run / "checkpoint.pth", weights_only=True)["rng"]) == 2
+    # rank 0's clock asked for them; rank 1 joined each (a rank left out would deadlock in the RNG gather)
+    log = (run / "train.log").read_text()
+    assert "checkpoint at iteration 1 (epoch 1/2 under way)" in log and "checkpoint at iteration 3 (epoch 2/2" in log

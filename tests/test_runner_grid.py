@@ -306,11 +306,15 @@ def test_default_profile_and_local_layout(monkeypatch):
             local_layout(SweepOptions("m", **bad))
 
 
-def test_runtime_keys_match_the_engine():
-    engine = pytest.importorskip("benchmark.engine")
-    from benchmark.runner.cells import RUNTIME_KEYS
+def test_runtime_keys_leave_the_cell_id_unchanged():
+    from benchmark.config import RUNTIME_KEYS
 
-    assert {k: set(v) for k, v in RUNTIME_KEYS.items()} == {k: set(v) for k, v in engine.RUNTIME_KEYS.items()}
+    knobs = {"device": "cpu", "workers": 3, "log_every": 7, "amp": False, "cache_images": True,
+             "checkpoint_every": 2, "checkpoint_minutes": 5.0}
+    assert set(knobs) == set(RUNTIME_KEYS["train"])
+    changed = {**GOLDEN_CONFIG, "method_config": {**GOLDEN_CONFIG["method_config"],
+                                                  "train": {**GOLDEN_CONFIG["method_config"]["train"], **knobs}}}
+    assert cell_id(changed) == cell_id(GOLDEN_CONFIG)
 
 
 def test_costliest_cells_start_first_and_ties_keep_grid_order():

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark import __version__
+from benchmark.config import RUNTIME_KEYS
 from benchmark.errors import BenchError
 from benchmark.io import dumps_json, sha256_bytes
 from benchmark.runner.devices import visible_gpus
@@ -21,8 +22,6 @@ from benchmark.runner.grid import CellSpec
 SCHEMA = 1
 ID_LENGTH = 16  # hex digits of the sha256 used as the directory name (64 bits)
 NON_IDENTITY = ("cell_id", "locator")
-# config keys that may differ between runs of the same experiment (mirrors benchmark.engine.RUNTIME_KEYS)
-RUNTIME_KEYS = {"train": ("device", "workers", "log_every", "amp", "cache_images", "checkpoint_every")}
 PAPER_KINDS = ("coco", "voc")  # datasets on which a GPU machine defaults to the papers' recipe
 EXTERNAL_PROFILE = "external"  # default profile of cells scored from external detections (benchmark.runner.external)
 

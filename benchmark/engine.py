@@ -42,7 +42,6 @@ from methods.base import TrainResult
 
 CHECKPOINT = "checkpoint.pth"
 FINAL = "model_final.pth"
-# keys that may differ between an interrupted run and its resumption (hardware and logging, not the experiment)
 
 
 # ---- distributed helpers ---------------------------------------------------------------------------------------

@@ -191,6 +191,15 @@ def test_yolo_user_yaml_with_train_equal_to_val_keeps_its_train_split(tmp_path):
                                    "--split", "test"])
     assert res.exit_code == 0, res.output
     assert sorted(load(tmp_path / "out")) == ["test"]
+    # ... and of a lone train split (`val:` repeats the train images) stays train-only: it read back as `test`
+    res = CliRunner().invoke(cli, ["data", "convert", str(root), str(tmp_path / "out_train"), "--to", "yolo",
+                                   "--split", "train"])
+    assert res.exit_code == 0, res.output
+    back = load(tmp_path / "out_train")
+    assert sorted(back) == ["train"] and len(back["train"].annotations) == 1
+    made = CliRunner().invoke(cli, ["noise", "make", "-d", str(tmp_path / "out_train"), "-l", "0.2",
+                                    "-o", str(tmp_path / "noisy")])
+    assert made.exit_code == 0, made.output
 
 
 def test_convert_refuses_to_mix_into_an_earlier_export_or_overwrite_its_source(tmp_path):

@@ -28,7 +28,7 @@ from .coco import load_coco
 from .core import DetectionDataset
 from .shapes import ShapesConfig, cache_dir, ensure_shapes
 from .voc import load_voc, voc_splits
-from .yolo import load_yolo, same_yolo_sources, yolo_splits
+from .yolo import load_yolo, lone_export_split, yolo_splits
 
 REPO = Path(__file__).resolve().parents[2]
 BCCD_RELATIVE = Path("..") / "shared" / "datasets" / "bccd" / "BCCD"
@@ -154,8 +154,9 @@ def _load_yolo_root(root: Path, name: str) -> dict[str, DetectionDataset]:
     if not pairs:
         raise BenchError(f"YOLO dataset has no train, val or test split (data.yaml entries or images/<split>/ "
                          f"folders; found: {', '.join(avail) or 'nothing'})", root)
-    if len(pairs) == 2 and same_yolo_sources(root, pairs[0][1], pairs[1][1]):
-        pairs = pairs[1:]  # our export of a lone test split names its images as `train` too: no train split
+    lone = lone_export_split(root, pairs[0][1], pairs[1][1]) if len(pairs) == 2 else None
+    if lone is not None:  # our export of one split names it under several keys: only that split is there
+        pairs = pairs[:1] if lone == "train" else pairs[1:]
     return {k: load_yolo(root, s, name=f"{name}/{k}") for k, s in pairs}
 
 

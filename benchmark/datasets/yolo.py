@@ -243,14 +243,18 @@ def yolo_splits(root: str | Path) -> list[str]:
     return found
 
 
-def same_yolo_sources(root: str | Path, a: str, b: str) -> bool:
-    """Splits `a` and `b` read the same images of a data.yaml `save_yolo` wrote (it writes `train: images/val`
-    for a lone test split: Ultralytics wants the key). A user's yaml naming one folder twice means what it says."""
+def lone_export_split(root: str | Path, a: str, b: str) -> str | None:
+    """The one split a data.yaml `save_yolo` wrote really holds, when its splits `a` and `b` read the same images
+    (it names a lone split under every key Ultralytics wants: `train: images/train` and `val: images/train` for a
+    lone train split, `train: images/test` for a lone test one): the folder's name, else None. A user's yaml naming
+    one folder twice means what it says."""
     yaml_path = _yaml_file(Path(root))
     if yaml_path is None or not yaml_path.read_text(encoding="utf-8").startswith(WRITTEN_BY):
-        return False
-    resolved = [[os.path.realpath(p) for p in _split_sources(Path(root), s)[0]] for s in (a, b)]
-    return resolved[0] == resolved[1]
+        return None
+    sources = [[os.path.realpath(p) for p in _split_sources(Path(root), s)[0]] for s in (a, b)]
+    if sources[0] != sources[1] or len(sources[0]) != 1:
+        return None
+    return Path(sources[0][0]).name
 
 
 def labels_dir(folder: Path) -> Path:

@@ -361,11 +361,23 @@ def _check(ds, model, seed, rng, layout, params):
         raise BenchError("dataset has no images: nothing to perturb", where)
     if not ds.annotations:
         raise BenchError("dataset has no annotations: nothing to perturb", where)
+    _refuse_noisy(ds, where)
     if layout == "auto":
         layout = detect_layout(ds)
     if layout not in ("coco", "voc"):
         raise BenchError(f"layout must be 'auto', 'coco' or 'voc', got {layout!r}")
     return nm, rng, int(seed), layout
+
+
+def _refuse_noisy(ds: DetectionDataset, where) -> None:
+    """A noisy file perturbed again would write its noisy boxes as `true_bbox`: the clean boxes, which the oracle
+    trains on and `recover_clean` gives back, would be lost without a word."""
+    made = ds.info.get("noisybox") if isinstance(ds.info, dict) else None
+    if made or any(map(contains, ds.annotations, repeat("true_bbox"))):
+        what = (f"made by noise model {made.get('model')!r} at level {made.get('level')}"
+                if isinstance(made, dict) else "its annotations carry `true_bbox`")
+        raise BenchError(f"this dataset is already noisy ({what}): perturb the clean source instead, or compose "
+                         "models in one run (e.g. -m uniform+missing@0.1)", where)
 
 
 def _source(ds: DetectionDataset, fingerprint: str | None) -> dict:

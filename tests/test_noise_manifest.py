@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from benchmark.datasets.core import DetectionDataset
+from benchmark.datasets import load_coco
 from benchmark.io import read_json, sha256_file
 from benchmark.errors import BenchError
 from noise import (compose, iter_noisy, make_noisy, make_noisy_levels, noise_stats, recover_clean, write_levels,
@@ -152,6 +153,18 @@ def test_clean_set_is_recoverable_from_file_and_manifest(tmp_path, model, level,
     assert back.info == ds.info and back.images == ds.images
     assert noise_stats(DetectionDataset.from_coco(read_json(paths["annotations"])))["bogus"] == \
         r.manifest["counts"]["added"]
+
+
+def test_a_noisy_file_is_not_perturbed_again(tmp_path):
+    # its noisy boxes would have become `true_bbox`: the clean set lost without a word
+    paths = write_noisy(make_noisy(small(), "uniform", 0.4, seed=3), tmp_path)
+    noisy = load_coco(paths["annotations"])
+    with pytest.raises(BenchError, match=r"already noisy \(made by noise model 'uniform' at level 0.4\)"):
+        make_noisy(noisy, "uniform", 0.2, seed=1)
+    stray = small()
+    stray.annotations[0]["true_bbox"] = [1, 2, 3, 4]
+    with pytest.raises(BenchError, match="already noisy \\(its annotations carry `true_bbox`\\)"):
+        make_noisy(stray, "shift", 0.2)
 
 
 def test_noise_stats_match_the_manifest():

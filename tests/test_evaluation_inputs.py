@@ -245,6 +245,9 @@ def test_bad_options(tmp_path, gt):
         load_detections(path, gt, classes=names)
     assert str(path) in str(info.value)
     assert load_detections(_write(tmp_path, _one(category_id=0)), gt, classes=names, category_ids="index0")
+    # a name twice: two detector labels scored as one class (a silently wrong AP)
+    with pytest.raises(BenchError, match=r"class 'cat' appears twice in --classes \(labels 0 and 1\)"):
+        load_detections(_write(tmp_path, _one(category_id=0)), gt, classes=["cat", "cat"], category_ids="index0")
 
 
 def test_empty_results_file(tmp_path, gt):

@@ -326,6 +326,13 @@ def check_read_options(path: str | Path, classes=None, category_ids: str = "data
     if match_images not in IMAGE_MATCH_MODES:
         raise BenchError(f"unknown image matching {match_images!r} (choose from {', '.join(IMAGE_MATCH_MODES)})",
                          Path(path))
+    if classes is not None:
+        first: dict = {}
+        for label, name in enumerate(classes):
+            if name in first:  # two labels mapped to one class: the other class's detections would score as it
+                raise BenchError(f"class {name!r} appears twice in --classes (labels {first[name]} and {label})",
+                                 Path(path))
+            first[name] = label
     if classes is not None and category_ids == "dataset" and Path(path).suffix.lower() not in PICKLE_SUFFIXES:
         raise BenchError("--classes maps detector class indices, but --category-ids is 'dataset' (category_id "
                          "already holds ground-truth ids): pass --category-ids index0 or index1, or drop "

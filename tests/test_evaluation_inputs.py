@@ -140,8 +140,13 @@ def test_ultralytics_predictions_by_file_stem_and_class_index(tmp_path, gt):
     _same(load_detections(path, gt, match_images="file_stem", category_ids="index0"), coco_results())
     # a stem that names no image is an error, even when it happens to equal a real image id
     path.write_text(json.dumps([{**dets[0], "image_id": 10}]))
-    with pytest.raises(BenchError, match="not in the ground truth"):
+    with pytest.raises(BenchError, match="no ground-truth file has") as info:
         load_detections(path, gt, match_images="file_stem", category_ids="index1")
+    assert "use --match-images file_stem" not in str(info.value)  # it was given: the hint would send them round
+    # a path or a file name instead of the stem names the same image
+    named = [{**d, "image_id": f"val/{d['image_id']:06d}.png"} for d in dets]
+    path.write_text(json.dumps(named))
+    _same(load_detections(path, gt, match_images="file_stem", category_ids="index1"), coco_results())
 
 
 # ---- bad input -----------------------------------------------------------------------------------------------

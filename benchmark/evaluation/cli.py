@@ -90,7 +90,8 @@ def format_table(gt, num_detections: int, results: dict) -> str:
 @click.option("--category-ids", type=click.Choice(["dataset", "index0", "index1"]), default="dataset",
               show_default=True, help="what json category_id holds: GT category ids or 0/1-based class indices")
 @click.option("--match-images", type=click.Choice(["id", "file_stem"]), default="id", show_default=True,
-              help="match detection image_id to GT image ids, or to image file stems (ultralytics)")
+              help="match detection image ids (json or pickle) to GT image ids, or to image file stems "
+                   "(ultralytics, mmdet 3.x on VOC)")
 def eval_cmd(gt_spec, dt_path, metric, split, json_out, classes, category_ids, match_images):
     """Evaluate detections against ground truth: COCO AP (faster-coco-eval) and VOC AP50 (mmdet eval_map)."""
     from benchmark.evaluation import METRICS, evaluate, load_detection_arrays

@@ -32,6 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from benchmark.datasets.core import DetectionDataset
+from benchmark.datasets.images import IMAGE_EXTENSIONS
 from benchmark.errors import BenchError
 from benchmark.io import gc_paused, read_json
 
@@ -94,9 +95,15 @@ def label_to_category_id(gt: DetectionDataset, classes: Sequence[str] | None = N
 
 
 def _image_key(value):
-    """How ultralytics names an image: the file stem, as int when it is all digits."""
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
+    """How ultralytics names an image: the file stem, as int when it is all digits. A path or file name
+    (`val/000001.png`) is reduced to its stem; a dot that starts no image extension stays (`img.v2`)."""
+    if isinstance(value, str):
+        value = value.replace("\\", "/").rsplit("/", 1)[-1]
+        stem, dot, ext = value.rpartition(".")
+        if dot and stem and "." + ext.lower() in IMAGE_EXTENSIONS:
+            value = stem
+        if value.isdigit():
+            return int(value)
     return value
 
 
@@ -177,6 +184,11 @@ def to_arrays(gt: DetectionDataset, detections: list, path: str | Path | None = 
     unknown = image_index < 0
     if unknown.any():
         ids = sorted({image_ids[i] for i in np.flatnonzero(unknown)}, key=repr)
+        if any(isinstance(k, _UnmatchedImage) for k in ids):  # matched by file stem already
+            known = _examples([_image_key(Path(str(img["file_name"])).stem) for img in gt.images])
+            raise BenchError(f"{int(unknown.sum())} detections name {len(ids)} images no ground-truth file has "
+                             f"({_examples(ids)}; ground truth has {len(gt.images)} images, file stems like {known})"
+                             f" -- wrong split or dataset?", path)
         raise BenchError(f"{int(unknown.sum())} detections refer to {len(ids)} image ids not in the ground truth "
                          f"({_examples(ids)}; ground truth has {len(gt.images)} images, ids like "
                          f"{_examples([img['id'] for img in gt.images])}) -- wrong split or dataset? If the ids are "

@@ -83,9 +83,10 @@ def _noise_seed(text: str | None) -> int | str | None:
                    "as cells of --method NAME; one file per (level, seed) cell, levels first. Trains nothing.")
 @click.option("--classes", default=None, help="--external: detector class names in label order (mmdet `classes`).")
 @click.option("--category-ids", type=click.Choice(["dataset", "index0", "index1"]), default="dataset",
-              show_default=True, help="--external json: what category_id holds.")
+              show_default=True, help="--external json: what category_id holds (GT ids or 0/1-based class indices).")
 @click.option("--match-images", type=click.Choice(["id", "file_stem"]), default="id", show_default=True,
-              help="--external json: match image_id to GT ids or to image file stems.")
+              help="--external (json or pickle): match image ids to GT ids or to image file stems (ultralytics, "
+                   "mmdet 3.x on VOC).")
 @click.option("--report/--no-report", default=True, show_default=True, help="Write the comparison report at the end.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars [default: when stderr is a terminal].")
 def run(methods, noise, seeds, datasets, noise_model, noise_params, noise_seed, noise_rng, profile, sets,

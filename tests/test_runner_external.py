@@ -81,6 +81,13 @@ def test_unchanged_file_is_skipped_changed_file_redoes_the_same_cell(tmp_path, s
     again = run_sweep(options(store, [str(dets)]), echo=lambda s: None)
     assert again.counts()["skipped"] == 1 and again.counts()["done"] == 0
     write_json(dets, detections(test, 0.3, seed=1))  # a corrected export of the same run
+    # --overwrite never leaves the done cell as it is: its config once named the new file, its metrics the old one's
+    kept = run_sweep(options(store, [str(dets)], overwrite="never"), echo=lambda s: None)
+    assert kept.counts()["skipped"] == 1 and kept.counts()["done"] == 0
+    cell_dir = store / "cells" / first.cells[0].id
+    assert st.cell_status(cell_dir) == st.DONE_S and "redo" not in dry_run(options(store, [str(dets)],
+                                                                                    overwrite="never"))
+    assert results.load(store)["AP"].tolist() == [pytest.approx(1.0)]
     assert "redo" in dry_run(options(store, [str(dets)]))
     redo = run_sweep(options(store, [str(dets)]), echo=lambda s: None)
     assert redo.counts()["done"] == 1 and redo.cells[0].id == first.cells[0].id

@@ -59,8 +59,9 @@ def plan_external(files: list[str], methods, noise, seeds, datasets: list[str], 
         cell = resolve_external(spec, cache, Path(path), dict(read_options or {}))
         status = store.status(cell.id)
         action = action_for(status, overwrite)
-        if status == st.DONE_S and action == "skip" and _recorded(store, cell.id) != cell.config["external"]:
-            action = "redo"  # another file (or other read options) for the same run
+        if (status == st.DONE_S and action == "skip" and overwrite != "never"
+                and _recorded(store, cell.id) != cell.config["external"]):
+            action = "redo"  # another file (or other read options) for the same run; `never` keeps the old result
         out.append(Planned(cell, status, action))
     return out
 

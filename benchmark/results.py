@@ -163,13 +163,14 @@ def load(store_dir: str | Path) -> pd.DataFrame:
     cells = Path(store_dir) / "cells"
     if not Path(store_dir).is_dir():
         raise BenchError("results directory not found", store_dir)
+    if not cells.is_dir():  # e.g. the cells/ folder itself, or a cell: an empty table would read as "no results"
+        raise BenchError("not a results store (no cells/ directory)", store_dir)
     rows = []
-    if cells.is_dir():
-        for d in sorted(cells.iterdir()):
-            if d.is_dir():
-                row = cell_row(d)
-                if row is not None:
-                    rows.append(row)
+    for d in sorted(cells.iterdir()):
+        if d.is_dir():
+            row = cell_row(d)
+            if row is not None:
+                rows.append(row)
     columns = [*IDENTITY_COLUMNS, *COCO_METRICS, "VOC_AP50"]
     df = pd.DataFrame(rows) if rows else pd.DataFrame(columns=[*columns, "cell_dir"])
     front = [c for c in columns if c in df.columns]

@@ -36,9 +36,7 @@ def load_cells(store: str | Path) -> pd.DataFrame:
     from benchmark.results import load
 
     store = Path(store)
-    if not (store / "cells").is_dir():
-        raise BenchError("not a results store (no cells/ directory)", store)
-    frame = normalise(load(store))
+    frame = normalise(load(store))  # raises for a folder that is no results store
     if frame.empty:
         raise BenchError(f"no finished cells{_why_none(store)}", store / "cells")
     done = {d.name for d in (store / "cells").iterdir() if (d / "DONE").is_file()}

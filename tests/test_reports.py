@@ -362,6 +362,9 @@ def _bench(capsys, *args) -> tuple[int, str, str]:
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
     code, _, err = _bench(capsys, "report", str(tmp_path / "nope"))
+    assert code == 2 and err.startswith("error: ") and "results directory not found" in err
+    (tmp_path / "plain").mkdir()
+    code, _, err = _bench(capsys, "report", str(tmp_path / "plain"))
     assert code == 2 and err.startswith("error: ") and "not a results store" in err
     (tmp_path / "empty" / "cells").mkdir(parents=True)
     code, _, err = _bench(capsys, "report", str(tmp_path / "empty"))

@@ -112,9 +112,14 @@ def test_csv_and_parquet_round_trip(tmp_path):
 
 
 def test_empty_and_missing_stores(tmp_path):
+    (tmp_path / "cells").mkdir()
     df = results.load(tmp_path)
     assert df.empty and "AP" in df.columns and "method" in df.columns
     results.write_tables(tmp_path, df)
     assert (tmp_path / "results.csv").read_text().startswith("cell,method,")
     with pytest.raises(BenchError, match="not found"):
         results.load(tmp_path / "nope")
+    # the cells/ folder itself (or any other folder) is no store: not an empty table that reads as "no results"
+    make_cell(tmp_path, "m", 0.2, 0, ap=0.5)
+    with pytest.raises(BenchError, match="not a results store"):
+        results.load(tmp_path / "cells")

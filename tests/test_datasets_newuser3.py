@@ -87,6 +87,24 @@ def test_coco_iscrowd_as_text_is_one_line_error_not_a_crowd_box(tmp_path):
     assert [a["iscrowd"] for a in load_coco(tmp_path / "train.json").annotations] == [0, 1, 1, 0, 0, 0]
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("difficult", "0", "difficult must be 0 or 1, got '0'"),  # read as truthy: the box silently ignored
+    ("ignore", "no", "ignore must be 0 or 1, got 'no'"),
+    ("area", "big", "area must be a number >= 0 (or left out), got 'big'"),  # noise then blamed the bbox
+    ("area", -5, "area must be a number >= 0 (or left out), got -5"),
+])
+def test_coco_flags_and_area_of_the_wrong_type_are_one_line_errors(tmp_path, field, value, message):
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 40, "height": 30}],
+            "categories": [{"id": 1, "name": "cat"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 10, 10], field: value}]}
+    (tmp_path / "train.json").write_bytes(orjson.dumps(coco))
+    with pytest.raises(BenchError, match=re.escape(f"train.json: annotation 1: {message}")):
+        load_coco(tmp_path / "train.json")
+    coco["annotations"][0][field] = 1 if field != "area" else 12.5
+    (tmp_path / "train.json").write_bytes(orjson.dumps(coco))
+    assert load_coco(tmp_path / "train.json").annotations[0]["ignore"] == (0 if field == "area" else 1)
+
+
 def test_coco_category_name_that_is_not_text_is_one_line_error(tmp_path):
     write_image(tmp_path / "a.jpg")
     for name in (1, "", None):

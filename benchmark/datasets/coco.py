@@ -115,16 +115,28 @@ def _parse_annotations(items: list, images: dict[int, dict], category_ids: set, 
             kept[i] = _checked_annotation(i, items[i], images, category_ids, path, log, None)
     out = [a for a in kept if a is not None]
     for a in out:  # a plain loop: ~4x faster here than the same rules as chained maps
-        crowd = a.get("iscrowd", 0)
-        if type(crowd) not in _FLAG_TYPES:  # "0" is a non-empty string: it would read as crowd
-            raise BenchError(f"annotation {a['id']}: iscrowd must be 0 or 1, got {crowd!r}", path)
+        crowd, ignore, difficult = a.get("iscrowd", 0), a.get("ignore", 0), a.get("difficult", 0)
+        if type(crowd) not in _FLAG_TYPES or type(ignore) not in _FLAG_TYPES or type(difficult) not in _FLAG_TYPES:
+            _bad_flag(a, path)  # "0" is a non-empty string: it would read as crowd / ignored
         crowd = 1 if crowd else 0
         a["iscrowd"] = crowd
-        a["ignore"] = 1 if crowd or a.get("ignore", 0) or a.get("difficult", 0) else 0
+        a["ignore"] = 1 if crowd or ignore or difficult else 0
         if "area" not in a:
             bb = a["bbox"]
             a["area"] = float(bb[2]) * float(bb[3])
+        elif type(a["area"]) not in _AREA_TYPES or not a["area"] >= 0:
+            raise BenchError(f"annotation {a['id']}: area must be a number >= 0 (or left out), got {a['area']!r}",
+                             path)
     return out
+
+
+_AREA_TYPES = {int, float}
+
+
+def _bad_flag(a: dict, path: Path) -> None:
+    for key in ("iscrowd", "ignore", "difficult"):
+        if type(a.get(key, 0)) not in _FLAG_TYPES:
+            raise BenchError(f"annotation {a['id']}: {key} must be 0 or 1, got {a[key]!r}", path)
 
 
 def _rows_needing_care(items: list, images: dict[int, dict], category_ids: set) -> "np.ndarray | None":

@@ -261,15 +261,23 @@ def calibrate(ds: DetectionDataset, model: str | NoiseModel, target_mean_iou: fl
         lowest, where = min(tried)
         raise BenchError(f"model {nm.name!r} reaches mean IoU {lowest:.3f} at best (level {where:.4g}, of "
                          f"{CALIBRATION_SCAN} levels up to {top:.4g}) on this dataset; {target} is out of reach")
-    if abs(tried[-1][0] - target) <= tol / 4:
+    at_hi = tried[-1][0]
+    if abs(at_hi - target) <= tol / 4:
         return round(hi, 4)
-    for _ in range(60):  # iou_at(lo) > target >= iou_at(hi) throughout
+    at_lo = 1.0 if lo == 0 else tried[-2][0]
+    for _ in range(60):  # at_lo = iou_at(lo) > target >= iou_at(hi) = at_hi throughout
         mid = (lo + hi) / 2
         value = iou_at(mid)
-        if abs(value - target) <= tol / 4 or hi - lo < 1e-6:
+        if abs(value - target) <= tol / 4:
             return round(mid, 4)
-        lo, hi = (mid, hi) if value > target else (lo, mid)
-    return round((lo + hi) / 2, 4)
+        lo, hi, at_lo, at_hi = (mid, hi, value, at_hi) if value > target else (lo, mid, at_lo, value)
+        if hi - lo < 1e-6:
+            break
+    if min(at_lo - target, target - at_hi) > tol:  # IoU steps over the target: no level gives it
+        raise BenchError(f"model {nm.name!r}: realised mean IoU jumps from {at_lo:.4f} to {at_hi:.4f} at level "
+                         f"{hi:.4g} on this dataset, so {target} is out of reach (e.g. boxes touching the image "
+                         f"border are clipped to W-1 x H-1 at any level above 0)")
+    return round(hi if target - at_hi <= at_lo - target else lo, 4)
 
 
 def write_noisy(result: NoisyResult, out_dir: str | Path, stem: str = "train") -> dict[str, Path]:

@@ -514,6 +514,18 @@ def test_calibrate_finds_the_first_level_where_iou_turns_back_up():
         calibrate(ds, v_shaped, 0.2, seed=0)
 
 
+def test_calibrate_says_when_iou_jumps_over_the_target():
+    # boxes that end on the image border lose a pixel to clipping (to W-1) at any level above 0: IoU jumps from 1
+    # to ~0.9, and bisection used to shrink onto level 0 and return it for a target of 0.95
+    images = [{"id": i, "file_name": f"{i}.jpg", "width": 100, "height": 100} for i in range(1, 21)]
+    anns = [{"id": i, "image_id": i, "category_id": 1, "bbox": [90.0, 40.0, 10.0, 10.0], "area": 100.0,
+             "iscrowd": 0, "ignore": 0} for i in range(1, 21)]
+    ds = DetectionDataset(images, anns, [{"id": 1, "name": "a"}])
+    with pytest.raises(BenchError, match=r"jumps from 1\.0000 to 0\.9.* so 0\.95 is out of reach"):
+        calibrate(ds, "scale", 0.95, seed=0)
+    assert 0 < calibrate(ds, "scale", 0.6, seed=0) < 1  # below the jump it is reachable
+
+
 def test_compose_applies_steps_in_order():
     ds = synthetic(n_images=50)
     model = compose([("uniform", None), ("missing", 0.1)])

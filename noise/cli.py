@@ -60,7 +60,11 @@ def model_from_spec(spec: str, params: tuple[str, ...]) -> tuple[str | NoiseMode
 
 
 def _tag(label: str, level: float, seed: int) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+=-]", "_", f"{label}-r{level:g}-s{seed}")
+    """The folder of one level: the level as written back exactly (`0.4`, `1e-05`, `0.1000000001`), so two
+    levels never share a folder and 0.99999999 is not named `r1`."""
+    text = repr(float(level))
+    text = text[:-2] if text.endswith(".0") else text
+    return re.sub(r"[^A-Za-z0-9_.+=-]", "_", f"{label}-r{text}-s{seed}")
 
 
 @noise.command("make")

@@ -40,6 +40,16 @@ def test_parse_levels_errors(text, message):
         parse_levels(text)
 
 
+def test_level_folders_name_each_level_exactly():
+    from noise.cli import _tag
+
+    assert [_tag("uniform", lv, 0) for lv in (0.0, 0.4, 1e-05)] == ["uniform-r0-s0", "uniform-r0.4-s0",
+                                                                   "uniform-r1e-05-s0"]
+    # close levels once shared a folder (6 significant digits), and 0.99999999 was named r1
+    assert _tag("uniform", 0.1, 0) != _tag("uniform", 0.1000000001, 0)
+    assert _tag("uniform", 0.99999999, 3) == "uniform-r0.99999999-s3"
+
+
 # ---- model specs ------------------------------------------------------------------------------------------------
 def test_model_from_spec():
     assert model_from_spec("bias", ("direction=shrink", "dx=0.5")) == ("bias", {"direction": "shrink", "dx": 0.5})

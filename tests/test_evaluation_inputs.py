@@ -280,6 +280,18 @@ def test_bench_eval_prints_table_and_writes_json(tmp_path, gt):
         assert name in result.output
 
 
+def test_bench_eval_notes_boxes_that_look_like_corners(tmp_path, gt):
+    gt_path = tmp_path / "gt.json"
+    write_json(gt_path, small_gt())
+    runner = CliRunner()  # .output holds stderr too
+    fine = runner.invoke(cli, ["eval", "--gt", str(gt_path), "--dt", str(_write(tmp_path, coco_results()))])
+    assert fine.exit_code == 0 and "corners" not in fine.output
+    corners = [{**d, "bbox": _xyxy(d["bbox"])} for d in coco_results()]  # written as x1, y1, x2, y2 by mistake
+    wrong = runner.invoke(cli, ["eval", "--gt", str(gt_path), "--dt", str(_write(tmp_path, corners, "c.json"))])
+    assert wrong.exit_code == 0
+    assert "detections reach past their image's width or height: are the boxes corners" in wrong.output
+
+
 def test_bench_eval_single_metric_and_pickle(tmp_path, gt):
     gt_path = tmp_path / "gt.json"
     write_json(gt_path, small_gt())

@@ -95,6 +95,7 @@ def format_table(gt, num_detections: int, results: dict) -> str:
 def eval_cmd(gt_spec, dt_path, metric, split, json_out, classes, category_ids, match_images):
     """Evaluate detections against ground truth: COCO AP (faster-coco-eval) and VOC AP50 (mmdet eval_map)."""
     from benchmark.evaluation import METRICS, evaluate, load_detection_arrays
+    from benchmark.evaluation.detections import boxes_past_image
     from benchmark.io import write_json
 
     metrics = [m.strip().lower() for m in metric.split(",") if m.strip()]
@@ -107,6 +108,8 @@ def eval_cmd(gt_spec, dt_path, metric, split, json_out, classes, category_ids, m
                                  match_images=match_images)
     results = evaluate(gt, dets, metrics)
     click.echo(format_table(gt, len(dets), results))
+    if (note := boxes_past_image(gt, dets)) is not None:
+        click.echo(note, err=True)
     if json_out:
         write_json(json_out, {"gt": gt_spec, "split": None if is_json_file(gt_spec) else split,
                               "detections": str(dt_path), "num_detections": len(dets), **results}, indent=True)

@@ -405,6 +405,21 @@ def _remap_image_ids(dets: list, resolver: dict) -> list:
     return out
 
 
+def boxes_past_image(gt: DetectionDataset, arrays: DetectionArrays, share: float = 0.25) -> str | None:
+    """A one-line note when more than `share` of the detections end over a pixel past their image: the sign of
+    corners [x1, y1, x2, y2] written where COCO wants [x, y, w, h], which scores low without any other error."""
+    if not len(arrays):
+        return None
+    size = np.array([(float(im.get("width") or np.inf), float(im.get("height") or np.inf)) for im in gt.images])
+    wh = size[arrays.image_index]
+    past = ((arrays.boxes[:, 0] + arrays.boxes[:, 2] > wh[:, 0] + 1)
+            | (arrays.boxes[:, 1] + arrays.boxes[:, 3] > wh[:, 1] + 1))
+    if past.mean() <= share:
+        return None
+    return (f"note: {int(past.sum())} of {len(arrays)} detections reach past their image's width or height: are "
+            f"the boxes corners [x1, y1, x2, y2]? COCO results hold [x, y, w, h]")
+
+
 def to_results(gt: DetectionDataset, arrays: DetectionArrays) -> list[dict]:
     """Validated arrays back to a clean COCO results list (only the four keys, plain floats)."""
     image_ids = [img["id"] for img in gt.images]

@@ -108,7 +108,24 @@ def row_errors(row: Any) -> list[str]:
                 errors.append(f"reproduced.{key}: missing")
         if not isinstance(reproduced.get("cells", []), list):
             errors.append("reproduced.cells: must be a list of results-store cell hashes")
+        _seed_errors(reproduced, errors)
     return errors
+
+
+def _seed_errors(reproduced: dict, errors: list[str]) -> None:
+    """`seeds` (where a row lists them) are distinct integers, and no metric averages more seeds than listed."""
+    seeds = reproduced.get("seeds")
+    if seeds is None:
+        return
+    if not isinstance(seeds, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds):
+        errors.append("reproduced.seeds: must be a list of integer training seeds")
+        return
+    if len(set(seeds)) != len(seeds):
+        errors.append(f"reproduced.seeds: a seed is listed twice ({seeds}): one training seed counted twice")
+    for name, value in (reproduced.get("metrics") or {}).items():
+        n = value.get("n") if isinstance(value, dict) else None
+        if isinstance(n, int) and n > len(seeds):
+            errors.append(f"reproduced.metrics.{name}.n: {n} seeds, but reproduced.seeds lists {len(seeds)}")
 
 
 def validate_row(row: Any, path: str | Path = "<row>") -> dict:
@@ -132,5 +149,12 @@ def row_filename(row: dict) -> Path:
         parts.append(row["test_split"])
     if row.get("profile", "paper") != "paper":
         parts.append(row["profile"])
-    safe = "--".join(p.replace("/", "-").replace(" ", "_") for p in parts)
-    return Path(row["dataset"]) / f"{row['noise']['model']}-{lvl}" / f"{safe}.json"
+    safe = "--".join(_portable(p) for p in parts)
+    return Path(_portable(row["dataset"])) / _portable(f"{row['noise']['model']}-{lvl}") / f"{safe}.json"
+
+
+def _portable(name: str) -> str:
+    """One path component that works on every OS a pull request may come from: no separators, no `:` `*` `?`
+    `"` `<` `>` `|` (Windows), no spaces (a dataset spec such as `shapes:train=16,size=64` becomes
+    `shapes_train=16,size=64`)."""
+    return "".join("-" if c in "/\\" else "_" if c in ':*?"<>| ' else c for c in name)

@@ -56,6 +56,10 @@ def test_shipped_rows_are_valid_and_cover_both_papers():
     (lambda r: r.update(colour="red"), "colour: unknown field"),
     (lambda r: r["reported"].pop("source"), "reported.source"),
     (lambda r: r.update(schema_version=7), "schema_version"),
+    (lambda r: r.update(reproduced={**_row(reproduced=30.0)["reproduced"], "seeds": [0, 0, 1]}),
+     "reproduced.seeds: a seed is listed twice"),
+    (lambda r: r.update(reproduced={**_row(reproduced=30.0)["reproduced"], "seeds": [0, 1]}),
+     "reproduced.metrics.AP.n: 3 seeds, but reproduced.seeds lists 2"),
 ])
 def test_bad_rows_are_rejected_with_the_field_named(mutate, field):
     row = _row(reported=30.0)
@@ -65,6 +69,13 @@ def test_bad_rows_are_rejected_with_the_field_named(mutate, field):
     assert any(field in e for e in errors), errors
     with pytest.raises(RowError, match="bad.json"):
         validate_row(row, "bad.json")
+
+
+def test_row_file_names_are_portable():
+    row = _row(reported=30.0, dataset="shapes:train=16,val=8,size=64,seed=3")
+    path = row_filename(row)
+    assert not any(c in str(path) for c in ':*?"<>|') and path.parts[0] == "shapes_train=16,val=8,size=64,seed=3"
+    assert row_filename(_row(reported=30.0)).as_posix() == "coco2017/uniform-0.4/m1--R50-FPN.json"  # unchanged
 
 
 def test_reproduced_block_needs_stats():
@@ -221,14 +232,16 @@ def test_add_keeps_complete_rows_when_a_half_finished_store_is_added(tmp_path):
     res = runner.invoke(cli, ["leaderboard", "add", str(half), "--entries", str(entries)])
     assert res.exit_code == 0, res.output
     warnings = [line for line in res.stderr.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 1 and "uniform-0.4" in warnings[0] and "had n=2 seeds, would have n=1" in warnings[0]
-    assert cells[(0.4, 1)].name in warnings[0] and "--replace" in warnings[0]
+    assert len(warnings) == 2 and "1 cell(s) are not finished" in warnings[0] and cells[(0.4, 1)].name in warnings[0]
+    assert "uniform-0.4" in warnings[1] and "had n=2 seeds, would have n=1" in warnings[1]
+    assert cells[(0.4, 1)].name in warnings[1] and "--replace" in warnings[1]
     assert res.stdout.count("wrote ") == 1 and "uniform-0.2" in res.stdout  # the complete row is rewritten as before
     kept = _reproduced_ap(entries)[0.4]
     assert kept["n"] == 2 and kept["std"] is not None
 
     res = runner.invoke(cli, ["leaderboard", "add", str(half), "--entries", str(entries), "--replace"])
-    assert res.exit_code == 0 and "warning" not in res.stderr and res.stdout.count("wrote ") == 2
+    assert res.exit_code == 0 and res.stdout.count("wrote ") == 2
+    assert [line for line in res.stderr.splitlines() if "warning" in line] == [warnings[0]]  # still not finished
     assert _reproduced_ap(entries)[0.4] == {"mean": 30.0, "std": None, "n": 1}
 
     _cell(store, level=0.4, seed=2, ap=0.35)  # more seeds than the row holds: a superset replaces it

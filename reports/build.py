@@ -7,6 +7,8 @@ Output layout (default `STORE/report/`):
   plots/<group>_<name>.{png,svg}       always (the pages use them)
   galleries/<group>_<source>_<mode>.png
 A group is one (dataset, noise model, profile) of the sweep; methods and noise levels vary inside it.
+Rebuilding into the same folder removes what the earlier report wrote there and this one does not (a group, a
+format, a gallery that is gone): the folder holds exactly the report.
 """
 
 from __future__ import annotations
@@ -69,9 +71,10 @@ def build_report(store_dir, out_dir=None, formats=FORMATS, config: ReportConfig 
 
     index = out
     if "md" in formats:
-        index = atomic_write_text(out / "report.md", "\n".join(w.md))
+        index = w._text(out / "report.md", "\n".join(w.md))
     if "html" in formats:
-        index = atomic_write_text(out / "index.html", html.page(title, "\n".join(w.html)))
+        index = w._text(out / "index.html", html.page(title, "\n".join(w.html)))
+    w.prune()
     return index
 
 

@@ -25,6 +25,21 @@ class Writer:
         self.out, self.formats = out, formats
         self.md: list[str] = []
         self.html: list[str] = []
+        self.written: set[Path] = set()  # every file of this report, so `prune` can drop an earlier one's leftovers
+
+    def _text(self, path: Path, text: str) -> Path:
+        self.written.add(path)
+        return atomic_write_text(path, text)
+
+    def prune(self, folders=("tables", "plots", "galleries"), top=("report.md", "index.html")) -> list[Path]:
+        """Delete files an earlier report left in this report's folders that this one did not write (a method,
+        group or format no longer in it): the folder then holds exactly what its pages show."""
+        stale = [f for d in folders if (self.out / d).is_dir() for f in (self.out / d).iterdir() if f.is_file()]
+        stale += [self.out / name for name in top if (self.out / name).is_file()]
+        removed = [f for f in stale if f not in self.written]
+        for f in removed:
+            f.unlink(missing_ok=True)
+        return removed
 
     def heading(self, level: int, text: str, anchor: str | None = None):
         self.md.append(f"{'#' * level} {text}\n")
@@ -37,16 +52,16 @@ class Writer:
 
     def _files(self, name: str, md: str, tex: str, csv: pd.DataFrame):
         if "md" in self.formats:
-            atomic_write_text(self.out / "tables" / f"{name}.md", md)
+            self._text(self.out / "tables" / f"{name}.md", md)
         if "latex" in self.formats:
-            atomic_write_text(self.out / "tables" / f"{name}.tex", tex)
+            self._text(self.out / "tables" / f"{name}.tex", tex)
         if "csv" in self.formats:
-            atomic_write_text(self.out / "tables" / f"{name}.csv", csv.to_csv(index=False))
+            self._text(self.out / "tables" / f"{name}.csv", csv.to_csv(index=False))
 
     def csv(self, name: str, df: pd.DataFrame):
         """A CSV-only table (too wide to show), written when the csv format is on."""
         if "csv" in self.formats:
-            atomic_write_text(self.out / "tables" / f"{name}.csv", df.to_csv(index=False))
+            self._text(self.out / "tables" / f"{name}.csv", df.to_csv(index=False))
 
     def table(self, t: Table | None, name: str):
         if t is None:
@@ -66,11 +81,13 @@ class Writer:
 
     def figure(self, fig, name: str, caption: str):
         paths = P.save_figure(fig, self.out / "plots" / name)
+        self.written.update(paths.values())
         self.md.append(f"![{caption}](plots/{name}.png)\n")
         self.html.append(html.figure(paths["png"].read_bytes(), caption))
 
     def picture(self, png: bytes, rel: str, caption: str):
         atomic_write_bytes(self.out / rel, png)
+        self.written.add(self.out / rel)
         self.md.append(f"![{caption}]({rel})\n")
         self.html.append(html.figure(png, caption))
 

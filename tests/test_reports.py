@@ -288,6 +288,20 @@ def test_missing_images_and_predictions_are_reported_skips(tmp_path):
     assert Image.open(store / "report" / "galleries" / "toy-oamil-cpu_training_group.png").size[0] > 300
 
 
+def test_a_rebuilt_report_holds_only_its_own_files(tmp_path):
+    store = make_store(tmp_path, with_images=False, seeds=1)
+    out = store / "report"
+    build_report(store, formats=("md", "html", "csv"), config=FAST, progress=False)
+    stale = out / "galleries" / "old-group_test_drift.png"  # a group an earlier report had
+    stale.write_bytes(b"png")
+    assert (out / "index.html").is_file() and list((out / "tables").glob("*.csv"))
+    build_report(store, formats=("md",), config=FAST, progress=False)  # fewer formats, same cells
+    assert not stale.exists()
+    assert not (out / "index.html").exists() and not list((out / "tables").glob("*.csv"))  # formats dropped
+    assert (out / "report.md").is_file() and list((out / "tables").glob("*.md"))
+    assert list((out / "galleries").glob("*.png")) and list((out / "plots").glob("*.png"))
+
+
 def test_failed_and_half_run_cells_are_listed_in_the_report(tmp_path):
     store = make_store(tmp_path, with_images=False, seeds=1)
     failed = store / "cells" / "oa_mil-0.3-0"

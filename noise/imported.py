@@ -30,14 +30,15 @@ def read_boxes(path: str, bs: BoxSet, min_score: float):
     index = {iid: i for i, iid in enumerate(bs.image_ids)}
     img, cat, box, score = [], [], [], []
     unknown = bad = 0
-    for e in entries:
+    for k, e in enumerate(entries):
         try:
             i = index.get(e["image_id"], -1)
             x, y, w, h = (float(v) for v in e["bbox"])
             c = int(e.get("category_id", -1))
             s = float(e.get("score", 1.0))
         except (KeyError, TypeError, ValueError):
-            raise BenchError("every entry needs image_id and a 4-number bbox", path) from None
+            raise BenchError(f"entry #{k} ({_short(e)}): every entry needs image_id and a 4-number bbox; "
+                             "category_id must be an integer and score a number where given", path) from None
         if i < 0:
             unknown += 1
             continue
@@ -50,6 +51,11 @@ def read_boxes(path: str, bs: BoxSet, min_score: float):
         score.append(s)
     return (np.array(img, np.int64), np.array(cat, np.int64), np.array(box, np.float64).reshape(-1, 4),
             np.array(score, np.float64), unknown, bad)
+
+
+def _short(entry, limit: int = 120) -> str:
+    text = repr(entry)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def match(bs: BoxSet, rows: np.ndarray, img, cat, box, score, min_iou: float, same_class: bool) -> np.ndarray:

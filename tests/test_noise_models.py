@@ -432,6 +432,10 @@ def test_imported_replaces_matched_boxes(tmp_path):
         make_noisy(ds, "imported", 0.5)
     with pytest.raises(BenchError, match="file not found"):
         make_noisy(ds, "imported", 0.5, file=str(tmp_path / "nope.json"))
+    nulls = tmp_path / "null_score.json"  # the message named only image_id and bbox, which were fine
+    write_json(nulls, [{"image_id": ds.images[0]["id"], "category_id": 1, "bbox": [1, 1, 5, 5], "score": None}])
+    with pytest.raises(BenchError, match=r"entry #0 \(.*'score': None.*score a number where given"):
+        make_noisy(ds, "imported", 0.5, file=str(nulls))
 
 
 def test_a_parameter_file_is_recorded_by_name_and_hash_so_manifests_match_across_machines(tmp_path):

@@ -217,7 +217,8 @@ def _image_prefix_beside(file: Path) -> str | None:
 
 @noise.command("show")
 @click.argument("file", type=click.Path())
-@click.option("--out", "-o", "out_png", required=True, type=click.Path(dir_okay=False), help="PNG to write")
+@click.option("--out", "-o", "out_png", required=True, type=click.Path(dir_okay=False),
+              help="picture to write: .png, or .jpg / .pdf / .svg by its extension")
 @click.option("--manifest", type=click.Path(dir_okay=False), default=None,
               help="manifest (default: manifest.json beside FILE, if any) to draw removed boxes")
 @click.option("--image-root", type=click.Path(file_okay=False), default=None, help="folder the file_names are in")

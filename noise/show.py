@@ -29,6 +29,19 @@ def _pixels(path: Path | None, width: int, height: int):
     return np.full((max(int(height), 1), max(int(width), 1), 3), 200, np.uint8), False
 
 
+IMAGE_FORMATS = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".pdf": "pdf", ".svg": "svg"}
+
+
+def _image_format(path: Path) -> str:
+    """The format the file name asks for (a `.jpg` got PNG bytes before); PNG when it names none."""
+    if not path.suffix:
+        return "png"
+    fmt = IMAGE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise BenchError(f"cannot write a {path.suffix} picture (use {', '.join(IMAGE_FORMATS)})", path)
+    return fmt
+
+
 def draw_noisy(noisy, out_png: str | Path, manifest: dict | None = None, image_root: str | Path | None = None,
                n: int = 6, seed: int = 0) -> dict:
     """Draw up to `n` images (a seeded random choice among those with boxes) into `out_png`."""
@@ -40,6 +53,7 @@ def draw_noisy(noisy, out_png: str | Path, manifest: dict | None = None, image_r
 
     if n < 1:
         raise BenchError(f"--n must be at least 1, got {n}")
+    fmt = _image_format(Path(out_png))
     removed: dict = {}
     for r in (manifest or {}).get("removed", []):
         removed.setdefault(r["annotation"]["image_id"], []).append(r["annotation"])
@@ -79,7 +93,7 @@ def draw_noisy(noisy, out_png: str | Path, manifest: dict | None = None, image_r
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    fig.savefig(buf, format=fmt, dpi=100)
     plt.close(fig)
     atomic_write_bytes(out_png, buf.getvalue())
     return {"images": len(pick), "missing_image_files": missing}

@@ -110,6 +110,13 @@ def test_make_stats_show_on_bccd(bccd_root, tmp_path):
     (tmp_path / "uniform-r0.3-s7" / "mmdet_config.py").unlink()
     lost = runner.invoke(noise, ["show", str(tmp_path / "uniform-r0.3-s7" / "train.json"), "-o", str(png), "--n", "2"])
     assert "2 image files not found" in lost.output and "--image-root" in lost.output, lost.output
+    # the extension picks the format (a .jpg held PNG bytes); an unknown one is an error, not a misnamed file
+    jpg = tmp_path / "show.jpg"
+    runner.invoke(noise, ["show", str(tmp_path / "uniform-r0.3-s7" / "train.json"), "-o", str(jpg), "--n", "1"])
+    assert jpg.read_bytes()[:3] == b"\xff\xd8\xff"
+    gif = runner.invoke(noise, ["show", str(tmp_path / "uniform-r0.3-s7" / "train.json"), "-o",
+                                str(tmp_path / "s.gif")])
+    assert isinstance(gif.exception, BenchError) and "cannot write a .gif picture" in str(gif.exception)
 
 
 def test_bccd_legacy_matches_the_per_box_loop_over_the_xml(bccd_root):

@@ -187,6 +187,19 @@ def test_voc_size_that_is_not_a_positive_number_is_one_line_error(tmp_path, size
         load_voc(root, "trainval")  # nan / inf: a traceback from int(); -40: an image of negative width
 
 
+def test_voc_fractional_size_keeps_boxes_inside_the_image_it_records(tmp_path):
+    root = tmp_path / "voc"
+    write_image(root / "JPEGImages" / "a.jpg")
+    write_text(root / "Annotations" / "a.xml", "<annotation><filename>a.jpg</filename><size><width>40.7</width>"
+               "<height>30</height></size><object><name>x</name><bndbox><xmin>2</xmin><ymin>2</ymin>"
+               "<xmax>40.6</xmax><ymax>9</ymax></bndbox></object></annotation>")
+    write_text(root / "ImageSets" / "Main" / "trainval.txt", "a\n")
+    ds = load_voc(root, "trainval")
+    (im,), (a,) = ds.images, ds.annotations
+    x, y, w, h = a["bbox"]
+    assert im["width"] == 40 and x + w <= 40  # clipped to 40.7 once: the box ended outside its 40-px image
+
+
 def test_noise_make_on_a_dataset_without_boxes_says_so(tmp_path):
     root = tmp_path / "y"
     write_image(root / "images" / "train" / "a.jpg")

@@ -120,6 +120,8 @@ def load_voc(root: str | Path, split: str, classes: list[str] | None = None, nam
         if not all(v is None or (math.isfinite(v) and v >= 0) for v in (width, height)):
             got = "x".join("?" if v is None else f"{v:g}" for v in (width, height))
             raise BenchError(f"<size>: width and height must be positive numbers, got {got}", xml_path)
+        # whole pixels (a fractional <size>, 100.7, kept as 100): the boxes are clipped to the size the image keeps
+        width, height = (None if v is None else int(v) for v in (width, height))
         if not width or not height:
             try:
                 width, height = image_size(img_dir / file_name)

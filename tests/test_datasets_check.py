@@ -70,7 +70,11 @@ def test_check_finds_problems_in_data_and_files(tmp_path):
     assert found["unreadable_image_file"]["examples"][0].startswith("b.png: unreadable")
     assert found["image_size_mismatch"]["examples"] == ["empty.png: size mismatch (annotated 32x32, file 31x32)"]
     assert r["image_files"] == {"checked": 3, "missing": 1, "unreadable": 1, "size_mismatch": 1}
-    assert not r["ok"]
+    assert not r["ok"] and "duplicate_file_name" not in found
+    # one file listed twice under two ids: its boxes are split between two "images", each missing the other's
+    ds.images.append({**ds.images[1], "id": 99})
+    found = {p["problem"]: p for p in check(ds, images=False, progress=False)["problems"]}
+    assert found["duplicate_file_name"]["examples"] == [f"image ids 2 and 99 are both {ds.images[1]['file_name']!r}"]
 
 
 def test_check_says_when_no_image_is_found_at_all(tmp_path):

@@ -22,6 +22,7 @@ PIXEL_BINS = (8, 16, 32, 64, 128, 256)  # on sqrt(box area)
 
 EXTRA_REASONS = {
     "duplicate_image_id": "two images with the same id",
+    "duplicate_file_name": "one image file listed as several images (its boxes split between them)",
     "duplicate_annotation_id": "two annotations with the same id",
     "bad_image_size": "image without a positive width/height",
     "malformed_box": "bbox that is not 4 numbers",
@@ -38,11 +39,15 @@ def _describe(reason: str) -> str:
 def _find_problems(ds: DetectionDataset) -> ProblemLog:
     """Re-validate the dataset's content (the loaders' rules, without changing anything)."""
     log = ProblemLog()
-    images = {}
+    images, files = {}, {}
     for im in ds.images:
         if im["id"] in images:
             log.skip("duplicate_image_id", f"image id {im['id']} ({im.get('file_name')})")
         images[im["id"]] = im
+        name = im.get("file_name")
+        if name in files and files[name] != im["id"]:
+            log.skip("duplicate_file_name", f"image ids {files[name]} and {im['id']} are both {name!r}")
+        files.setdefault(name, im["id"])
         w, h = im.get("width"), im.get("height")
         if not (isinstance(w, (int, float)) and isinstance(h, (int, float)) and w > 0 and h > 0):
             log.skip("bad_image_size", f"image id {im['id']} ({im.get('file_name')}): {w!r}x{h!r}")

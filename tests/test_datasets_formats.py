@@ -432,6 +432,9 @@ def test_yolo_class_names_sources(tmp_path):
         assert got == expected, text
         (tmp_path / "data.yaml").write_text(text)
         assert yolo_class_names(tmp_path) == expected, text
+    (tmp_path / "data.yaml").write_text("nc: 5\nnames: [a, b]\n")  # one of the two is wrong: say so
+    with pytest.raises(BenchError, match=r"data.yaml: nc is 5 but names lists 2 classes"):
+        yolo_class_names(tmp_path)
     (tmp_path / "data.yaml").unlink()
     (tmp_path / "classes.txt").write_text("x\ny\n\n")
     assert yolo_class_names(tmp_path) == ["x", "y"]

@@ -164,7 +164,11 @@ def yolo_class_names(root: str | Path) -> list[str]:
         names = data.get("names") if isinstance(data, dict) else None
         if names is None:
             raise BenchError("no 'names' key (the class names)", p)
-        return _names_list(names, p)
+        out = _names_list(names, p)
+        nc = data.get("nc")
+        if nc is not None and nc != len(out):  # Ultralytics refuses this too: one of the two is wrong
+            raise BenchError(f"nc is {nc!r} but names lists {len(out)} classes", p)
+        return out
     root = dataset_dir(root)
     for p in (root / "classes.txt", root / "labels" / "classes.txt"):
         if p.is_file():

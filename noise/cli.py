@@ -126,6 +126,9 @@ def make_cmd(dataset, model, levels, seed, rng, layout, params, out, emit, mmdet
                    f"{'-' if iou is None else format(iou, '.3f'):>9}  {folder}")
     if test_file is not None:
         click.echo(f"clean test split: {test_file}")
+    elif (out / "test.json").is_file():  # an earlier run's, for a dataset with a test split: not this one's
+        click.echo(f"note: {out / 'test.json'} was left by an earlier run; {dataset!r} has no test split, so it "
+                   "is not this dataset's test split", err=True)
 
 
 def _load_noisy(path: str):

@@ -95,6 +95,12 @@ def test_make_stats_show_on_bccd(bccd_root, tmp_path):
         assert ns["classes"] == ("Platelets", "RBC", "WBC")
         assert Path(ns["train_img_prefix"], data["images"][0]["file_name"]).is_file()
     assert ious[0] > ious[1]
+    # a train-only dataset made into the same folder: the earlier test.json is not its test split, and it says so
+    alone = tmp_path / "other" / "train.json"
+    alone.parent.mkdir()
+    alone.write_bytes((tmp_path / "test.json").read_bytes())
+    again = runner.invoke(noise, ["make", "-d", str(alone), "-l", "0.1", "-o", str(tmp_path)])
+    assert again.exit_code == 0 and "was left by an earlier run" in again.output, again.output
     stats = runner.invoke(noise, ["stats", str(tmp_path / "uniform-r0.3-s7" / "train.json")])
     assert stats.exit_code == 0 and "mean IoU" in stats.output
     assert f"{ious[1]:.3f}" in stats.output.splitlines()[2]

@@ -114,7 +114,7 @@ dependencies = ["noisybox-bench"]
 test = ["pytest"]
 
 [project.entry-points."noisybox_bench.methods"]
-{name} = "{package}.adapter:{cls}"
+"{name}" = "{package}.adapter:{cls}"
 
 [tool.setuptools.packages.find]
 include = ["{package}*"]
@@ -144,23 +144,37 @@ def _identifiers(name: str) -> tuple[str, str, str]:
     return ident, f"noisybox_{ident}", cls
 
 
-def _check_name_is_free(name: str) -> None:
-    """A taken name would install a plug-in the registry ignores, so results would silently come from the owner."""
+def _check_name_is_free(name: str, package: str, dist: str) -> None:
+    """A taken name would install a plug-in the registry ignores, so results would silently come from the owner;
+    a taken package or distribution name (`my-method` after `my_method`: both are `noisybox_my_method`) would
+    make pip uninstall the other method's package to install this one."""
+    import importlib.util
+    from importlib import metadata
+
     from methods import METHODS
 
     if name in METHODS:
         raise BenchError(f"method name {name!r} is already registered by {METHODS.owner(name)}; choose another name")
+    try:
+        metadata.distribution(dist)
+        taken = f"distribution {dist}"
+    except metadata.PackageNotFoundError:
+        taken = f"module {package}" if importlib.util.find_spec(package) is not None else None
+    if taken:
+        raise BenchError(f"method name {name!r} would be packaged as {dist} ({package}), but {taken} is already "
+                         "installed (another method's scaffold?); installing this one would replace it: choose "
+                         "another name")
 
 
 def scaffold(name: str, out_dir: str | Path, title: str | None = None) -> list[Path]:
     """Write the package for method `name` into `out_dir` (which must not exist or be empty)."""
     ident, package, cls = _identifiers(name)
-    _check_name_is_free(name)
+    dist = f"noisybox-{ident.replace('_', '-')}"
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise BenchError("already exists and is not empty; choose another --out", out)
-    fields = {"name": name, "ident": ident, "package": package, "cls": cls, "title": title or name,
-              "dist": f"noisybox-{ident.replace('_', '-')}"}
+    _check_name_is_free(name, package, dist)
+    fields = {"name": name, "ident": ident, "package": package, "cls": cls, "title": title or name, "dist": dist}
     files = {
         out / "pyproject.toml": _PYPROJECT,
         out / "README.md": _README,

@@ -114,7 +114,7 @@ def test_scaffold_writes_a_package_that_passes_the_contract(tmp_path, monkeypatc
     assert res.exit_code == 0, res.output
     pyproject = (out / "pyproject.toml").read_text()
     assert '[project.entry-points."noisybox_bench.methods"]' in pyproject
-    assert 'my_method = "noisybox_my_method.adapter:MyMethod"' in pyproject
+    assert '"my_method" = "noisybox_my_method.adapter:MyMethod"' in pyproject
     assert "check_adapter" in (out / "tests" / "test_my_method.py").read_text()
     probe = ("import sys; import noisybox_my_method.adapter; "
              "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")

@@ -66,6 +66,26 @@ def test_new_method_refuses_the_name_of_an_installed_plugin(tmp_path, monkeypatc
     assert scaffold("my_own_method", tmp_path / "mine")  # a free name still scaffolds
 
 
+def test_new_method_refuses_a_name_whose_package_is_installed(tmp_path, monkeypatch):
+    # `my-method` after `my_method`: the same noisybox_my_method package, so pip would replace the first one
+    (tmp_path / "site" / "noisybox_taken_name").mkdir(parents=True)
+    (tmp_path / "site" / "noisybox_taken_name" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    with pytest.raises(BenchError, match=r"'taken-name' would be packaged as noisybox-taken-name "
+                                         r"\(noisybox_taken_name\), but module noisybox_taken_name is already"):
+        scaffold("taken-name", tmp_path / "pkg")
+    assert not (tmp_path / "pkg").exists()
+
+
+def test_a_name_with_a_plus_writes_valid_toml(tmp_path):
+    import tomllib
+
+    scaffold("foo+bar", tmp_path / "pkg")
+    project = tomllib.loads((tmp_path / "pkg" / "pyproject.toml").read_text())  # `foo+bar = ...` did not parse
+    assert project["project"]["entry-points"]["noisybox_bench.methods"] == {
+        "foo+bar": "noisybox_foo_bar.adapter:FooBar"}
+
+
 def test_the_adapter_shows_every_protocol_hook(probe):
     out, cls = probe
     source = (out / "noisybox_scaffold_probe" / "adapter.py").read_text()

@@ -544,3 +544,18 @@ def test_queued_slurm_job_is_looked_up_with_squeue(tmp_path, monkeypatch):
     squeue.unlink()
     monkeypatch.setenv("PATH", str(bin_dir))
     assert st.cell_status(cell_dir) == st.QUEUED_S  # cannot ask: trusted until the file is deleted
+
+
+def test_import_of_a_missing_or_failing_file_is_one_line(tmp_path):
+    from benchmark.runner.run_cell import import_modules
+
+    with pytest.raises(BenchError, match="--import: file not found"):
+        import_modules([str(tmp_path / "nope.py")])
+    bad = tmp_path / "broken_plugin.py"
+    bad.write_text("x = 1\nraise ValueError('half-written plug-in')\n")
+    with pytest.raises(BenchError, match=r"--import: ValueError: half-written plug-in \(line 2\)"):
+        import_modules([str(bad)])
+    assert "broken_plugin" not in sys.modules
+    r = bench("--method", "dummy", "--noise", "0.1", "--dataset", TINY, "--dry-run", "--import", str(bad),
+              "--out", str(tmp_path / "s"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr

@@ -225,17 +225,31 @@ def import_modules(names) -> None:
             mod_name = path.stem
             if mod_name in sys.modules:
                 continue
+            if not path.is_file():
+                raise BenchError("--import: file not found", path)
             spec = importlib.util.spec_from_file_location(mod_name, path)
             if spec is None or spec.loader is None:
                 raise BenchError("cannot import this file", path)
             module = importlib.util.module_from_spec(spec)
             sys.modules[mod_name] = module
-            spec.loader.exec_module(module)
+            try:
+                spec.loader.exec_module(module)
+            except Exception as exc:  # the plug-in's own error, said in one line with where it happened
+                del sys.modules[mod_name]
+                raise BenchError(f"--import: {type(exc).__name__}: {exc}{_where(exc, path)}", path) from None
         else:
             try:
                 importlib.import_module(name)
             except ModuleNotFoundError as exc:
                 raise BenchError(f"--import {name}: module not found ({exc.name})") from None
+
+
+def _where(exc: BaseException, path: Path) -> str:
+    """` (line N)` of the innermost frame of `exc` inside `path` (none for an error raised elsewhere)."""
+    import traceback
+
+    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve() == path]
+    return f" (line {lines[-1]})" if lines else ""
 
 
 def main(argv=None) -> int:

@@ -323,7 +323,10 @@ def resolve_config(method, profile: str, dataset_kind: str = "coco", noise_level
 
             close = difflib.get_close_matches(key, list(cfg[sec]), n=2)
             hint = f" (did you mean {', '.join(f'{sec}.{c}' for c in close)}?)" if close else ""
-            raise BenchError(f"unknown config key {sec}.{key}{hint}")
+            if sec == "method":  # a key of another method: in a sweep the baselines meet it too
+                hint += (f"; {method.name} has {', '.join(sorted(cfg[sec])) or 'no method keys'}. In a sweep, "
+                         f"`--set METHOD:method.{key}=VALUE` sets it for one method only")
+            raise BenchError(f"unknown config key {sec}.{key} for method {method.name!r}{hint}")
         default = cfg[sec][key]
         if sec == "method" and default is not None and value is not None:
             if isinstance(default, bool) != isinstance(value, bool) or (

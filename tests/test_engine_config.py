@@ -61,7 +61,8 @@ def test_overrides_apply_and_scale_lr():
     ({"model.min_size": 900, "model.max_size": 800}, "must not exceed"),
     ({"model.anchor_sizes": [[8], [16]]}, "anchor_sizes has 2 levels"),
     ({"method.lam": "big"}, "method.lam must be of type float"),
-    ({"method.unknown": 1}, "unknown config key method.unknown"),
+    ({"method.unknown": 1}, r"unknown config key method.unknown for method 'cfg_probe'; cfg_probe has lam, mode, "
+                            r"start_epoch\. In a sweep, `--set METHOD:method.unknown=VALUE` sets it for one method"),
     ({"profile.name": "x"}, "cannot be overridden"),
     ({"lr": 0.1}, "must be SECTION.KEY"),
 ])

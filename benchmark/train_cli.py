@@ -51,10 +51,26 @@ def apply_noise_file(train, noise_file: Path):
     if not any("true_bbox" in a for a in noisy.annotations):
         click.echo(f"warning: {noise_file} has no true_bbox fields; the clean oracle would train on its bbox",
                    err=True)
+    _check_clean_boxes(train, noisy, noise_file)
     out = train.subset(im["id"] for im in noisy.images).replace_annotations(
         noisy.annotations, name=f"{train.name}+{Path(noise_file).stem}")
     out.info = {**train.info, "noisybox": noisy.info.get("noisybox", {})}
     return out
+
+
+def _check_clean_boxes(train, noisy, noise_file: Path) -> None:
+    """The file's clean boxes (`true_bbox`) must be this training split's boxes: a file made from another dataset
+    that shares its image ids and names (another `shapes` seed, another split) would train on other boxes."""
+    own = {a["id"]: a["bbox"] for a in train.annotations}
+    pairs = [(a["id"], a["true_bbox"], own.get(a["id"])) for a in noisy.annotations if a.get("true_bbox") is not None]
+    wrong = [(aid, tb, box) for aid, tb, box in pairs
+             if box is None or len(tb) != 4 or any(abs(float(u) - float(v)) > 1e-4 for u, v in zip(tb, box))]
+    if wrong:
+        aid, tb, box = wrong[0]
+        what = "no such annotation" if box is None else f"its box is {box}"
+        raise BenchError(f"its clean boxes are not this dataset's: {len(wrong)} of {len(pairs)} true_bbox differ "
+                         f"(annotation {aid}: true_bbox {tb}, the dataset: {what}); was it made from another "
+                         "dataset or split?", noise_file)
 
 
 def evaluate_and_write(test, detections: list[dict], out: Path, extra: dict | None = None) -> dict:

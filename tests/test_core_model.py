@@ -90,6 +90,14 @@ def test_bad_weights_files_are_clear_errors(tmp_path):
     junk.write_bytes(b"not a torch file")
     with pytest.raises(BenchError, match="cannot read weights"):
         build_faster_rcnn(_cfg("cpu", weights=str(junk)), 2)
+    pickled = tmp_path / "config.pth"  # a pickle torch's weights_only loader refuses, with a long explanation
+    import datetime
+    import pickle
+
+    pickled.write_bytes(pickle.dumps(datetime.date(2024, 1, 1), protocol=2))
+    with pytest.raises(BenchError, match="cannot read weights .*expected a torch state dict") as info:
+        build_faster_rcnn(_cfg("cpu", weights=str(pickled)), 2)
+    assert "\n" not in str(info.value)
     other = tmp_path / "other.pth"
     torch.save({"foo.weight": torch.zeros(3)}, other)
     with pytest.raises(BenchError, match="matches the model"):

@@ -75,7 +75,9 @@ def _load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file, pickle with custom classes, ...
-        raise BenchError(f"cannot read weights ({type(exc).__name__}: {exc})", path) from None
+        first = (str(exc).strip().splitlines() or [""])[0]  # torch's own advice runs to several lines
+        raise BenchError(f"cannot read weights ({type(exc).__name__}: {first}); expected a torch state dict or "
+                         "checkpoint", path) from None
     if isinstance(sd, dict) and isinstance(sd.get("model"), dict):
         sd = sd["model"]
     if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):

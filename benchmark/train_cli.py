@@ -29,10 +29,10 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def load_splits(spec: str) -> dict:
+def load_splits(spec: str, progress: bool = True) -> dict:
     from benchmark.datasets import load
 
-    return load(spec)
+    return load(spec, progress=progress)
 
 
 def apply_noise_file(train, noise_file: Path):
@@ -119,7 +119,7 @@ def train(method_name, dataset_spec, noise_file, profile, out, weights, sets, se
     from methods import get_method
 
     method = get_method(method_name)
-    splits = load_splits(dataset_spec)
+    splits = load_splits(dataset_spec, progress=not quiet)
     if "train" not in splits:
         raise BenchError(f"dataset has no train split (has {', '.join(sorted(splits))})", dataset_spec)
     train_ds = splits["train"]
@@ -194,7 +194,7 @@ def predict(checkpoint, dataset_spec, split, out, method_name, device, do_eval, 
         if not method_name:
             raise BenchError("checkpoint does not record its method; pass --method", path)
     method = get_method(method_name)
-    splits = load_splits(dataset_spec)
+    splits = load_splits(dataset_spec, progress=not quiet)
     if split not in splits:
         raise BenchError(f"dataset has no split {split!r} (has {', '.join(sorted(splits))})", dataset_spec)
     test = splits[split]

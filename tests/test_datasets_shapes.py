@@ -140,3 +140,15 @@ def test_shapes_spec_parsing_and_other_sizes():
         parse_shapes_spec("shapes:size=8")
     splits = load("shapes:train=4,val=2,size=64")
     assert len(splits["train"]) == 4 and splits["test"].images[0]["width"] == 64
+
+
+def test_generation_bar_follows_progress(tmp_path, monkeypatch, capfd):
+    """`bench train --quiet` (load(..., progress=False)) drew the generating-shapes bar all the same."""
+    from benchmark.datasets import load
+
+    monkeypatch.setenv("NOISYBOX_CACHE", str(tmp_path / "a"))
+    load("shapes:train=4,val=2,size=32,seed=11", progress=False)
+    assert "generating shapes" not in capfd.readouterr().err
+    monkeypatch.setenv("NOISYBOX_CACHE", str(tmp_path / "b"))
+    load("shapes:train=4,val=2,size=32,seed=11")
+    assert "generating shapes" in capfd.readouterr().err

@@ -51,7 +51,7 @@ class CatalogEntry:
     name: str
     description: str
     locate: Callable[[], tuple[Path | None, str]]  # -> (location, status)
-    load: Callable[[], dict[str, DetectionDataset]]
+    load: Callable[..., dict[str, DetectionDataset]]  # (progress=True) -> splits
 
 
 def _shapes_location(cfg: ShapesConfig) -> tuple[Path, str]:
@@ -68,11 +68,13 @@ SHAPES_MINI = ShapesConfig(train=64, val=32)
 
 CATALOG: dict[str, CatalogEntry] = {
     "shapes": CatalogEntry("shapes", "synthetic shapes, 128 px, 4 classes, 1500 train / 300 test (built in)",
-                           lambda: _shapes_location(ShapesConfig()), lambda: load_shapes(ShapesConfig(), "shapes")),
+                           lambda: _shapes_location(ShapesConfig()),
+                           lambda progress=True: load_shapes(ShapesConfig(), "shapes", progress)),
     "shapes-mini": CatalogEntry("shapes-mini", "synthetic shapes, 64 train / 32 test, for quick tests",
-                                lambda: _shapes_location(SHAPES_MINI), lambda: load_shapes(SHAPES_MINI, "shapes-mini")),
+                                lambda: _shapes_location(SHAPES_MINI),
+                                lambda progress=True: load_shapes(SHAPES_MINI, "shapes-mini", progress)),
     "bccd": CatalogEntry("bccd", "BCCD blood cells (VOC), 3 classes, 292 trainval / 72 test",
-                         _bccd_location, lambda: _load_bccd()),
+                         _bccd_location, lambda progress=True: _load_bccd()),
 }
 
 
@@ -245,13 +247,14 @@ def detect_format(path: Path) -> str:
                      "(images/ + labels/, or a data.yaml listing its splits) or COCO jsons (train.json, val.json, annotations/instances_*.json)", path)
 
 
-def load(spec: str | Path) -> dict[str, DetectionDataset]:
-    """Load a dataset by catalog name, `shapes:...` / `coco:TRAIN,TEST` spec or path; splits `train` and `test`."""
+def load(spec: str | Path, progress: bool = True) -> dict[str, DetectionDataset]:
+    """Load a dataset by catalog name, `shapes:...` / `coco:TRAIN,TEST` spec or path; splits `train` and `test`.
+    `progress`: a bar while a `shapes` dataset is generated on first use."""
     spec = str(spec)
     if spec in CATALOG:
-        return CATALOG[spec].load()
+        return CATALOG[spec].load(progress=progress)
     if spec.startswith("shapes:"):
-        return load_shapes(parse_shapes_spec(spec), name=spec)
+        return load_shapes(parse_shapes_spec(spec), name=spec, progress=progress)
     if spec.startswith("coco:"):
         files = [f for f in spec[5:].split(",") if f]
         if len(files) != 2:

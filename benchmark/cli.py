@@ -12,7 +12,7 @@ from importlib import import_module
 import click
 
 from benchmark import __version__
-from benchmark.errors import BenchError
+from benchmark.errors import BenchError, ReportedInterrupt
 
 # command name -> "module:attribute" of a click command or group
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -60,16 +60,18 @@ def main(argv=None):
     except BenchError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except click.exceptions.Abort as exc:
+        if not isinstance(exc.__cause__ or exc.__context__, ReportedInterrupt):
+            click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
+    except KeyboardInterrupt as exc:
+        if not isinstance(exc, ReportedInterrupt):
+            click.echo("interrupted", err=True)
         sys.exit(130)
     if isinstance(code, int) and code:
         sys.exit(code)

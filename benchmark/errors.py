@@ -15,3 +15,8 @@ class BenchError(Exception):
     def __init__(self, message: str, path: str | Path | None = None):
         self.path = None if path is None else str(path)
         super().__init__(f"{self.path}: {message}" if self.path else message)
+
+
+class ReportedInterrupt(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) after the command has said what it means for the user's work: the CLI exits 130
+    without adding its own `aborted` line."""

@@ -37,7 +37,7 @@ def test_slurm_options_with_the_local_executor_are_an_error(tmp_path):
     for changed, flag in (({"partition": "gpu"}, "--partition"), ({"wait": False}, "--no-wait"),
                           ({"slurm_args": {"account": "x"}}, "--slurm-arg"), ({"cpus_per_task": 8}, "--cpus-per-task")):
         o = SweepOptions("dummy", store=tmp_path / "store", **changed)
-        with pytest.raises(BenchError, match=f"{flag} apply to --executor slurm only"):
+        with pytest.raises(BenchError, match=f"{flag} applies to --executor slurm only .* leave it out"):
             make_executor(o, st.Store(o.store))
     make_executor(SweepOptions("dummy", store=tmp_path / "store"), st.Store(tmp_path / "store"))  # defaults: fine
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from benchmark.errors import BenchError
+from benchmark.errors import BenchError, ReportedInterrupt
 from benchmark.runner import store as st
 from benchmark.runner.devices import cpu_count, visible_gpus
 from benchmark.runner.grid import expand_grid, parse_levels, parse_methods, parse_seeds, parse_set_options
@@ -128,8 +128,9 @@ def _refuse_slurm_options(o: SweepOptions) -> None:
     defaults = SweepOptions(o.methods)
     given = [flag for name, flag in _SLURM_FLAGS.items() if getattr(o, name) != getattr(defaults, name)]
     if given:
-        raise BenchError(f"{', '.join(given)} apply to --executor slurm only (this sweep runs locally); add "
-                         "--executor slurm or leave them out")
+        verb, them = ("applies", "it") if len(given) == 1 else ("apply", "them")
+        raise BenchError(f"{', '.join(given)} {verb} to --executor slurm only (this sweep runs locally); add "
+                         f"--executor slurm or leave {them} out")
 
 
 def runs_on_gpu(o: SweepOptions) -> bool:
@@ -163,9 +164,9 @@ def run_sweep(o: SweepOptions, echo: Callable[[str], None] = print) -> Summary:
     try:
         with _terminate_as_interrupt():
             summary = execute(planned, store, executor, progress=o.progress, echo=echo)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         echo("interrupted: finished cells are kept; rerun the same command to resume the others")
-        raise
+        raise ReportedInterrupt() from exc
     if o.executor == "slurm" and not o.wait and not o.external:
         echo(f"submitted {len(getattr(executor, 'jobs', []))} array task(s); logs in {store.root / 'slurm'}; "
              f"rerun the same command to collect results")

@@ -63,14 +63,20 @@ def _check_clean_boxes(train, noisy, noise_file: Path) -> None:
     that shares its image ids and names (another `shapes` seed, another split) would train on other boxes."""
     own = {a["id"]: a["bbox"] for a in train.annotations}
     pairs = [(a["id"], a["true_bbox"], own.get(a["id"])) for a in noisy.annotations if a.get("true_bbox") is not None]
-    wrong = [(aid, tb, box) for aid, tb, box in pairs
-             if box is None or len(tb) != 4 or any(abs(float(u) - float(v)) > 1e-4 for u, v in zip(tb, box))]
+    wrong = [(aid, tb, box) for aid, tb, box in pairs if box is None or not _same_box(tb, box)]
     if wrong:
         aid, tb, box = wrong[0]
         what = "no such annotation" if box is None else f"its box is {box}"
         raise BenchError(f"its clean boxes are not this dataset's: {len(wrong)} of {len(pairs)} true_bbox differ "
                          f"(annotation {aid}: true_bbox {tb}, the dataset: {what}); was it made from another "
                          "dataset or split?", noise_file)
+
+
+def _same_box(a, b) -> bool:
+    try:
+        return len(a) == len(b) == 4 and all(abs(float(u) - float(v)) <= 1e-4 for u, v in zip(a, b))
+    except (TypeError, ValueError):  # a true_bbox that is no list of numbers is no clean box of ours
+        return False
 
 
 def evaluate_and_write(test, detections: list[dict], out: Path, extra: dict | None = None) -> dict:

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 from benchmark import __version__
-from benchmark.io import atomic_write_text
 from reports import html
 from reports import plots as P
 from reports.analysis import NOISY_INPUT, Datasets, Skips
@@ -71,9 +70,9 @@ def build_report(store_dir, out_dir=None, formats=FORMATS, config: ReportConfig 
 
     index = out
     if "md" in formats:
-        index = w._text(out / "report.md", "\n".join(w.md))
+        index = w.write_text(out / "report.md", "\n".join(w.md))
     if "html" in formats:
-        index = w._text(out / "index.html", html.page(title, "\n".join(w.html)))
+        index = w.write_text(out / "index.html", html.page(title, "\n".join(w.html)))
     w.prune()
     return index
 

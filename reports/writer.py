@@ -27,7 +27,7 @@ class Writer:
         self.html: list[str] = []
         self.written: set[Path] = set()  # every file of this report, so `prune` can drop an earlier one's leftovers
 
-    def _text(self, path: Path, text: str) -> Path:
+    def write_text(self, path: Path, text: str) -> Path:
         self.written.add(path)
         return atomic_write_text(path, text)
 
@@ -52,16 +52,16 @@ class Writer:
 
     def _files(self, name: str, md: str, tex: str, csv: pd.DataFrame):
         if "md" in self.formats:
-            self._text(self.out / "tables" / f"{name}.md", md)
+            self.write_text(self.out / "tables" / f"{name}.md", md)
         if "latex" in self.formats:
-            self._text(self.out / "tables" / f"{name}.tex", tex)
+            self.write_text(self.out / "tables" / f"{name}.tex", tex)
         if "csv" in self.formats:
-            self._text(self.out / "tables" / f"{name}.csv", csv.to_csv(index=False))
+            self.write_text(self.out / "tables" / f"{name}.csv", csv.to_csv(index=False))
 
     def csv(self, name: str, df: pd.DataFrame):
         """A CSV-only table (too wide to show), written when the csv format is on."""
         if "csv" in self.formats:
-            self._text(self.out / "tables" / f"{name}.csv", df.to_csv(index=False))
+            self.write_text(self.out / "tables" / f"{name}.csv", df.to_csv(index=False))
 
     def table(self, t: Table | None, name: str):
         if t is None:

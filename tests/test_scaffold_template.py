@@ -78,7 +78,7 @@ def test_new_method_refuses_a_name_whose_package_is_installed(tmp_path, monkeypa
 
 
 def test_a_name_with_a_plus_writes_valid_toml(tmp_path):
-    import tomllib
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
     scaffold("foo+bar", tmp_path / "pkg")
     project = tomllib.loads((tmp_path / "pkg" / "pyproject.toml").read_text())  # `foo+bar = ...` did not parse

@@ -184,6 +184,20 @@ def load(store_dir: str | Path) -> pd.DataFrame:
     return df.sort_values(SORT_COLUMNS, kind="stable").reset_index(drop=True)
 
 
+def left_out(store_dir: str | Path, table: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """What `table` (`load(store_dir)`) leaves out of the store: (done cells it could not read, cells with a config
+    but not done: failed, half-run or running), as sorted cell ids. Reports and the leaderboard say so."""
+    loaded = set(table["cell"].astype(str))
+    unread, unfinished = [], []
+    for d in sorted((Path(store_dir) / "cells").iterdir()):
+        if (d / "DONE").is_file():
+            if d.name not in loaded:
+                unread.append(d.name)
+        elif d.is_dir() and (d / "config.json").is_file():
+            unfinished.append(d.name)
+    return unread, unfinished
+
+
 def _distinct_methods(df: pd.DataFrame) -> pd.DataFrame:
     """Method labels that keep different experiments apart (see the module docstring): no table may average two
     variants of a method, or count one training seed twice."""

@@ -121,16 +121,12 @@ def _entries_folder(root: str | Path) -> Path:
     return root
 
 
-def _not_in_rows(store: Path, loaded: set[str]) -> list[str]:
-    """A line on the store's cells the rows leave out: done cells the results table could not read and cells not
-    finished. Their seeds are simply absent from the rows' n, so say so (`bench report` says why for each)."""
-    from benchmark.runner import store as st
+def _not_in_rows(store: Path, df) -> list[str]:
+    """A line on the store's cells the rows leave out (`benchmark.results.left_out`): their seeds are simply
+    absent from the rows' n, so say so (`bench report` says why for each)."""
+    from benchmark.results import left_out
 
-    done, unfinished = [], []
-    for d in sorted((store / "cells").iterdir()):
-        if d.is_dir() and (d / st.CONFIG).is_file():
-            (done if (d / st.DONE).exists() else unfinished).append(d.name)
-    unread = [c for c in done if c not in loaded]
+    unread, unfinished = left_out(store, df)
     lines = []
     if unread:
         lines.append(f"{store}: {len(unread)} done cell(s) could not be read (e.g. {unread[0]}) and are left out of "
@@ -152,7 +148,7 @@ def add_results(store: str | Path, root: str | Path = ENTRIES, dataset_name: str
         raise BenchError("no finished cells in the results store", store)
     root = _entries_folder(root)
     existing = {row_key(r): (p, r) for p, r in load_rows(root)}
-    written, kept = [], _not_in_rows(Path(store), set(df["cell"].astype(str)))
+    written, kept = [], _not_in_rows(Path(store), df)
     for row in rows_from_results(df, dataset_name, test_split, [r for _, r in existing.values()]):
         path, old = existing.get(row_key(row), (None, {}))
         why = None if replace else downgrade(old.get("reproduced"), row["reproduced"])

@@ -33,25 +33,24 @@ def load_cells(store: str | Path) -> pd.DataFrame:
     label or None, problem, whether `bench run` redoes it), and cells that are not done (failed, half-run, running)
     in `frame.attrs["unfinished"]` as (cell, label, status, one-line error or None), so the report can say so.
     """
-    from benchmark.results import load
+    from benchmark.results import left_out, load
 
     store = Path(store)
     frame = normalise(load(store))  # raises for a folder that is no results store
+    unread, unfinished = left_out(store, frame)
     if frame.empty:
-        raise BenchError(f"no finished cells{_why_none(store)}", store / "cells")
-    done = {d.name for d in (store / "cells").iterdir() if (d / "DONE").is_file()}
-    left_out = sorted(done - set(frame["cell"].astype(str)))
-    frame.attrs["unloaded"] = [unloaded_cell(store / "cells" / cid) for cid in left_out]
-    frame.attrs["unfinished"] = unfinished_cells(store)
+        raise BenchError(f"no finished cells{_why_none(store, unfinished)}", store / "cells")
+    frame.attrs["unloaded"] = [unloaded_cell(store / "cells" / cid) for cid in unread]
+    frame.attrs["unfinished"] = [unfinished_cell(store / "cells" / cid) for cid in unfinished]
     return frame
 
 
-def _why_none(store: Path) -> str:
+def _why_none(store: Path, unfinished_ids: list[str]) -> str:
     """What the store holds instead, in a few words: `(2 failed, 1 running; e.g. cell ab12cd34 (ssd_det noise 0.4):
     CUDA out of memory)`, or the empty-store hint."""
     from collections import Counter
 
-    unfinished = unfinished_cells(store)
+    unfinished = [unfinished_cell(store / "cells" / cid) for cid in unfinished_ids]
     if not unfinished:
         return " (no cells/*/DONE)"
     counts = Counter(status for _, _, status, _ in unfinished)
@@ -83,30 +82,25 @@ def left_out_problem(d: Path) -> str:
     return read_cell(d)[1] or "left out by the results table (its files read fine now)"
 
 
-def unfinished_cells(store: Path) -> list[tuple[str, str, str, str | None]]:
-    """(cell, label, status, error) of every cell directory without DONE: what a sweep left failed, half-run or
+def unfinished_cell(d: Path) -> tuple[str, str, str, str | None]:
+    """(cell, label, status, error) of a cell directory without DONE: what a sweep left failed, half-run or
     running."""
     from benchmark.io import read_json
     from benchmark.runner import store as st
     from benchmark.runner.cells import label
 
-    out = []
-    for d in sorted((store / "cells").iterdir()):
-        if not d.is_dir() or not (d / st.CONFIG).is_file() or (d / st.DONE).exists():
-            continue
-        status = st.cell_status(d)
-        error = None
-        if status == st.FAILED_S:
-            try:
-                error = str(read_json(d / st.FAILED).get("error") or "") or None
-            except (BenchError, AttributeError):
-                error = None
+    status = st.cell_status(d)
+    error = None
+    if status == st.FAILED_S:
         try:
-            name = label(read_json(d / st.CONFIG))
-        except (BenchError, KeyError, TypeError):
-            name = "unreadable config.json"
-        out.append((d.name, name, status, error))
-    return out
+            error = str(read_json(d / st.FAILED).get("error") or "") or None
+        except (BenchError, AttributeError):
+            error = None
+    try:
+        name = label(read_json(d / st.CONFIG))
+    except (BenchError, KeyError, TypeError):
+        name = "unreadable config.json"
+    return d.name, name, status, error
 
 
 def normalise(frame: pd.DataFrame) -> pd.DataFrame:

@@ -250,21 +250,20 @@ def calibrate(ds: DetectionDataset, model: str | NoiseModel, target_mean_iou: fl
         return 1.0 if mean is None else mean
 
     top = nm.max_level if nm.max_inclusive else nm.max_level * (1 - 1e-6)
-    lo, tried = 0.0, []
+    lo, at_lo, tried = 0.0, 1.0, []  # level 0 moves no box
     for k in range(1, CALIBRATION_SCAN + 1):
         hi = nm.max_level * k / CALIBRATION_SCAN if k < CALIBRATION_SCAN else top
-        tried.append((iou_at(hi), hi))
-        if tried[-1][0] <= target:
+        at_hi = iou_at(hi)
+        tried.append((at_hi, hi))
+        if at_hi <= target:
             break
-        lo = hi
+        lo, at_lo = hi, at_hi
     else:
         lowest, where = min(tried)
         raise BenchError(f"model {nm.name!r} reaches mean IoU {lowest:.3f} at best (level {where:.4g}, of "
                          f"{CALIBRATION_SCAN} levels up to {top:.4g}) on this dataset; {target} is out of reach")
-    at_hi = tried[-1][0]
     if abs(at_hi - target) <= tol / 4:
         return round(hi, 4)
-    at_lo = 1.0 if lo == 0 else tried[-2][0]
     for _ in range(60):  # at_lo = iou_at(lo) > target >= iou_at(hi) = at_hi throughout
         mid = (lo + hi) / 2
         value = iou_at(mid)

@@ -26,6 +26,7 @@ from .problems import ProblemLog, clean_box
 
 
 _FLAG_TYPES = {int, bool, float, type(None)}  # COCO iscrowd 0 / 1; true / false, 0.0 / 1.0 and null read as meant
+_NUMBER_TYPES = {int, float}  # a JSON number: bool is no number
 
 
 def _is_int(v) -> bool:
@@ -33,7 +34,7 @@ def _is_int(v) -> bool:
 
 
 def _is_num(v) -> bool:
-    return type(v) in (int, float)
+    return type(v) in _NUMBER_TYPES
 
 
 def _not_an_id(where: str, v) -> str:
@@ -124,13 +125,10 @@ def _parse_annotations(items: list, images: dict[int, dict], category_ids: set, 
         if "area" not in a:
             bb = a["bbox"]
             a["area"] = float(bb[2]) * float(bb[3])
-        elif type(a["area"]) not in _AREA_TYPES or not a["area"] >= 0:
+        elif type(a["area"]) not in _NUMBER_TYPES or not a["area"] >= 0:  # `_is_num`, inline: 860 k rows
             raise BenchError(f"annotation {a['id']}: area must be a number >= 0 (or left out), got {a['area']!r}",
                              path)
     return out
-
-
-_AREA_TYPES = {int, float}
 
 
 def _bad_flag(a: dict, path: Path) -> None:

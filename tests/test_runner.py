@@ -560,3 +560,27 @@ def test_import_of_a_missing_or_failing_file_is_one_line(tmp_path):
     r = bench("--method", "dummy", "--noise", "0.1", "--dataset", TINY, "--dry-run", "--import", str(bad),
               "--out", str(tmp_path / "s"))
     assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_planning_and_cells_load_datasets_with_the_sweeps_progress_flag(tmp_path, monkeypatch, progress):
+    """`--no-progress` reaches the dataset loader (the shapes dataset draws a bar while it is generated), both when
+    the sweep is planned and when a worker runs a cell."""
+    import benchmark.datasets as datasets
+    from benchmark.runner.cells import DatasetCache
+
+    rc = sys.modules["benchmark.runner.run_cell"]  # the package exports a function of the same name
+    real, seen = datasets.load, []
+
+    def recording_load(spec, progress=True):
+        seen.append(progress)
+        return real(spec, progress=progress)
+
+    monkeypatch.setattr(datasets, "load", recording_load)
+    monkeypatch.setattr(rc, "_DATASETS", DatasetCache())
+    o = options(tmp_path / "store", progress=progress, noise="0.1", jobs=1)
+    assert "dummy" in dry_run(o) and seen == [progress]
+    cell = resolve_all(grid(o), DatasetCache(progress=progress))[0]
+    cell_dir = st.Store(o.store).write_config(cell.config)
+    assert run_cell(cell_dir, progress=progress)["status"] == "done"
+    assert seen[1:] == [progress, progress]  # planning here, then the worker's own cache

@@ -11,6 +11,7 @@ from typing import Callable
 
 from benchmark.errors import BenchError, ReportedInterrupt
 from benchmark.runner import store as st
+from benchmark.runner.cells import DatasetCache
 from benchmark.runner.devices import cpu_count, visible_gpus
 from benchmark.runner.grid import expand_grid, parse_levels, parse_methods, parse_seeds, parse_set_options
 from benchmark.runner.sweep import Summary, ap_table, execute, format_plan, format_summary, plan
@@ -93,8 +94,8 @@ def planned_cells(o: SweepOptions, store: st.Store):
         return plan_external(o.external, o.methods, o.noise, o.seeds, o.datasets, store,
                              noise_model=o.noise_model, noise_params=o.noise_params, noise_seed=o.noise_seed,
                              noise_rng=o.noise_rng, profile=o.profile, read_options=o.external_options,
-                             overwrite=o.overwrite)
-    return plan(grid(o), store, o.overwrite, gpu=runs_on_gpu(o))
+                             overwrite=o.overwrite, cache=DatasetCache(progress=o.progress))
+    return plan(grid(o), store, o.overwrite, DatasetCache(progress=o.progress), gpu=runs_on_gpu(o))
 
 
 def make_executor(o: SweepOptions, store: st.Store):

@@ -112,9 +112,11 @@ def dataset_name(spec: str) -> str:
 
 
 class DatasetCache:
-    """Loads each dataset once per process and remembers its fingerprints."""
+    """Loads each dataset once per process and remembers its fingerprints. `progress`: show the loader's own bar
+    (the built-in shapes dataset draws its images behind one), as `bench run --progress/--no-progress` says."""
 
-    def __init__(self):
+    def __init__(self, progress: bool = True):
+        self.progress = progress
         self._splits: dict[str, dict] = {}
         self._facts: dict[str, dict] = {}
 
@@ -122,7 +124,7 @@ class DatasetCache:
         if spec not in self._splits:
             from benchmark.datasets import load
 
-            splits = load(spec)
+            splits = load(spec, progress=self.progress)
             missing = [s for s in ("train", "test") if s not in splits]
             if missing:
                 raise BenchError(f"dataset has no {missing[0]!r} split (found: {', '.join(splits)})", spec)

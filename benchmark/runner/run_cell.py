@@ -159,6 +159,7 @@ def _execute(cell_dir: Path, config: dict, claim: st.Claim | None, progress: boo
     timing: dict[str, float] = {}
     t = time.perf_counter()
     spec = config["locator"]["dataset_spec"]
+    _DATASETS.progress = progress
     splits = _DATASETS.splits(spec)
     facts = _DATASETS.facts(spec)
     for split in ("train", "test"):

@@ -158,3 +158,19 @@ def test_bench_run_external_cli(tmp_path, splits):
     assert "1 done" in res.output and "mmdet_retina" in res.output
     missing = CliRunner().invoke(bench, args(tmp_path / "nope.json", tmp_path / "s2"))
     assert isinstance(missing.exception, BenchError) and "detections file not found" in str(missing.exception)
+
+
+def test_external_corner_boxes_get_bench_evals_note(tmp_path, splits, capfd):
+    """Corners [x1, y1, x2, y2] where COCO wants [x, y, w, h] score low without any error: the cell says so on
+    stderr, as `bench eval` does; [x, y, w, h] boxes get no note."""
+    good = detections(splits["test"], 0.0)
+    corners = [{**d, "bbox": [d["bbox"][0], d["bbox"][1], d["bbox"][0] + d["bbox"][2], d["bbox"][1] + d["bbox"][3]]}
+               for d in good]
+    for name, dets in (("good.bbox.json", good), ("corners.bbox.json", corners)):
+        write_json(tmp_path / name, dets)
+    summary = run_sweep(options(tmp_path / "s1", [str(tmp_path / "good.bbox.json")]), echo=lambda s: None)
+    assert summary.counts()["done"] == 1 and "corners" not in capfd.readouterr().err
+    summary = run_sweep(options(tmp_path / "s2", [str(tmp_path / "corners.bbox.json")]), echo=lambda s: None)
+    err = capfd.readouterr().err
+    assert summary.counts()["done"] == 1
+    assert "corners.bbox.json: note:" in err and "corners [x1, y1, x2, y2]" in err

@@ -13,6 +13,7 @@ and seed, not by the file: adding a corrected file for the same run replaces the
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from benchmark.errors import BenchError
@@ -74,9 +75,11 @@ def _recorded(store: st.Store, cid: str) -> dict | None:
 
 
 def external_predictions(config: dict, test) -> list[dict]:
-    """The cell's detections, read and validated against the clean test split (see `load_detections`); the file
-    must still be the one the cell was planned with."""
-    from benchmark.evaluation import load_detections
+    """The cell's detections, read and validated against the clean test split (see `load_detection_arrays`); the
+    file must still be the one the cell was planned with. Boxes that look like corners get `bench eval`'s note, on
+    stderr with the file's name."""
+    from benchmark.evaluation import load_detection_arrays
+    from benchmark.evaluation.detections import boxes_past_image, to_results
     from benchmark.io import sha256_file
 
     ext = config["external"]
@@ -86,5 +89,9 @@ def external_predictions(config: dict, test) -> list[dict]:
     if sha256_file(path) != ext["sha256"]:
         raise BenchError("detections file changed since the cell was planned (sha256 differs); rerun the "
                          "`bench run --external` command", path)
-    return load_detections(path, test, classes=ext.get("classes"), category_ids=ext.get("category_ids", "dataset"),
-                           match_images=ext.get("match_images", "id"))
+    arrays = load_detection_arrays(path, test, classes=ext.get("classes"),
+                                   category_ids=ext.get("category_ids", "dataset"),
+                                   match_images=ext.get("match_images", "id"))
+    if (note := boxes_past_image(test, arrays)) is not None:
+        print(f"{path.name}: {note}", file=sys.stderr)
+    return to_results(test, arrays)

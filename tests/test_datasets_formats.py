@@ -633,3 +633,18 @@ def test_exif_orientation_gives_the_upright_image_unless_annotated_as_stored(tmp
     assert tuple(pixels.shape) == (3, 40, 20) and np.array_equal(pixels.permute(1, 2, 0).numpy(), upright)
     stored = dict(ds.images[0], width=40, height=20)  # e.g. a COCO file that recorded the stored size
     assert tuple(load_image(ds, stored).shape) == (3, 20, 40)
+
+
+def test_voc_lookalike_class_names_are_noted(tmp_path):
+    """'a' and 'A ' would train and score as two classes: the loader keeps them apart (the data may mean it) but
+    notes it, with the object counts; a fixed class list has nothing to note."""
+    root = make_voc(tmp_path / "voc")
+    (root / "Annotations" / "img2.xml").write_text(voc_xml("img2.jpg", [("A ", (1, 1, 10, 10), 0),
+                                                                         ("b", (5, 5, 9, 9), 0)]))
+    ds = load_voc(root, "trainval")
+    assert [c["name"] for c in ds.categories] == ["A", "a", "b"]  # <name> is stripped
+    assert ds.info["notes"] == {"lookalike_class_names": 1}
+    (example,) = ds.info["problem_examples"]["lookalike_class_names"]
+    assert "'A' (1 objects) and 'a' (2 objects)" in example and "--classes" in example
+    assert "lookalike_class_names" not in load_voc(root, "trainval", classes=["a", "b"]).info["notes"]
+    assert "lookalike_class_names" not in load_voc(make_voc(tmp_path / "v2"), "trainval").info["notes"]

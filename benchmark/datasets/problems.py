@@ -35,6 +35,7 @@ REASONS: dict[str, str] = {
     "label_without_image": "label file with no matching image (ignored)",
     "duplicate_image_in_split": "image listed twice in a split (file or folders; second listing ignored)",
     "polygon_label": "YOLO segmentation polygon read as its bounding box",
+    "lookalike_class_names": "VOC class names that differ only in case or separators (each is its own class)",
     "label_beside_image": "YOLO label file next to its image instead of in labels/ (ignored: the image has no boxes)",
 }
 

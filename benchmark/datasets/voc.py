@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import xml.etree.ElementTree as ET
+from collections import Counter
 from pathlib import Path, PurePosixPath
 from xml.sax.saxutils import escape
 
@@ -70,6 +72,20 @@ def _read_split_ids(set_file: Path, log: ProblemLog) -> list[str]:
 # generator spends four draws on each: [image id, number of this image's annotations before it]. `oamil-legacy` noise
 # spends the same draws there, so the boxes after them get the published values.
 LEGACY_DRAW_SLOTS = "legacy_draw_slots"
+
+
+def _note_lookalike_classes(names: list[str], log: ProblemLog, where: str) -> None:
+    """Class names that differ only in case, spaces, `_` or `-` ("RBC" and "rbc "): most likely one class typed
+    two ways, which would train and score as two. Noted (the data may mean it), with the object counts;
+    `--classes` fixes the list."""
+    counts = Counter(names)
+    groups: dict[str, list[str]] = {}
+    for name in sorted(counts):
+        groups.setdefault(re.sub(r"[\s_-]+", "", name).casefold(), []).append(name)
+    for alike in (g for g in groups.values() if len(g) > 1):
+        said = " and ".join(f"{n!r} ({counts[n]} objects)" for n in alike)
+        log.note("lookalike_class_names", f"{where}: classes {said} differ only in case or separators; the same "
+                                          "class? pass --classes to fix the list")
 
 
 def load_voc(root: str | Path, split: str, classes: list[str] | None = None, name: str = "") -> DetectionDataset:
@@ -169,6 +185,7 @@ def load_voc(root: str | Path, split: str, classes: list[str] | None = None, nam
 
     if fixed_classes is None:
         cat_of = {c: i + 1 for i, c in enumerate(sorted({r[1] for r in raw}))}
+        _note_lookalike_classes([r[1] for r in raw], log, str(root))
     categories = [{"id": i, "name": c} for c, i in cat_of.items()]
     annotations = [
         {"id": n, "image_id": iid, "category_id": cat_of[c], "bbox": box, "area": float(box[2]) * float(box[3]),

@@ -645,6 +645,6 @@ def test_voc_lookalike_class_names_are_noted(tmp_path):
     assert [c["name"] for c in ds.categories] == ["A", "a", "b"]  # <name> is stripped
     assert ds.info["notes"] == {"lookalike_class_names": 1}
     (example,) = ds.info["problem_examples"]["lookalike_class_names"]
-    assert "'A' (1 objects) and 'a' (2 objects)" in example and "--classes" in example
+    assert "'A' (1 object) and 'a' (2 objects)" in example and "--classes" in example
     assert "lookalike_class_names" not in load_voc(root, "trainval", classes=["a", "b"]).info["notes"]
     assert "lookalike_class_names" not in load_voc(make_voc(tmp_path / "v2"), "trainval").info["notes"]

@@ -83,7 +83,7 @@ def _note_lookalike_classes(names: list[str], log: ProblemLog, where: str) -> No
     for name in sorted(counts):
         groups.setdefault(re.sub(r"[\s_-]+", "", name).casefold(), []).append(name)
     for alike in (g for g in groups.values() if len(g) > 1):
-        said = " and ".join(f"{n!r} ({counts[n]} objects)" for n in alike)
+        said = " and ".join(f"{n!r} ({counts[n]} object{'s' if counts[n] != 1 else ''})" for n in alike)
         log.note("lookalike_class_names", f"{where}: classes {said} differ only in case or separators; the same "
                                           "class? pass --classes to fix the list")
 

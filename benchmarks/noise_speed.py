@@ -153,7 +153,7 @@ def child_kernel(train: Path, out_dir: Path) -> dict:
     from noise.geometric import uniform
     from noise.legacy import legacy_order
 
-    ds = load_coco(train)
+    ds = load_coco(train, keep_columns=True)
     with gc_paused():
         base_np = extract(ds, "numpy")
         base_legacy = extract(ds, "oamil-legacy", "coco")
@@ -201,7 +201,7 @@ def child_phases(train: Path, out_dir: Path) -> dict:
         return result
 
     step("read_json (part of load_coco)", lambda: read_json(train))
-    ds = step("load_coco", lambda: load_coco(train))
+    ds = step("load_coco", lambda: load_coco(train, keep_columns=True))
     nm = get_model("uniform")
     with gc_paused():
         sha = step("fingerprint", ds.fingerprint)
@@ -220,7 +220,7 @@ def child_levels(train: Path, out_dir: Path, levels: list[float]) -> dict:
     from noise import iter_noisy, write_levels
 
     t0, c0 = time.perf_counter(), time.process_time()
-    ds = load_coco(train)
+    ds = load_coco(train, keep_columns=True)
     load_s = time.perf_counter() - t0
     ious = []
     # as `bench noise make` writes: each level's files written while the next level is made

@@ -237,19 +237,36 @@ def _has_size(im: dict) -> bool:
 
 
 def extract(ds, mode: str = "numpy", layout: str = "coco") -> BoxSet:
-    """Arrays of `ds`'s annotations (one pass over the dicts). Raises `BenchError` on what cannot be perturbed."""
+    """Arrays of `ds`'s annotations: the loader's columns when it kept them for these very lists
+    (`ds.loaded_columns`), else one pass over the dicts. Raises `BenchError` on what cannot be perturbed."""
     where = ds.source or ds.name or None
     if not ds.images:
         raise BenchError("dataset has no images: nothing to perturb", where)
+    anns = ds.annotations
+    n = len(anns)
+    loaded = getattr(ds, "loaded_columns", None)
+    if loaded is not None and not loaded.describe(anns, ds.images):
+        loaded = None
     try:
-        sizes = np.array([(im["width"], im["height"]) for im in ds.images], dtype=np.float64).reshape(-1, 2)
+        sizes = loaded.image_wh if loaded is not None else np.array(
+            [(im["width"], im["height"]) for im in ds.images], dtype=np.float64).reshape(-1, 2)
         if not np.isfinite(sizes).all() or (sizes <= 0).any():
             raise ValueError
     except (KeyError, TypeError, ValueError):
         bad = next((im for im in ds.images if not _has_size(im)), ds.images[0])
         raise BenchError(f"image {bad.get('id')!r} has no valid width/height; noise needs the image size",
                          where) from None
-    anns = ds.annotations
+    if loaded is not None:
+        xywh, image, category = loaded.xywh, loaded.image_row, loaded.category_id
+        ignored, area = loaded.ignored, loaded.area
+        cat_ids = np.array(sorted({int(c["id"]) for c in ds.categories}), dtype=np.int64)
+    else:
+        xywh, image, category, ignored, area, cat_ids = _read_columns(ds, anns, where)
+    return _boxset(ds, xywh, image, category, ignored, area, cat_ids, sizes, mode, layout)
+
+
+def _read_columns(ds, anns: list, where) -> tuple:
+    """xywh, image row, category, ignored, area (w * h where missing) and the known category ids, from the dicts."""
     n = len(anns)
     try:
         boxes = list(map(itemgetter("bbox"), anns))
@@ -269,6 +286,12 @@ def extract(ds, mode: str = "numpy", layout: str = "coco") -> BoxSet:
                          "needs image_id, integer category_id and a 4-number bbox, every category an integer id",
                          where) from None
     area = np.where(np.isnan(area), xywh[:, 2] * xywh[:, 3], area)
+    return xywh, image, category, ignored, area, cat_ids
+
+
+def _boxset(ds, xywh, image, category, ignored, area, cat_ids, sizes, mode: str, layout: str) -> BoxSet:
+    anns = ds.annotations
+    n = len(anns)
     known_cat = np.isin(category, cat_ids)
     clean = columns(xywh[:, 0], xywh[:, 1], xywh[:, 0] + xywh[:, 2], xywh[:, 1] + xywh[:, 3])
     if mode == "oamil-legacy":  # mmdet 2.x saw (and OA-MIL perturbed) the boxes before the loader clipped them

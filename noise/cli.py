@@ -94,7 +94,7 @@ def make_cmd(dataset, model, levels, seed, rng, layout, params, out, emit, mmdet
         raise BenchError(f"--layout {layout} applies to --rng oamil-legacy only")
     model_arg, model_params = model_from_spec(model, params)
     check_levels(model_arg, model_params, rng, levels)  # what needs no data, before loading it
-    splits = load(dataset)
+    splits = load(dataset, keep_columns=True)
     if "train" not in splits:
         raise BenchError(f"dataset {dataset!r} has no train split")
     train, test = splits["train"], splits.get("test")
@@ -156,7 +156,7 @@ def calibrate_cmd(dataset, model, target, seed, params):
     from benchmark.datasets import load
 
     model_arg, model_params = model_from_spec(model, params)
-    splits = load(dataset)
+    splits = load(dataset, keep_columns=True)
     if "train" not in splits:
         raise BenchError(f"dataset {dataset!r} has no train split")
     level = calibrate(splits["train"], model_arg, target, seed=seed, **model_params)

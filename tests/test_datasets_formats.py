@@ -206,7 +206,7 @@ def test_coco_column_check_gives_what_the_per_annotation_rules_give(tmp_path, mo
 
     path = make_coco(tmp_path, _messy_coco())
     fast = load_coco(path)
-    monkeypatch.setattr(coco, "_rows_needing_care", lambda *a: None)
+    monkeypatch.setattr(coco, "_rows_needing_care", lambda *a: (None, None))
     careful = load_coco(path)
     assert fast.annotations == careful.annotations and fast.info == careful.info
     assert fast.info["skipped"] == {"box_outside_image": 1, "zero_size_box": 1, "inverted_box": 1,

@@ -180,9 +180,9 @@ def _coco_file_split(path: Path) -> str | None:
     return _SPLIT_WORDS[words[-1]] if words else None
 
 
-def _load_coco_file(path: Path) -> dict[str, DetectionDataset]:
+def _load_coco_file(path: Path, keep_columns: bool = False) -> dict[str, DetectionDataset]:
     split = _coco_file_split(path)
-    out = {split or "train": load_coco(path)}
+    out = {split or "train": load_coco(path, keep_columns=keep_columns)}
     if split is not None:
         lo = path.name.lower()
         word = re.findall(r"train|val|test", lo)[-1]
@@ -192,7 +192,7 @@ def _load_coco_file(path: Path) -> dict[str, DetectionDataset]:
         for p in partners:
             sib = path.with_name(path.name[:i] + p + path.name[i + len(word):])
             if sib.is_file():
-                out[other] = load_coco(sib)
+                out[other] = load_coco(sib, keep_columns=keep_columns)
                 break
     return _same_categories(out)
 
@@ -247,9 +247,10 @@ def detect_format(path: Path) -> str:
                      "(images/ + labels/, or a data.yaml listing its splits) or COCO jsons (train.json, val.json, annotations/instances_*.json)", path)
 
 
-def load(spec: str | Path, progress: bool = True) -> dict[str, DetectionDataset]:
+def load(spec: str | Path, progress: bool = True, keep_columns: bool = False) -> dict[str, DetectionDataset]:
     """Load a dataset by catalog name, `shapes:...` / `coco:TRAIN,TEST` spec or path; splits `train` and `test`.
-    `progress`: a bar while a `shapes` dataset is generated on first use."""
+    `progress`: a bar while a `shapes` dataset is generated on first use. `keep_columns`: COCO json datasets keep
+    their validated columns for the noise step (see `load_coco`)."""
     spec = str(spec)
     if spec in CATALOG:
         return CATALOG[spec].load(progress=progress)
@@ -259,7 +260,8 @@ def load(spec: str | Path, progress: bool = True) -> dict[str, DetectionDataset]
         files = [f for f in spec[5:].split(",") if f]
         if len(files) != 2:
             raise BenchError(f"bad dataset spec {spec!r}: use coco:TRAIN.json,TEST.json")
-        return _same_categories({"train": load_coco(files[0], name="train"), "test": load_coco(files[1], name="test")})
+        return _same_categories({"train": load_coco(files[0], name="train", keep_columns=keep_columns),
+                                 "test": load_coco(files[1], name="test", keep_columns=keep_columns)})
     path = Path(spec).expanduser()
     if not path.exists():
         raise BenchError(f"unknown dataset {spec!r}: not a catalog name ({', '.join(CATALOG)}), "
@@ -268,10 +270,11 @@ def load(spec: str | Path, progress: bool = True) -> dict[str, DetectionDataset]
         path.stem if path.is_file() else path.resolve().name)
     fmt = detect_format(path)
     if fmt == "coco-file":
-        return _load_coco_file(path)
+        return _load_coco_file(path, keep_columns)
     if fmt == "voc":
         return _load_voc_root(path, name)
     if fmt == "yolo":
         return _load_yolo_root(path, name)
     files = _coco_dir_files(path)
-    return _same_categories({k: load_coco(p, name=f"{name}/{k}") for k, p in sorted(files.items(), reverse=True)})
+    return _same_categories({k: load_coco(p, name=f"{name}/{k}", keep_columns=keep_columns)
+                             for k, p in sorted(files.items(), reverse=True)})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from array import array
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
@@ -21,7 +22,7 @@ import numpy as np
 from benchmark.errors import BenchError
 from benchmark.io import gc_paused, parse_json, read_bytes, sha256_bytes, write_json
 
-from .core import DetectionDataset, rows_by_id
+from .core import AnnotationColumns, DetectionDataset, rows_by_id
 from .problems import ProblemLog, clean_box
 
 
@@ -99,14 +100,15 @@ def _parse_images(items: list, path: Path) -> list[dict]:
 
 
 def _parse_annotations(items: list, images: dict[int, dict], category_ids: set, path: Path,
-                       log: ProblemLog) -> list[dict]:
-    """Validate and normalise annotations in place (the parsed json is ours).
+                       log: ProblemLog) -> tuple[list[dict], "_Columns | None"]:
+    """Validate and normalise annotations in place (the parsed json is ours); also the columns of the kept ones
+    when the column-wise check could read them (see `AnnotationColumns`).
 
     COCO-sized files are checked column-wise first (`_rows_needing_care`): only the annotations that break a box
     rule then go through the per-annotation rules, so a clean COCO train file costs a few vector operations instead
     of ~1M Python-level checks. A structural problem anywhere sends the whole list through the per-annotation pass,
     which raises the error naming the first offending annotation."""
-    care = _rows_needing_care(items, images, category_ids)
+    care, cols = _rows_needing_care(items, images, category_ids)
     if care is None:
         seen: set = set()
         kept = [_checked_annotation(i, a, images, category_ids, path, log, seen) for i, a in enumerate(items)]
@@ -114,6 +116,8 @@ def _parse_annotations(items: list, images: dict[int, dict], category_ids: set, 
         kept = list(items)
         for i in care.tolist():
             kept[i] = _checked_annotation(i, items[i], images, category_ids, path, log, None)
+        if cols is not None and care.size:
+            cols = cols.after_care(kept, care)
     out = [a for a in kept if a is not None]
     for a in out:  # a plain loop: ~4x faster here than the same rules as chained maps
         crowd, ignore, difficult = a.get("iscrowd", 0), a.get("ignore", 0), a.get("difficult", 0)
@@ -128,7 +132,7 @@ def _parse_annotations(items: list, images: dict[int, dict], category_ids: set, 
         elif type(a["area"]) not in _NUMBER_TYPES or not a["area"] >= 0:  # `_is_num`, inline: 860 k rows
             raise BenchError(f"annotation {a['id']}: area must be a number >= 0 (or left out), got {a['area']!r}",
                              path)
-    return out
+    return out, cols
 
 
 def _bad_flag(a: dict, path: Path) -> None:
@@ -137,41 +141,70 @@ def _bad_flag(a: dict, path: Path) -> None:
             raise BenchError(f"annotation {a['id']}: {key} must be 0 or 1, got {a[key]!r}", path)
 
 
-def _rows_needing_care(items: list, images: dict[int, dict], category_ids: set) -> "np.ndarray | None":
+@dataclass
+class _Columns:
+    """What the column-wise check read, row i = annotation i (see `AnnotationColumns`)."""
+    xywh: np.ndarray
+    image_row: np.ndarray
+    category_id: np.ndarray
+    image_wh: np.ndarray
+
+    def after_care(self, kept: list, care: np.ndarray) -> "_Columns":
+        """The columns of `kept` once the per-annotation rules ran on rows `care`: clipped boxes as clipped,
+        dropped rows (None in `kept`) left out."""
+        xywh = self.xywh.copy()
+        dropped = []
+        for i in care.tolist():
+            if kept[i] is None:
+                dropped.append(i)
+            else:
+                xywh[i] = kept[i]["bbox"]
+        keep = np.ones(len(xywh), bool)
+        keep[dropped] = False
+        return _Columns(xywh[keep], self.image_row[keep], self.category_id[keep], self.image_wh)
+
+
+def _rows_needing_care(items: list, images: dict[int, dict],
+                       category_ids: set) -> "tuple[np.ndarray | None, _Columns | None]":
     """Indices of the annotations a box rule may drop or clip (unknown image or category, a box not strictly inside
     its image, a non-number coordinate), or None when the list has a structural problem (not a dict, a missing key,
-    a non-integer or duplicate id, a bbox that is not a 4-list) that the per-annotation pass must report."""
+    a non-integer or duplicate id, a bbox that is not a 4-list) that the per-annotation pass must report. Second:
+    the columns read on the way, or None where some could not be read as numbers (that pass then decides)."""
     n = len(items)
     if not n:
-        return np.zeros(0, np.int64)
+        return np.zeros(0, np.int64), None
     try:
         ids = list(map(itemgetter("id"), items))
         image_ids = list(map(itemgetter("image_id"), items))
         cats = list(map(itemgetter("category_id"), items))
         boxes = list(map(itemgetter("bbox"), items))
     except (KeyError, TypeError):
-        return None
+        return None, None
     if set(map(type, items)) != {dict} or set(map(type, ids)) != {int} or not _unique_ints(ids):
-        return None
+        return None, None
     if set(map(type, boxes)) != {list} or set(map(len, boxes)) != {4}:
-        return None
+        return None, None
     xywh = _numeric_boxes(boxes, n)
-    if xywh is None:  # bools, strings, nulls: every box through the per-annotation rules, which name the bad one
+    numeric = xywh is not None
+    if not numeric:  # bools, strings, nulls: every box through the per-annotation rules, which name the bad one
         xywh = np.full((n, 4), np.nan)
     size = np.full((n, 2), np.nan)  # unknown image -> NaN -> not inside -> the per-annotation rules skip it
     rows = _int_column_op(lambda: rows_by_id(np.fromiter(images.keys(), np.int64, len(images)),
                                              np.fromiter(image_ids, np.int64, n)), image_ids)
+    wh = None
     if rows is not None:  # else: non-integer or huge ids, every box goes through the per-annotation rules
         wh = np.array([(im["width"], im["height"]) for im in images.values()], np.float64).reshape(-1, 2)
         size[rows >= 0] = wh[rows[rows >= 0]]
-    known_cat = _int_column_op(lambda: np.isin(np.fromiter(cats, np.int64, n), np.fromiter(category_ids, np.int64)),
-                               cats, category_ids)
+    cat = _int_column_op(lambda: np.fromiter(cats, np.int64, n), cats)
+    known_cat = None if cat is None else _int_column_op(lambda: np.isin(cat, np.fromiter(category_ids, np.int64)),
+                                                        category_ids)
     if known_cat is None:
         known_cat = np.fromiter((c in category_ids for c in cats), bool, n)
     x, y, w, h = xywh.T
     with np.errstate(invalid="ignore"):
         inside = (w > 0) & (h > 0) & (x >= 0) & (y >= 0) & (x + w <= size[:, 0]) & (y + h <= size[:, 1])
-    return np.flatnonzero(~(inside & known_cat))
+    cols = _Columns(xywh, rows, cat, wh) if numeric and rows is not None and cat is not None else None
+    return np.flatnonzero(~(inside & known_cat)), cols
 
 
 def _numeric_boxes(boxes: list, n: int) -> "np.ndarray | None":
@@ -274,9 +307,11 @@ def _guess_image_root(json_path: Path, images: list[dict], info: dict) -> Path:
     return best
 
 
-def load_coco(json_path: str | Path, image_root: str | Path | None = None, name: str = "") -> DetectionDataset:
+def load_coco(json_path: str | Path, image_root: str | Path | None = None, name: str = "",
+              keep_columns: bool = False) -> DetectionDataset:
     """Load a COCO json. `image_root` defaults to the first of the json's folder, its `images/` subfolder, its
-    parent (and a few COCO-layout variants) that holds the first image."""
+    parent (and a few COCO-layout variants) that holds the first image. `keep_columns`: also keep the validated
+    columns for the noise step (`DetectionDataset.loaded_columns`), for a caller that edits no annotation."""
     path = Path(json_path)
     raw = read_bytes(path)
     with ThreadPoolExecutor(max_workers=1) as pool:  # hashlib releases the GIL: the file's hash (~0.4 s for COCO
@@ -292,13 +327,25 @@ def load_coco(json_path: str | Path, image_root: str | Path | None = None, name:
         categories = _parse_categories(_list_of_dicts(data, "categories", path), path)
         images = _parse_images(_list_of_dicts(data, "images", path), path)
         by_id = {im["id"]: im for im in images}
-        annotations = _parse_annotations(_list_of_dicts(data, "annotations", path), by_id,
-                                         {c["id"] for c in categories}, path, log)
+        annotations, cols = _parse_annotations(_list_of_dicts(data, "annotations", path), by_id,
+                                               {c["id"] for c in categories}, path, log)
+        columns = _annotation_columns(annotations, images, cols) if keep_columns and cols is not None else None
     info = dict(data["info"]) if isinstance(data.get("info"), dict) else {}
     root = Path(image_root) if image_root is not None else _guess_image_root(path, images, info)
     log.store(info)
     return DetectionDataset(images, annotations, categories, image_root=root, name=name or path.stem,
-                            source=str(path), info=info, file_sha256=file_sha256)
+                            source=str(path), info=info, file_sha256=file_sha256, loaded_columns=columns)
+
+
+def _annotation_columns(annotations: list[dict], images: list[dict], cols: _Columns) -> AnnotationColumns | None:
+    n = len(annotations)
+    try:
+        area = np.fromiter(map(itemgetter("area"), annotations), np.float64, n)
+    except OverflowError:  # an integer area beyond float range: the noise step reads the dicts instead
+        return None
+    return AnnotationColumns(annotations, images, cols.xywh, cols.image_row, cols.category_id,
+                             np.fromiter(map(itemgetter("ignore"), annotations), np.int8, n).astype(bool), area,
+                             cols.image_wh)
 
 
 def save_coco(ds: DetectionDataset, path: str | Path) -> Path:

@@ -54,6 +54,27 @@ def rows_by_id(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     return np.where(ids[order][pos] == wanted, order[pos], -1).astype(np.int64)
 
 
+@dataclass(frozen=True)
+class AnnotationColumns:
+    """A COCO loader's validated columns of the annotations it returned, row i = `annotations[i]`.
+
+    Why: the noise step needs exactly these arrays, and reading them again from ~1M dicts costs ~0.8 s on COCO
+    train, as much as the loader just spent. Only `load_coco(..., keep_columns=True)` makes them, for a caller that
+    hands the dataset straight to the noise step (`bench noise make`); an in-place edit of the dicts would make them
+    stale, so nothing else asks for them and every method returning a new dataset drops them."""
+    annotations: list  # the list these columns describe (checked by identity before use)
+    images: list  # the image list `image_row` indexes
+    xywh: np.ndarray  # (N, 4) float64 `bbox`, after the loader's clipping
+    image_row: np.ndarray  # (N,) int64 row in `images`
+    category_id: np.ndarray  # (N,) int64
+    ignored: np.ndarray  # (N,) bool `ignore` as the loader set it (crowd, difficult or ignore)
+    area: np.ndarray  # (N,) float64 `area` as the loader set it
+    image_wh: np.ndarray  # (n_images, 2) float64 width, height
+
+    def describe(self, annotations: list, images: list) -> bool:
+        return self.annotations is annotations and self.images is images and len(self.xywh) == len(annotations)
+
+
 @dataclass
 class DetectionDataset:
     images: list[dict]
@@ -66,6 +87,8 @@ class DetectionDataset:
     # sha256 of the file this dataset was loaded from, as read (None for datasets built or derived in memory: every
     # method returning a new dataset drops it). Noise manifests record it as the source-file hash.
     file_sha256: str | None = field(default=None, compare=False, repr=False)
+    # the loader's columns of `annotations` (`AnnotationColumns`), only when asked for; dropped like file_sha256
+    loaded_columns: AnnotationColumns | None = field(default=None, compare=False, repr=False)
 
     # ---- construction -------------------------------------------------------------------------------------
     @classmethod

@@ -243,7 +243,6 @@ def extract(ds, mode: str = "numpy", layout: str = "coco") -> BoxSet:
     if not ds.images:
         raise BenchError("dataset has no images: nothing to perturb", where)
     anns = ds.annotations
-    n = len(anns)
     loaded = getattr(ds, "loaded_columns", None)
     if loaded is not None and not loaded.describe(anns, ds.images):
         loaded = None
@@ -259,7 +258,7 @@ def extract(ds, mode: str = "numpy", layout: str = "coco") -> BoxSet:
     if loaded is not None:
         xywh, image, category = loaded.xywh, loaded.image_row, loaded.category_id
         ignored, area = loaded.ignored, loaded.area
-        cat_ids = np.array(sorted({int(c["id"]) for c in ds.categories}), dtype=np.int64)
+        cat_ids = _category_ids(ds)
     else:
         xywh, image, category, ignored, area, cat_ids = _read_columns(ds, anns, where)
     return _boxset(ds, xywh, image, category, ignored, area, cat_ids, sizes, mode, layout)
@@ -280,13 +279,17 @@ def _read_columns(ds, anns: list, where) -> tuple:
         for r in np.flatnonzero((flag != 0) & (flag != 1)).tolist():  # hand-built dicts: derive it
             ignored[r] = is_ignored(anns[r])
         area = _column(anns, "area", np.nan, np.float64)
-        cat_ids = np.array(sorted({int(c["id"]) for c in ds.categories}), dtype=np.int64)
+        cat_ids = _category_ids(ds)
     except (KeyError, ValueError, TypeError) as exc:
         raise BenchError(f"annotations are malformed for noise ({type(exc).__name__}: {exc}); every annotation "
                          "needs image_id, integer category_id and a 4-number bbox, every category an integer id",
                          where) from None
     area = np.where(np.isnan(area), xywh[:, 2] * xywh[:, 3], area)
     return xywh, image, category, ignored, area, cat_ids
+
+
+def _category_ids(ds) -> np.ndarray:
+    return np.array(sorted({int(c["id"]) for c in ds.categories}), dtype=np.int64)
 
 
 def _boxset(ds, xywh, image, category, ignored, area, cat_ids, sizes, mode: str, layout: str) -> BoxSet:

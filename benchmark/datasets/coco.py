@@ -100,15 +100,17 @@ def _parse_images(items: list, path: Path) -> list[dict]:
 
 
 def _parse_annotations(items: list, images: dict[int, dict], category_ids: set, path: Path,
-                       log: ProblemLog) -> tuple[list[dict], "_Columns | None"]:
-    """Validate and normalise annotations in place (the parsed json is ours); also the columns of the kept ones
-    when the column-wise check could read them (see `AnnotationColumns`).
+                       log: ProblemLog, keep_columns: bool = False) -> tuple[list[dict], "_Columns | None"]:
+    """Validate and normalise annotations in place (the parsed json is ours); with `keep_columns`, also the
+    columns of the kept ones when the column-wise check could read them (see `AnnotationColumns`).
 
     COCO-sized files are checked column-wise first (`_rows_needing_care`): only the annotations that break a box
     rule then go through the per-annotation rules, so a clean COCO train file costs a few vector operations instead
     of ~1M Python-level checks. A structural problem anywhere sends the whole list through the per-annotation pass,
     which raises the error naming the first offending annotation."""
     care, cols = _rows_needing_care(items, images, category_ids)
+    if not keep_columns:
+        cols = None
     if care is None:
         seen: set = set()
         kept = [_checked_annotation(i, a, images, category_ids, path, log, seen) for i, a in enumerate(items)]
@@ -328,8 +330,8 @@ def load_coco(json_path: str | Path, image_root: str | Path | None = None, name:
         images = _parse_images(_list_of_dicts(data, "images", path), path)
         by_id = {im["id"]: im for im in images}
         annotations, cols = _parse_annotations(_list_of_dicts(data, "annotations", path), by_id,
-                                               {c["id"] for c in categories}, path, log)
-        columns = _annotation_columns(annotations, images, cols) if keep_columns and cols is not None else None
+                                               {c["id"] for c in categories}, path, log, keep_columns)
+        columns = None if cols is None else _annotation_columns(annotations, images, cols)
     info = dict(data["info"]) if isinstance(data.get("info"), dict) else {}
     root = Path(image_root) if image_root is not None else _guess_image_root(path, images, info)
     log.store(info)

@@ -26,6 +26,11 @@ def test_profiles_have_the_documented_recipes():
     assert t["epochs"] * t["iters_per_epoch"] * t["batch_size"] == 3360  # 420 iterations x 8 images
     real = resolve_config(_Method(), "cpu", "voc")["train"]  # 320x240 images: half the batch, ~200 iterations
     assert (real["batch_size"], real["iters_per_epoch"], scaled_lr(real)) == (4, 17, 1e-3)
+    # shapes, the quick-start dataset, trains the lighter head; real images keep the measured 128-RoI recipe
+    head = ("box_batch_size_per_image", "representation_size", "rpn_pre_nms_top_n_train", "rpn_post_nms_top_n_train")
+    assert tuple(cpu["model"][k] for k in head) == (64, 128, 500, 250)
+    for kind in ("voc", "coco", "yolo"):
+        assert tuple(resolve_config(_Method(), "cpu", kind)["model"][k] for k in head) == (128, 256, 1000, 500)
     paper = resolve_config(_Method(), "paper", "coco")
     assert paper["model"]["backbone"] == "resnet50" and paper["model"]["max_size"] == 1333
     assert paper["train"]["optimizer"] == "sgd" and scaled_lr(paper["train"]) == 0.02

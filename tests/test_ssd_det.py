@@ -380,9 +380,16 @@ def test_bag_settings_per_dataset_and_noise():
     assert bag_for("paper", 0.4, "voc")[:2] == (PAPER, 0.2)
     assert bag_for("paper", 0.4, "coco")[:2] == (PAPER, 0.2)
     assert "unpublished" in bag_for("paper", 0.2, "coco")[2]
-    # the cpu profile's documented 45-proposal bags (its refiner RoIAlign dominates the step)
-    assert bag_for("cpu", 0.4, "shapes")[:2] == ([1.0, 1.3, 0.7], 0.2)
+    # the cpu profile's documented 45-proposal bags (its refiner RoIAlign dominates the step) ...
+    assert bag_for("cpu", 0.4, "coco")[:2] == ([1.0, 1.3, 0.7], 0.2)
+    assert bag_for("cpu", 0.4, "voc")[:2] == ([1.0, 1.3, 0.7], 0.2)
     assert bag_for("cpu", 0.2, "coco")[:2] == ([1.0, 1.1, 0.9], 0.1)
+    # ... and on shapes, the quick start, the unscaled box with its 4 shifts
+    assert bag_for("cpu", 0.4, "shapes")[:2] == ([1.0], 0.2)
+    assert bag_for("cpu", 0.2, "shapes")[:2] == ([1.0], 0.1)
+    assert bag_for("paper", 0.4, "shapes")[:2] == (PAPER, 0.2)
+    quick = resolve_config(get_method("ssd_det"), "cpu", "shapes", 0.3)["method"]
+    assert quick["num_negatives"] == 64 and quick["base_ratios"] == [1.0] and "shapes" in quick["bag_source"]
     cfg = resolve_config(get_method("ssd_det"), "paper", "coco", 0.4)["method"]
     assert cfg["loss_sisd"] == 0.25 and cfg["fpn_norm"] == "none" and cfg["roi_sampling_ratio"] is None
     assert cfg["num_negatives"] == 500 and len(cfg["base_ratios"]) == 5

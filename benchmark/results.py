@@ -4,12 +4,15 @@ Columns (metrics are fractions 0-1, as in metrics.json):
 - identity: `cell`, `method`, `dataset`, `dataset_kind`, `profile`, `noise_model`, `noise_level`, `noise_seed`,
   `noise_rng`, `seed`, `code_version`, `dataset_id` (the first 8 hex digits of a hash of the train and test
   fingerprints), `variant` (what the cell changed from the method's defaults: its `--set` overrides, noise-model
-  parameters and a non-default noise rng, e.g. `method.topk=3; noise direction=shrink`; empty for defaults).
+  parameters and a non-default noise rng, e.g. `method.topk=3; noise direction=shrink`; empty for defaults),
+  `recipe` (the first 8 hex digits of a hash of the resolved method config without seeds and runtime keys: the
+  same command gives another recipe when a release changes a profile's defaults).
   Two different datasets with the same name (two folders called `coco`) get `dataset` values
   `coco [<dataset_id>]`, so tables, reports and leaderboard rows never average one with the other. Likewise a
   method run in several variants on one dataset is labelled `ssd_det [method.topk=3]` (the default variant keeps
   its name), and cells that would still count one training seed twice in a table group (e.g. two fixed noise
-  seeds) are labelled by what tells them apart: `[noise seed 7]`, else `[cell <id>]`;
+  seeds) are labelled by what tells them apart: `[recipe <hash>]` where the same variant was trained with
+  different defaults (a store holding cells of two releases), `[noise seed 7]`, else `[cell <id>]`;
 - COCO: `AP`, `AP50`, `AP75`, `APs`, `APm`, `APl`, `AR1`, `AR10`, `AR100`, `ARs`, `ARm`, `ARl`;
 - VOC: `VOC_AP50`;
 - `train_<name>` for every number in the cell's training metrics, `time_<name>` for its timings (seconds);
@@ -27,11 +30,11 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.errors import BenchError
-from benchmark.io import atomic_write_bytes, read_json, sha256_bytes, sha256_file
+from benchmark.io import atomic_write_bytes, dumps_json, read_json, sha256_bytes, sha256_file
 
 COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 IDENTITY_COLUMNS = ("cell", "method", "dataset", "dataset_kind", "profile", "noise_model", "noise_level",
-                    "noise_seed", "noise_rng", "seed", "code_version", "dataset_id", "variant")
+                    "noise_seed", "noise_rng", "seed", "code_version", "dataset_id", "variant", "recipe")
 # what a table holds fixed while it averages over training seeds (as reports.tables and leaderboard.add group)
 SEED_GROUP = ["dataset", "profile", "method", "noise_model", "noise_level", "noise_rng"]
 SORT_COLUMNS = ["dataset", "method", "noise_model", "noise_level", "seed", "cell"]
@@ -88,7 +91,7 @@ def _identity_row(cell_dir: Path, config: dict, noise: dict) -> dict:
         "dataset_kind": config["dataset"].get("kind"), "profile": config["profile"],
         "noise_model": noise["model"], "noise_level": float(noise["level"]), "noise_seed": noise["seed"],
         "noise_rng": noise["rng"], "seed": config["seed"], "code_version": config.get("code_version"),
-        "dataset_id": _dataset_id(config["dataset"]), "variant": variant(config),
+        "dataset_id": _dataset_id(config["dataset"]), "variant": variant(config), "recipe": recipe(config),
     }
 
 
@@ -123,6 +126,19 @@ def variant(config: dict) -> str:
         if noise.get("rng") not in (None, "numpy"):
             parts.append(f"noise rng {noise['rng']}")
     return "; ".join(parts)
+
+
+def recipe(config: dict) -> str:
+    """Hash of what a cell trained with beyond its identity row: the resolved method config (model, train, method
+    sections) and the adapter's version, without the training seeds and the runtime keys (device, logging, ...)."""
+    from benchmark.config import RUNTIME_KEYS
+
+    resolved = {k: dict(v) if isinstance(v, dict) else v for k, v in (config.get("method_config") or {}).items()}
+    for section, keys in {**RUNTIME_KEYS, "train": (*RUNTIME_KEYS["train"], "seed", "data_seed")}.items():
+        for key in keys:
+            (resolved.get(section) or {}).pop(key, None)
+    return sha256_bytes(dumps_json({"method_config": resolved,
+                                    "method_version": config.get("method_version")}))[:8]
 
 
 def _noise_defaults(model) -> dict:
@@ -204,6 +220,8 @@ def _distinct_methods(df: pd.DataFrame) -> pd.DataFrame:
     variants = df.groupby(["dataset", "method"])["variant"].transform("nunique") > 1
     labelled = variants & (df["variant"] != "")
     df.loc[labelled, "method"] = df.loc[labelled, "method"] + " [" + df.loc[labelled, "variant"] + "]"
+    recipes = df.groupby([*SEED_GROUP, "variant"])["recipe"].transform("nunique") > 1
+    df.loc[recipes, "method"] = df.loc[recipes, "method"] + " [recipe " + df.loc[recipes, "recipe"] + "]"
     twice = df.duplicated([*SEED_GROUP, "seed"], keep=False)
     if twice.any():
         noise_seeds = df[twice].groupby([*SEED_GROUP, "seed"])["noise_seed"].transform("nunique")

@@ -15,9 +15,10 @@ from benchmark.runner.cells import cell_id
 
 
 def make_cell(store, method="m", level=0.2, seed=0, ap=0.5, done=True, voc=0.7, extra_train=None, dataset="shapes",
-              train_sha="a"):
+              train_sha="a", model=None, device="cpu"):
     config = {"schema": 1, "code_version": "0.1.0", "method": method, "profile": "cpu", "seed": seed,
-              "method_config": {"train": {"seed": seed}},
+              "method_config": {"train": {"seed": seed, "data_seed": seed, "device": device},
+                                "model": model or {"box_batch_size_per_image": 64}},
               "dataset": {"name": dataset, "kind": "shapes", "train_sha256": train_sha, "test_sha256": "b"},
               "noise": {"model": "none" if level == 0 else "uniform", "level": level, "params": {}, "seed": 0,
                         "rng": "numpy"}}
@@ -67,6 +68,21 @@ def test_two_datasets_with_one_name_stay_apart(tmp_path):
     assert len(names) == 2 and all(n.startswith("coco [") for n in names)
     assert df.loc[a.name, "dataset"] == f"coco [{df.loc[a.name, 'dataset_id']}]"
     assert df.loc[c.name, "dataset"] == "bccd"  # a name used by one dataset only stays as it is
+
+
+def test_cells_trained_with_other_defaults_stay_apart(tmp_path):
+    """A store holding cells of two releases (the same command, a profile default changed in between) must not
+    average them as seeds of one experiment; seeds and runtime keys (device) do not make another recipe."""
+    old = [make_cell(tmp_path, "ssd_det", 0.4, s, ap=0.19, model={"box_batch_size_per_image": 128}) for s in (0, 1)]
+    new = [make_cell(tmp_path, "ssd_det", 0.4, s, ap=0.17, device=d) for s, d in ((0, "cpu"), (1, "cuda"), (2, "cpu"))]
+    same = [make_cell(tmp_path, "faster_rcnn", 0.4, s, device=d) for s, d in ((0, "cpu"), (1, "cuda"))]
+    df = results.load(tmp_path).set_index("cell")
+    labels = {d.name: df.loc[d.name, "method"] for d in old + new + same}
+    assert len({labels[d.name] for d in old}) == 1 and len({labels[d.name] for d in new}) == 1
+    assert labels[old[0].name] != labels[new[0].name]
+    assert labels[new[0].name] == f"ssd_det [recipe {df.loc[new[0].name, 'recipe']}]"
+    assert {labels[d.name] for d in same} == {"faster_rcnn"}  # one recipe: seeds of one experiment, untagged
+    assert results.base_method(labels[old[0].name]) == "ssd_det"
 
 
 def test_dataset_names_from_paths_skip_split_and_part_names(tmp_path):

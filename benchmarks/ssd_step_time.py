@@ -5,13 +5,15 @@ Both models train on the same batches (the engine's seeded TrainOrder over a noi
 `cpu` profile, `model.box_batch_size_per_image` = --rois). Steps of all variants are interleaved round-robin, so a
 machine shared with other jobs slows every variant alike; the median step time is reported. Variants:
 - `faster_rcnn`: the core detector alone;
-- `ssd_det`: the adapter's `cpu` defaults (45-proposal bags, 200 negatives/img, the detector's sampling_ratio 2);
+- `ssd_det`: the adapter's `cpu` defaults for the dataset (45-proposal bags, 200 negatives/img; on shapes 5-proposal
+  bags, 64 negatives/img), the detector's sampling_ratio 2;
 - `ssd_det sr1`: the same with sampling_ratio 1 in the refiner;
 - `ssd_det paper`: the paper's refiner on the same detector (125-proposal bags, 500 negatives/img, sampling 2);
 - `ssd_det paper tv`: the same with torchvision's RoIAlign backward instead of the refiner's sparse one.
 
     python benchmarks/ssd_step_time.py                    # shapes, noise 0.4, 512 RoIs/img, 6 timed steps
     python benchmarks/ssd_step_time.py --dataset bccd --steps 4
+    python benchmarks/ssd_step_time.py --rois 64 --variants faster_rcnn,ssd_det   # the shapes cpu recipe
 
 Prints a table and writes benchmarks/out/ssd_step_time.json.
 """

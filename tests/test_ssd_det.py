@@ -384,12 +384,13 @@ def test_bag_settings_per_dataset_and_noise():
     assert bag_for("cpu", 0.4, "coco")[:2] == ([1.0, 1.3, 0.7], 0.2)
     assert bag_for("cpu", 0.4, "voc")[:2] == ([1.0, 1.3, 0.7], 0.2)
     assert bag_for("cpu", 0.2, "coco")[:2] == ([1.0, 1.1, 0.9], 0.1)
-    # ... and on shapes, the quick start, the unscaled box with its 4 shifts
-    assert bag_for("cpu", 0.4, "shapes")[:2] == ([1.0], 0.2)
-    assert bag_for("cpu", 0.2, "shapes")[:2] == ([1.0], 0.1)
+    # ... the same bags on shapes, the quick start, pooled 4x4 with 64 negatives per image
+    assert bag_for("cpu", 0.4, "shapes")[:2] == ([1.0, 1.3, 0.7], 0.2)
     assert bag_for("paper", 0.4, "shapes")[:2] == (PAPER, 0.2)
     quick = resolve_config(get_method("ssd_det"), "cpu", "shapes", 0.3)["method"]
-    assert quick["num_negatives"] == 64 and quick["base_ratios"] == [1.0] and "shapes" in quick["bag_source"]
+    assert (quick["num_negatives"], quick["refiner_pool_size"], len(quick["base_ratios"])) == (64, 4, 3)
+    assert resolve_config(get_method("ssd_det"), "cpu", "voc", 0.3)["method"]["refiner_pool_size"] is None
+    assert resolve_config(get_method("ssd_det"), "paper", "shapes", 0.3)["method"]["num_negatives"] == 500
     cfg = resolve_config(get_method("ssd_det"), "paper", "coco", 0.4)["method"]
     assert cfg["loss_sisd"] == 0.25 and cfg["fpn_norm"] == "none" and cfg["roi_sampling_ratio"] is None
     assert cfg["num_negatives"] == 500 and len(cfg["base_ratios"]) == 5
@@ -473,6 +474,21 @@ def test_group_norm_fpn_option():
     assert any(isinstance(m, nn.GroupNorm) for m in model.detector.backbone.fpn.modules())
     ad, cfg = tiny_cfg()
     assert not any(isinstance(m, nn.GroupNorm) for m in ad.build_model(cfg, 2).modules())
+
+
+def test_refiner_pool_size_option(tmp_path):
+    """The refiner may pool coarser than the detector's box head (the shapes cpu recipe: 4x4): its FCs take the
+    smaller input, the detector keeps its 7x7, and a training step runs; a bad size is a one-line error."""
+    ad, cfg = tiny_cfg(refiner_pool_size=4)
+    _, (ims, targets) = toy_batch(tmp_path)
+    model = ad.build_model(cfg, 2).train()
+    assert model.refiner.pooler.output_size == (4, 4) and model.detector.roi_heads.box_roi_pool.output_size == (7, 7)
+    assert model.refiner.shared_fcs.fc6.in_features == 32 * 4 * 4
+    assert all(torch.isfinite(v) for v in model(ims, targets).values())
+    assert ad.build_model(tiny_cfg()[1], 2).refiner.pooler.output_size == (7, 7)  # default: the detector's
+    for bad in (0, 2.5, "4", [4]):
+        with pytest.raises(BenchError, match="refiner_pool_size"):
+            ad.build_model(tiny_cfg(refiner_pool_size=bad)[1], 2)
 
 
 def test_refined_boxes_and_sums_survive_a_checkpoint(tmp_path):

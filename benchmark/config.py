@@ -15,7 +15,7 @@ Profiles:
 - `cpu`: the measured CPU recipe (tiny 4-stage conv backbone 32-160 + 64-ch FPN, anchors 8-96 px, 128 RoIs/img,
   AdamW 1e-3, 30-iteration warm-up + cosine, grad-clip 10, h+v flips; images kept native up to 320x240: 128 px
   shapes train at 128 px, 640x480 BCCD at 320x240). Shapes: batch 8, 12 epochs x 35 = 420 iterations, and a lighter
-  head (64 RoIs/img, 128-d box head, 500/250 RPN proposals; ~2.5 min on one core, clean AP ~0.5); other datasets
+  head (64 RoIs/img, 128-d box head, 500/250 RPN proposals; ~2.3 min on one core, clean AP ~0.45); other datasets
   (larger images): batch 4, 12 x 17 = 204 iterations.
 - `paper`: the papers' recipe (ResNet-50-FPN, ImageNet weights, stem + stage 1 frozen, frozen BN, 1333x800 or
   VOC 1000x600, flip 0.5, SGD 0.02 momentum 0.9 wd 1e-4 for batch 16, warm-up 500, 12 epochs, steps 8/11, clip 10).
@@ -147,7 +147,8 @@ PROFILE_DEFAULTS: dict[str, dict[str, dict]] = {
 _CPU_REAL_IMAGES = {"train": {"batch_size": 4, "base_batch_size": 4, "iters_per_epoch": 17}}
 # shapes (~5 objects on a 128 px image) is the quick-start dataset, sized so the default sweep fits 20 min on two
 # cores: 64 sampled RoIs/img, a 128-d box head and 500/250 RPN proposals before/after NMS make a training step
-# ~0.6x as long, at the same clean AP (measured: 50.8 vs 51.5, seed 0) and the same collapse at 40 % noise
+# ~0.65x as long, at a clean AP within the seed spread (45.1 +- 5.0 vs 47.4 +- 6.2 over 3 seeds, measured on one
+# day) and the same collapse at 40 % noise (2.7 +- 0.7)
 _CPU_SHAPES = {"model": {"box_batch_size_per_image": 64, "representation_size": 128,
                          "rpn_pre_nms_top_n_train": 500, "rpn_post_nms_top_n_train": 250}}
 _KIND_DEFAULTS: dict[tuple[str, str], dict[str, dict]] = {

@@ -165,7 +165,7 @@ def _group_norm_fpn(detector, groups: int = 32) -> None:
 @register_method
 class SSDDet(MethodAdapter):
     name = "ssd_det"
-    relative_cost = 3.0  # cpu profile: ~2x a faster_rcnn cell on shapes (4x4 refiner pooling), ~3.5x elsewhere
+    relative_cost = 3.0  # cpu profile: ~2.3x a faster_rcnn cell on shapes (4x4 refiner pooling), ~3.5x elsewhere
     paper = Paper(title="Spatial Self-Distillation for Object Detection with Inaccurate Bounding Boxes", venue="ICCV",
                   year=2023, url="https://arxiv.org/abs/2307.12101",
                   code="https://github.com/ucas-vg/PointTinyBenchmark/tree/SSD-Det")

@@ -44,10 +44,12 @@ detector's box head, with `FastMultiScaleRoIAlign` (torchvision's forward, a spa
 `methods/_core/roi_align.py`): torchvision's CPU RoIAlign backward dominated the step. Measured on shapes
 (`benchmarks/ssd_step_time.py`, one thread, both models with the fast backward): at 512 RoIs/img the paper's refiner
 (125 proposals, 500 negatives) costs 4.6x a Faster R-CNN step (7.1x with torchvision's backward in the refiner), the
-`cpu` defaults 2.2x; at the `cpu` profile's 128 RoIs/img the `cpu` defaults cost 3.6x (2.69 s vs 0.75 s): the
-refiner pools ~9 k RoIs per step through its two-layer head, the detector 1 k. (Before the detector shared the fast
+`cpu` 45-proposal bags pooled 7x7 2.2x; at 128 RoIs/img (the `cpu` profile off shapes) those cost 3.6x (2.69 s vs
+0.75 s): the refiner pools ~9 k RoIs per step through its two-layer head, the detector 1 k. With the shapes recipe
+(64 RoIs/img, 4x4 refiner pooling, 64 negatives) 2.0x (0.62 s vs 0.31 s). (Before the detector shared the fast
 backward the same measurements read 2.85x and 1.5x: the baseline itself was slower.)
-`method.base_ratios=[1,1.2,1.3,0.8,0.7] method.num_negatives=500` restores the paper's bag on any profile.
+`method.base_ratios=[1,1.2,1.3,0.8,0.7] method.num_negatives=500` restores the paper's bag on any profile (on shapes
+with `method.refiner_pool_size=null` for its 7x7 pooling).
 
 Our reading where the text leaves a choice (documented, switchable where it matters): stage-I bag loss is the BCE
 summed over the K foreground classes and averaged over objects (the reference code's MILLoss also adds the

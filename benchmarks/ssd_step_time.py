@@ -8,7 +8,8 @@ machine shared with other jobs slows every variant alike; the median step time i
 - `ssd_det`: the adapter's `cpu` defaults for the dataset (45-proposal bags, 200 negatives/img; on shapes 5-proposal
   bags, 64 negatives/img), the detector's sampling_ratio 2;
 - `ssd_det sr1`: the same with sampling_ratio 1 in the refiner;
-- `ssd_det paper`: the paper's refiner on the same detector (125-proposal bags, 500 negatives/img, sampling 2);
+- `ssd_det paper`: the paper's refiner on the same detector (125-proposal bags, 500 negatives/img, sampling 2,
+  7x7 pooling);
 - `ssd_det paper tv`: the same with torchvision's RoIAlign backward instead of the refiner's sparse one.
 
     python benchmarks/ssd_step_time.py                    # shapes, noise 0.4, 512 RoIs/img, 6 timed steps
@@ -32,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 PAPER_REFINER = {"method.base_ratios": [1.0, 1.2, 1.3, 0.8, 0.7], "method.shake": 0.2, "method.num_negatives": 500,
-                 "method.roi_sampling_ratio": 2}
+                 "method.roi_sampling_ratio": 2, "method.refiner_pool_size": None}  # the box head's 7x7, as the paper
 VARIANTS = {  # name -> (method, config overrides, use torchvision's RoIAlign in the refiner)
     "faster_rcnn": ("faster_rcnn", {}, False),
     "ssd_det": ("ssd_det", {}, False),

@@ -5,8 +5,8 @@ Both models train on the same batches (the engine's seeded TrainOrder over a noi
 `cpu` profile, `model.box_batch_size_per_image` = --rois). Steps of all variants are interleaved round-robin, so a
 machine shared with other jobs slows every variant alike; the median step time is reported. Variants:
 - `faster_rcnn`: the core detector alone;
-- `ssd_det`: the adapter's `cpu` defaults for the dataset (45-proposal bags, 200 negatives/img; on shapes 5-proposal
-  bags, 64 negatives/img), the detector's sampling_ratio 2;
+- `ssd_det`: the adapter's `cpu` defaults for the dataset (45-proposal bags, 200 negatives/img; on shapes 64
+  negatives/img and 4x4 refiner pooling), the detector's sampling_ratio 2;
 - `ssd_det sr1`: the same with sampling_ratio 1 in the refiner;
 - `ssd_det paper`: the paper's refiner on the same detector (125-proposal bags, 500 negatives/img, sampling 2,
   7x7 pooling);

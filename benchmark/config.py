@@ -64,6 +64,17 @@ _TRAIN_COMMON = {
 RUNTIME_KEYS = {"train": ("device", "workers", "log_every", "amp", "cache_images", "checkpoint_every",
                           "checkpoint_minutes")}
 
+
+def without_runtime_keys(cfg: dict, also: dict[str, tuple[str, ...]] | None = None) -> dict:
+    """A copy of a resolved config without its `RUNTIME_KEYS` (and the keys in `also`, by section): the part that
+    defines the experiment. Sections are copied, so `cfg` is left as it is."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in cfg.items()}
+    for drop in (RUNTIME_KEYS, also or {}):
+        for section, keys in drop.items():
+            for key in keys:
+                (out.get(section) or {}).pop(key, None)
+    return out
+
 PROFILE_DEFAULTS: dict[str, dict[str, dict]] = {
     "cpu": {
         "model": {

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmark.config import RUNTIME_KEYS, is_device, scaled_lr
+from benchmark.config import is_device, scaled_lr, without_runtime_keys
 from benchmark.errors import BenchError
 from benchmark.io import dumps_json, write_json
 from methods._core.data import DetectionImages, IterationBatches, TrainOrder, collate
@@ -152,11 +152,7 @@ def make_optimizer(model: nn.Module, train_cfg: dict) -> torch.optim.Optimizer:
 # ---- checkpoints --------------------------------------------------------------------------------------------
 def _experiment(cfg: dict) -> dict:
     """The part of a config that defines the experiment (what a resumed run must share)."""
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in cfg.items()}
-    for sec, keys in RUNTIME_KEYS.items():
-        for k in keys:
-            out.get(sec, {}).pop(k, None)
-    return out
+    return without_runtime_keys(cfg)
 
 
 def _save(path: Path, obj: dict) -> None:

@@ -131,12 +131,9 @@ def variant(config: dict) -> str:
 def recipe(config: dict) -> str:
     """Hash of what a cell trained with beyond its identity row: the resolved method config (model, train, method
     sections) and the adapter's version, without the training seeds and the runtime keys (device, logging, ...)."""
-    from benchmark.config import RUNTIME_KEYS
+    from benchmark.config import without_runtime_keys
 
-    resolved = {k: dict(v) if isinstance(v, dict) else v for k, v in (config.get("method_config") or {}).items()}
-    for section, keys in {**RUNTIME_KEYS, "train": (*RUNTIME_KEYS["train"], "seed", "data_seed")}.items():
-        for key in keys:
-            (resolved.get(section) or {}).pop(key, None)
+    resolved = without_runtime_keys(config.get("method_config") or {}, also={"train": ("seed", "data_seed")})
     return sha256_bytes(dumps_json({"method_config": resolved,
                                     "method_version": config.get("method_version")}))[:8]
 

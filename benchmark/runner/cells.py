@@ -8,12 +8,11 @@ workers, logging, AMP, image caching, checkpoint frequency), so the same cell is
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark import __version__
-from benchmark.config import RUNTIME_KEYS
+from benchmark.config import without_runtime_keys
 from benchmark.errors import BenchError
 from benchmark.io import dumps_json, sha256_bytes
 from benchmark.runner.devices import visible_gpus
@@ -51,11 +50,7 @@ def label(config: dict) -> str:
 def identity(config: dict) -> dict:
     """The part of a cell config that is hashed."""
     ident = {k: v for k, v in config.items() if k not in NON_IDENTITY}
-    method_config = copy.deepcopy(ident.get("method_config", {}))
-    for section, keys in RUNTIME_KEYS.items():
-        for key in keys:
-            method_config.get(section, {}).pop(key, None)
-    ident["method_config"] = method_config
+    ident["method_config"] = without_runtime_keys(ident.get("method_config", {}))
     if "external" in ident:  # an external run is its name, data, noise and seed; its file can be replaced
         ident["external"] = True
     return ident

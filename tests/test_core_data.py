@@ -63,7 +63,7 @@ def test_flip_moves_pixels_and_boxes_together(toy):
     # the box covers the same (bright) object in both images
     fx1, fy1, fx2, fy2 = (int(round(v)) for v in t1["boxes"][0].tolist())
     ox1, oy1, ox2, oy2 = (int(round(v)) for v in t0["boxes"][0].tolist())
-    assert flipped[:, fy1:fy2, fx1:fx2].mean() == pytest.approx(plain[:, oy1:oy2, ox1:ox2].mean(), abs=1e-6)
+    assert flipped[:, fy1:fy2, fx1:fx2].mean().item() == pytest.approx(plain[:, oy1:oy2, ox1:ox2].mean().item(), abs=1e-6)
 
 
 def test_image_size_mismatch_is_reported(toy, tmp_path):

@@ -12,6 +12,7 @@ from reports.analysis import (NOISY_INPUT, Datasets, Skips, detection_failure_mo
                               refined_ious, tide_rows, training_failure_modes)
 from reports.boxes import is_ignored
 from reports.config import ReportConfig
+from reports.curves import is_loss, pooled, training_curves
 from reports.failure_modes import BAD_MODES, MODES, UNASSIGNED, mode_rates, pool_rates
 from reports.store import CellCache
 from reports.tables import (MAIN_METRICS, SIZE_METRICS, VOC_METRICS, aggregate, metric_table, oracle_methods_in,
@@ -156,6 +157,20 @@ def group_section(w: Writer, key, g: pd.DataFrame, cfg: ReportConfig, cache: Cel
     if not agg.empty:
         w.figure(P.ap_vs_noise(agg, oracles=oracles, colors=colors), f"{gslug}_ap_vs_noise",
                  "AP and AP75 vs noise level (mean ± std over seeds; oracle dashed)")
+
+    # 2b. training curves (train/scalars.csv): losses, then method diagnostics
+    stats = pooled(training_curves(g, skips))
+    if not stats.empty:
+        names = list(dict.fromkeys(stats["scalar"]))
+        losses = [s for s in names if is_loss(s)]
+        diags = [s for s in names if not is_loss(s) and s != "lr"]
+        w.heading(3, "Training curves")
+        if losses:
+            w.figure(P.training_curves(stats, losses, colors), f"{gslug}_loss_curves",
+                     "training losses vs iteration, per method and noise level (mean ± std over seeds)")
+        if diags:
+            w.figure(P.training_curves(stats, diags, colors), f"{gslug}_diagnostic_curves",
+                     "method diagnostics vs iteration (running means the methods report while training)")
 
     # 3. realised noise and refined boxes
     noise, ious = noise_summary(g, cache, skips)

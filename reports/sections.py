@@ -13,6 +13,7 @@ from reports.analysis import (NOISY_INPUT, Datasets, Skips, detection_failure_mo
 from reports.boxes import is_ignored
 from reports.config import ReportConfig
 from reports.curves import is_loss, pooled, training_curves
+from reports.headline import group_headline
 from reports.failure_modes import BAD_MODES, MODES, UNASSIGNED, mode_rates, pool_rates
 from reports.store import CellCache
 from reports.tables import (MAIN_METRICS, SIZE_METRICS, VOC_METRICS, aggregate, metric_table, oracle_methods_in,
@@ -142,15 +143,22 @@ def group_section(w: Writer, key, g: pd.DataFrame, cfg: ReportConfig, cache: Cel
            f"{', '.join(f'{v:g}' for v in sorted(g['noise_level'].unique()))}; seeds per method and level: "
            f"{n_seeds.min()}–{n_seeds.max()}")
 
-    # 1. tables
+    for line in group_headline(g, cfg.oracle_methods):
+        w.para(line, css="lead")
+
+    # 1. tables: AP by level first; the other metrics one click away
     w.heading(3, "Results")
+    w.table(metric_table(g, ["AP"], "AP (COCO), points, mean ± std over seeds", cfg.oracle_methods),
+            f"{gslug}_ap")
+    w.table(summary_table(g, "Retention vs the clean oracle and area under the AP-vs-noise curve",
+                          oracle_methods=cfg.oracle_methods), f"{gslug}_summary")
+    start = len(w.html)
     main = [*MAIN_METRICS, *VOC_METRICS]
     w.table(metric_table(g, main, "AP, AP50, AP75 (COCO) and AP50 (VOC area), points", cfg.oracle_methods),
             f"{gslug}_main")
     w.table(metric_table(g, SIZE_METRICS, "AP by object size (COCO APs / APm / APl), points", cfg.oracle_methods),
             f"{gslug}_size")
-    w.table(summary_table(g, "Retention vs the clean oracle and area under the AP-vs-noise curve",
-                          oracle_methods=cfg.oracle_methods), f"{gslug}_summary")
+    w.collapse(start, "more metrics: AP50, AP75, VOC AP50, AP by object size")
 
     # 2. curves
     agg = aggregate(g, ["AP", "AP75"])
@@ -179,8 +187,10 @@ def group_section(w: Writer, key, g: pd.DataFrame, cfg: ReportConfig, cache: Cel
         w.heading(3, "Training-box noise")
     if ious:
         w.figure(P.realised_iou(ious), f"{gslug}_realised_iou", "realised IoU(noisy, clean) of the training boxes")
+        start = len(w.html)
         w.frame(_by_columns(noise), f"{gslug}_noise", "noisy training sets: realised IoU and the manifests' fields",
                 csv=noise)
+        w.collapse(start, "the noisy training sets' manifests")
     if panels:
         w.figure(P.iou_histograms(panels, colors=colors), f"{gslug}_refined_iou",
                  "IoU with the clean box: refined boxes (line) vs the noisy boxes they came from (grey)")

@@ -4,6 +4,7 @@ without a display, galleries, the CLI, and the self-contained HTML page in headl
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -593,3 +594,30 @@ def test_training_curves_pool_seeds_and_reach_the_report(tmp_path):
     assert any(n.endswith("_loss_curves.png") for n in plots)
     assert any(n.endswith("_diagnostic_curves.png") for n in plots)
     assert "Training curves" in (out / "report.md").read_text()
+
+
+def test_the_first_screen_answers_without_horizontal_scroll(built, tmp_path):
+    """At 1280 px wide the first screen holds the headline and the AP table, and nothing in it runs past the
+    right edge (measured in the browser on a copy of the page with a probe script; the page itself has none)."""
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no `chromium` on PATH (Debian/Ubuntu: apt-get install -y chromium)")
+    probe = ("<script>addEventListener('load', () => { let right = 0, lead = 0;"
+             " for (const e of document.body.querySelectorAll('*')) { const r = e.getBoundingClientRect();"
+             " if (r.top < 800 && r.height > 0) right = Math.max(right, r.right); }"
+             " for (const p of document.querySelectorAll('p.lead')) if (p.getBoundingClientRect().top < 800) lead++;"
+             " const t = document.querySelector('table.results'); const ap = t ? t.getBoundingClientRect().top : 1e9;"
+             " document.title = `probe ${Math.ceil(right)} ${document.documentElement.scrollWidth} ${lead} ${ap}`; });"
+             "</script>")
+    page = tmp_path / "probe.html"
+    page.write_text(built.read_text().replace("</body>", probe + "</body>"))
+    env = dict(os.environ, HOME=str(tmp_path))
+    r = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                        "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,800",
+                        "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+                       capture_output=True, text=True, timeout=120, env=env)
+    found = re.search(r"<title>probe (\d+) (\d+) (\d+) ([\d.e+]+)</title>", r.stdout)
+    assert found, r.stderr[-2000:]
+    right, scroll_width, leads, ap_top = (float(v) for v in found.groups())
+    assert right <= 1280 and scroll_width <= 1280, (right, scroll_width)
+    assert leads >= 1 and ap_top < 800, (leads, ap_top)  # the answer and the AP table are in the first screen

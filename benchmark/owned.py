@@ -27,10 +27,18 @@ def _stamp(path: Path) -> list[int] | None:
     return [st.st_size, st.st_mtime_ns]
 
 
+def _os_error(exc: OSError, path: Path, doing: str) -> BenchError:
+    return BenchError(f"cannot {doing} ({exc.strerror or exc})", exc.filename or path)
+
+
 def _entries(root: Path) -> list[str]:
     """Every file (or symlink) under `root`, as a POSIX path relative to it, the record left out."""
     out = []
-    for top, dirs, files in os.walk(root):
+
+    def fail(exc: OSError):
+        raise _os_error(exc, root, "read the folder")
+
+    for top, dirs, files in os.walk(root, onerror=fail):
         for name in files + [d for d in dirs if os.path.islink(os.path.join(top, d))]:
             rel = os.path.relpath(os.path.join(top, name), root).replace(os.sep, "/")
             if rel != RECORD:
@@ -58,7 +66,15 @@ class OwnedFolder:
         data = parse_json(read_bytes(path), path)
         if not isinstance(data, dict) or data.get("command") != self.command or not isinstance(data.get("files"), dict):
             return None
-        return {k: v for k, v in data["files"].items() if isinstance(v, list)}
+        return {k: v for k, v in data["files"].items() if isinstance(v, list) and self._inside(k)}
+
+    def _inside(self, rel: str) -> bool:
+        """A record entry that names a file in this folder (not `..`, absolute, or through a linked folder)."""
+        parts = Path(rel).parts
+        if not parts or Path(rel).is_absolute() or ".." in parts:
+            return False
+        real, parent = os.path.realpath(self.root), os.path.realpath(self.root / Path(rel).parent)
+        return parent == real or parent.startswith(real + os.sep)
 
     def foreign(self) -> list[str]:
         """Files in the folder the earlier run did not write, or that changed since it wrote them."""
@@ -68,8 +84,11 @@ class OwnedFolder:
         """Accept a missing or empty folder, or one this command wrote before; refuse any other (one line)."""
         if self.root.exists() and not self.root.is_dir():
             raise BenchError(f"{what} is a file, not a folder", self.root)
-        if not self.root.is_dir() or not any(self.root.iterdir()):
-            return self
+        try:
+            if not self.root.is_dir() or not any(self.root.iterdir()):
+                return self
+        except OSError as exc:
+            raise _os_error(exc, self.root, "read the folder") from None
         record = self._read_record()
         if record is None:
             raise BenchError(f"{what} is not empty and was not written by `{self.command}` (no {RECORD} of it): "
@@ -97,12 +116,12 @@ class OwnedFolder:
             self.now[self._rel(path)] = stamp
         return path
 
-    def remove_earlier(self, keep: set[str] = frozenset()) -> tuple[int, list[str]]:
-        """Delete the earlier run's files that are unchanged and not in `keep` (nor written by this run), and the
-        folders that leaves empty. Returns (number removed, files kept because they changed since)."""
+    def remove_earlier(self) -> tuple[int, list[str]]:
+        """Delete the earlier run's files that are unchanged and not written again by this run, and the folders
+        that leaves empty. Returns (number removed, files kept because they changed since)."""
         removed, changed = 0, []
         for rel, stamp in sorted(self.before.items()):
-            if rel in self.now or rel in keep:
+            if rel in self.now:
                 continue
             path = self.root / rel
             current = _stamp(path)
@@ -111,13 +130,16 @@ class OwnedFolder:
             if current != stamp:
                 changed.append(rel)  # edited since: the user's now, kept and no longer recorded
                 continue
-            path.unlink()
-            removed += 1
-            parent = path.parent
-            while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
-                parent.rmdir()
-                parent = parent.parent
-        self.before = {k: v for k, v in self.before.items() if k in self.now or k in keep}
+            try:
+                path.unlink()
+                removed += 1
+                parent = path.parent
+                while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
+                    parent.rmdir()
+                    parent = parent.parent
+            except OSError as exc:
+                raise _os_error(exc, path, "remove an earlier output file") from None
+        self.before = {k: v for k, v in self.before.items() if k in self.now}
         return removed, changed
 
     def save(self, keep_earlier: bool = False) -> Path:
@@ -128,5 +150,8 @@ class OwnedFolder:
             for rel, stamp in self.before.items():
                 if rel not in files and _stamp(self.root / rel) == stamp:
                     files[rel] = stamp
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _os_error(exc, self.root, "create the folder") from None
         return write_json(self.root / RECORD, {"command": self.command, "files": files}, indent=True)

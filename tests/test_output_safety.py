@@ -292,3 +292,24 @@ def test_noise_make_names_the_generator_in_the_folder(tmp_path, capsys):
         assert code == 0, err
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["uniform-r0.4-s0", "uniform-r0.4-s0-oamil-legacy"]
     assert read_json(out / "uniform-r0.4-s0-oamil-legacy" / "manifest.json")["rng"] == "oamil-legacy"
+
+
+def test_a_record_never_reaches_outside_its_folder(tmp_path):
+    """A record edited (or crafted) to list `../file` or a path through a linked folder deletes nothing there."""
+    import os
+
+    from benchmark.owned import OwnedFolder
+
+    precious = tmp_path / "elsewhere" / "precious.txt"
+    precious.parent.mkdir()
+    precious.write_text("keep")
+    root = tmp_path / "out"
+    (root / "sub").mkdir(parents=True)
+    os.symlink(precious.parent, root / "linked")
+    st = os.lstat(precious)
+    stamp = [st.st_size, st.st_mtime_ns]
+    write_json(root / RECORD, {"command": "bench report", "files": {
+        "../elsewhere/precious.txt": stamp, str(precious): stamp, "linked/precious.txt": stamp}})
+    folder = OwnedFolder(root, "bench report").open()
+    assert folder.remove_earlier() == (0, [])
+    assert precious.read_text() == "keep" and (root / "linked").is_symlink()

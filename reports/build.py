@@ -36,8 +36,6 @@ def build_report(store_dir, out_dir=None, formats=FORMATS, config: ReportConfig 
     cfg = config or ReportConfig()
     frame = load_cells(store)
     out = Path(out_dir) if out_dir is not None else store / "report"
-    out.mkdir(parents=True, exist_ok=True)  # sub-folders appear with their first file
-
     w = Writer(out, formats)  # refuses a folder holding files an earlier report did not write
     try:
         index = _write(w, store, frame, formats, cfg, progress)

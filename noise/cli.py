@@ -76,7 +76,7 @@ def _variant(manifest: dict, default_params: dict, layout: str) -> str:
     parts = []
     if manifest["rng"] != "numpy":
         parts.append(manifest["rng"] + (f"-{layout}" if layout != "auto" else ""))
-    if manifest["params"] != default_params or manifest.get("param_files"):
+    if dumps_json(manifest["params"]) != dumps_json(default_params) or manifest.get("param_files"):
         recorded = {"params": manifest["params"], "param_files": manifest.get("param_files") or {}}
         parts.append("p" + sha256_bytes(dumps_json(recorded))[:8])
     return "-".join(parts)

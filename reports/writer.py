@@ -41,7 +41,8 @@ class Writer:
 
     def abandon(self) -> None:
         """After a failed build: record this run's files with the earlier ones still there, deleting nothing."""
-        self.folder.save(keep_earlier=True)
+        if self.folder.now or self.folder.before:
+            self.folder.save(keep_earlier=True)
 
     def heading(self, level: int, text: str, anchor: str | None = None):
         self.md.append(f"{'#' * level} {text}\n")

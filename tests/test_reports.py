@@ -17,6 +17,7 @@ from PIL import Image
 
 from benchmark.errors import BenchError
 from benchmark.io import write_json
+from benchmark.owned import OwnedFolder
 from benchmark.runner.store import mark_done
 from reports import ReportConfig, build_report
 from reports.store import load_cells
@@ -190,11 +191,17 @@ def test_a_rebuilt_report_holds_only_its_own_files(tmp_path):
     store = make_store(tmp_path, with_images=False, seeds=1)
     out = store / "report"
     build_report(store, formats=("md", "html", "csv"), config=FAST, progress=False)
-    stale = out / "galleries" / "old-group_test_drift.png"  # a group an earlier report had
+    stale = out / "galleries" / "old-group_test_drift.png"  # a group an earlier report had, in its record
     stale.write_bytes(b"png")
+    earlier = OwnedFolder(out, "bench report").open()
+    earlier.now = dict(earlier.before)
+    earlier.add(stale)
+    earlier.save()
+    mine = out / "galleries" / "my-notes.png"  # the user's, never recorded: kept
+    mine.write_bytes(b"mine")
     assert (out / "index.html").is_file() and list((out / "tables").glob("*.csv"))
     build_report(store, formats=("md",), config=FAST, progress=False)  # fewer formats, same cells
-    assert not stale.exists()
+    assert not stale.exists() and mine.read_bytes() == b"mine"
     assert not (out / "index.html").exists() and not list((out / "tables").glob("*.csv"))  # formats dropped
     assert (out / "report.md").is_file() and list((out / "tables").glob("*.md"))
     assert list((out / "galleries").glob("*.png")) and list((out / "plots").glob("*.png"))

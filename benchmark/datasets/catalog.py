@@ -73,7 +73,10 @@ SHAPES_MINI = ShapesConfig(train=64, val=32)
 def _prepared_location(name: str) -> tuple[Path | None, str]:
     from .prepare import data_root, status
 
-    st = status(name)
+    try:
+        st = status(name)
+    except BenchError as exc:  # e.g. an unreadable prepared.json: `bench data ls` still lists the rest
+        return None, f"unknown: {exc}"
     where = ", ".join(st["locations"]) or None
     if not st["prepared"]:
         return None, f"not prepared: bench data prepare {name} (data root {data_root()})"

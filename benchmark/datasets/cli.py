@@ -28,7 +28,7 @@ def ls_cmd(as_json):
     w = max(len(r["name"]) for r in rows)
     for r in rows:
         click.echo(f"{r['name']:<{w}}  {r['description']}")
-        click.echo(f"{'':<{w}}  {r['status']}: {r['location'] or '-'}")
+        click.echo(f"{'':<{w}}  {r['status']}" + (f": {r['location']}" if r["location"] else ""))
 
 
 @data.command("prepare")

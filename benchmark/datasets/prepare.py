@@ -253,6 +253,10 @@ def prepare(name: str, root: str | Path | None = None, source_dir: str | Path | 
         spec = sources["parts"][p]
         in_place = _extracted_in(src, spec) if src is not None else None
         archives = list(spec["archives"]) + (list(spec.get("image_archives") or []) if images else [])
+        ours = root / Path(*PurePosixPath(spec["dir"]).parts)
+        rec = stamp["parts"].get(p)
+        if images and part_location(stamp, p) == ours and not rec.get("with_images", True):
+            archives = list(spec.get("image_archives") or [])  # our annotations are there: add the images
         if in_place is not None and _has_archives(src, archives) is False:
             location = in_place
             echo(f"{p}: using the extracted copy in {location}")
@@ -282,11 +286,12 @@ def prepare(name: str, root: str | Path | None = None, source_dir: str | Path | 
                     fetched.append(path)
                 extract(path, root / spec["extract_to"], progress=progress)
                 extracted.add(a)
-            location = root / Path(*PurePosixPath(spec["dir"]).parts)
+            location = ours
         got = count_part(spec, location, images)
         check_counts(p, spec, got, location)
+        used = list(spec["archives"]) + (list(spec.get("image_archives") or []) if images else [])
         stamp["parts"][p] = {"location": str(location), "with_images": images, **got, "time": time.time(),
-                             "archives": {a: sources["archives"][a].get("md5") for a in archives}}
+                             "archives": {a: sources["archives"][a].get("md5") for a in used}}
         write_json(root / STAMP, stamp, indent=True)
         echo(f"{p}: {got['images']} images, {got['boxes']} boxes in {location}")
     if not keep_archives:

@@ -68,8 +68,16 @@ def _write_chunk(f, data: bytes) -> None:
     f.write(data)
 
 
-def _refused(name: str, url: str, reason: str, hint: str) -> BenchError:
-    return BenchError(f"cannot download {name} from {url} ({reason}); {hint}")
+class DownloadRefused(BenchError):
+    """The host refused or could not be reached (after the retries): another host may still serve the file."""
+
+    def __init__(self, name: str, url: str, reason: str, hint: str):
+        self.reason = f"{url}: {reason}"
+        super().__init__(f"cannot download {name} from {url} ({reason}); {hint}")
+
+
+def _refused(name: str, url: str, reason: str, hint: str) -> DownloadRefused:
+    return DownloadRefused(name, url, reason, hint)
 
 
 def download(url: str, dest: str | Path, size: int | None = None, md5: str | None = None,
@@ -98,7 +106,7 @@ def download(url: str, dest: str | Path, size: int | None = None, md5: str | Non
             have = _fetch(url, part, have, size, timeout, progress, name)
             break
         except urllib.error.HTTPError as exc:
-            if exc.code == 416 and size is not None and have == size:  # the .part was already complete
+            if exc.code == 416 and have:  # nothing after the bytes we have: the .part is complete (checked below)
                 break
             if exc.code in PERMANENT or attempt >= retries:
                 raise _refused(name, url, f"HTTP {exc.code} {exc.reason}", hint) from None

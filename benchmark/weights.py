@@ -20,14 +20,17 @@ from benchmark.errors import BenchError
 
 NAMES = ("resnet18", "resnet50", "resnet101", "mobilenet_v3_large")
 VARIANT = "IMAGENET1K_V1"
+# the torchvision weight enum member each backbone is built with (`methods._core.model`); one place to change
+VARIANTS = {name: VARIANT for name in NAMES}
 OFFLINE_ENV = ("NOISYBOX_OFFLINE", "HF_HUB_OFFLINE")
 _HASH = re.compile(r"-([a-f0-9]+)\.")  # torch.hub's HASH_REGEX: the file name carries a sha256 prefix
 
 
-def weight_url(name: str, variant: str = VARIANT) -> str:
-    """torchvision's download URL of `name`'s ImageNet weights."""
+def weight_url(name: str, variant: str | None = None) -> str:
+    """torchvision's download URL of `name`'s ImageNet weights (`VARIANTS[name]` unless `variant` is given)."""
     import torchvision
 
+    variant = variant or VARIANTS.get(name, VARIANT)
     try:
         return torchvision.models.get_model_weights(name)[variant].url
     except (ValueError, KeyError):
@@ -66,7 +69,10 @@ def fetch(name: str, mirror: str | None = None, progress: bool = True, retries: 
     dest = cache_dir() / file_name(url)
     prefix = sha256_prefix(url)
     if dest.is_file():
-        check_file(dest, sha256=prefix)
+        try:
+            check_file(dest, sha256=prefix)
+        except BenchError as exc:  # not ours to delete: torchvision may have written it
+            raise BenchError(f"{exc}; delete it and fetch again") from None
         return dest
     src = f"{mirror.rstrip('/')}/{file_name(url)}" if mirror else url
     return download(src, dest, sha256=prefix, progress=progress, retries=retries, backoff=backoff,

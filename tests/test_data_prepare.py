@@ -26,6 +26,20 @@ from benchmark.errors import BenchError
 VOC_CLASSES = ["cat", "dog", "person"]
 
 
+@pytest.fixture(autouse=True)
+def _loopback_only(monkeypatch):
+    """No test here may reach past 127.0.0.1: a connection elsewhere fails the test instead of touching the net."""
+    import socket
+
+    real = socket.create_connection
+
+    def guarded(address, *args, **kwargs):
+        assert address[0] in ("127.0.0.1", "localhost"), f"test tried to reach {address}"
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", guarded)
+
+
 # ---- synthetic archives ---------------------------------------------------------------------------------------
 def _jpeg(w=40, h=30) -> bytes:
     buf = io.BytesIO()
@@ -168,7 +182,7 @@ def catalog(archives, server) -> dict:
     cat = copy.deepcopy(prep.load_sources())
     for name, meta in cat["archives"].items():
         path = archives / name
-        meta.update(url=f"{server.url}/{name}", size=path.stat().st_size, md5=_md5(path))
+        meta.update(url=f"{server.url}/{name}", alternates=[], size=path.stat().st_size, md5=_md5(path))
     for part, (n_img, n_box) in COUNTS.items():
         cat["parts"][part].update(images=n_img, boxes=n_box)
     return cat
@@ -256,13 +270,22 @@ def test_bad_checksum_is_refused_and_not_kept(root, catalog):
     assert "voc2007-test" not in prep.read_stamp(root)["parts"]
 
 
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed): connecting to it is refused."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.mark.parametrize("how", ["403", "connection refused"])
 def test_host_that_refuses_names_archive_and_mirror(root, catalog, server, how):
     name = "VOCtest_06-Nov-2007.tar"
     if how == "403":
         server.refuse[name] = 403
     else:
-        catalog["archives"][name]["url"] = "http://127.0.0.1:9/" + name  # discard port: nothing listens
+        catalog["archives"][name]["url"] = f"http://127.0.0.1:{_closed_port()}/{name}"
     with pytest.raises(BenchError) as exc:
         _prepare("voc2007", root, catalog, only="test", retries=1)
     msg = str(exc.value)
@@ -271,9 +294,17 @@ def test_host_that_refuses_names_archive_and_mirror(root, catalog, server, how):
         assert "HTTP 403" in msg and server.requests == [(name, None)]  # a refusal is not retried
 
 
+def test_alternate_host_after_a_refusal(root, catalog, server):
+    name = "VOCtest_06-Nov-2007.tar"
+    meta = catalog["archives"][name]
+    meta["url"], meta["alternates"] = f"http://127.0.0.1:{_closed_port()}/{name}", [meta["url"]]
+    _, lines = _prepare("voc2007", root, catalog, only="test", retries=0)
+    assert server.requests == [(name, None)] and any("trying " + meta["alternates"][0] in line for line in lines)
+
+
 def test_mirror_replaces_the_host(root, catalog, server):
     for meta in catalog["archives"].values():
-        meta["url"] = "http://127.0.0.1:9/nowhere"
+        meta["url"] = f"http://127.0.0.1:{_closed_port()}/nowhere"
     _prepare("voc2007", root, catalog, only="test", mirror=server.url + "/")
     assert server.requests == [("VOCtest_06-Nov-2007.tar", None)]
 
@@ -299,7 +330,7 @@ def test_full_disk_keeps_the_partial_file(root, catalog, monkeypatch):
 
 def test_from_folder_of_archives_needs_no_network(root, catalog, archives, tmp_path):
     for meta in catalog["archives"].values():
-        meta["url"] = "http://127.0.0.1:9/nowhere"
+        meta["url"] = f"http://127.0.0.1:{_closed_port()}/nowhere"
     _prepare("voc0712", root, catalog, source_dir=archives)
     assert (archives / "VOCtest_06-Nov-2007.tar").is_file()  # the user's archives are left alone
     assert prep.status("voc0712", root)["prepared"] == ["train", "test"]
@@ -367,6 +398,14 @@ def test_extraction_refuses_paths_outside_the_target(tmp_path):
     with pytest.raises(BenchError, match="outside"):
         prep.extract(evil, tmp_path / "out", progress=False)
     assert not (tmp_path / "escaped.txt").exists()
+    link = tmp_path / "link.tar"
+    with tarfile.open(link, "w") as tf:
+        info = tarfile.TarInfo("VOCdevkit/passwd")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tf.addfile(info)
+    with pytest.raises(BenchError, match="not a file or folder"):
+        prep.extract(link, tmp_path / "out1", progress=False)
+    assert not (tmp_path / "out1" / "VOCdevkit" / "passwd").is_symlink()
     evil_zip = tmp_path / "evil.zip"
     with zipfile.ZipFile(evil_zip, "w") as zf:
         zf.writestr("/etc/passwd_copy", "no")
@@ -425,7 +464,7 @@ def test_weights_fetch_into_torch_cache(torch_home, server, archives, monkeypatc
     from benchmark.cli import main
 
     path, _ = _fake_weights(archives, "resnet18")
-    monkeypatch.setattr(w, "weight_url", lambda name, variant=w.VARIANT: f"{server.url}/{path.name}")
+    monkeypatch.setattr(w, "weight_url", lambda name, variant=None: f"{server.url}/{path.name}")
     main(["weights", "fetch", "resnet18", "--no-progress"])
     got = torch_home / "hub" / "checkpoints" / path.name
     assert got.read_bytes() == path.read_bytes()
@@ -467,10 +506,35 @@ def _voc07(root, catalog):
     _prepare("voc2007", root, catalog)
 
 
-def test_run_dry_run_lists_cells_of_a_prepared_dataset(root, catalog, torch_home, capsys):
+def test_catalog_matches_torchvision_and_is_complete():
+    """The VOC urls and md5s are torchvision's (an outside reference); every part and archive named exists."""
+    from torchvision.datasets.voc import DATASET_YEAR_DICT
+
+    src = prep.load_sources()
+    for key in ("2007", "2007-test", "2012"):
+        tv = DATASET_YEAR_DICT[key]
+        assert src["archives"][tv["filename"]]["md5"] == tv["md5"]
+        assert src["archives"][tv["filename"]]["url"] == tv["url"]
+    for part in src["parts"].values():
+        assert all(a in src["archives"] for a in part["archives"] + part.get("image_archives", []))
+    for entry in src["datasets"].values():
+        assert all(p in src["parts"] for split in ("train", "test") for p, _ in entry[split])
+    assert set(src["datasets"]) == {"voc2007", "voc2012", "voc0712", "coco2017"}
+    assert {m["md5"] for m in src["archives"].values()} and all(
+        len(m["md5"]) == 32 and m["size"] > 0 for m in src["archives"].values())
+
+
+def test_from_then_run_dry_run_lists_cells(root, catalog, archives, torch_home, tmp_path, capsys):
+    """The issue's 'done when': `bench data prepare voc0712 --from DIR`, then `bench run -d voc0712 --profile
+    paper --dry-run` lists the cells, with no step in between."""
     from benchmark.cli import main
 
-    _prepare("voc0712", root, catalog)
+    for meta in catalog["archives"].values():
+        meta["url"] = f"http://127.0.0.1:{_closed_port()}/nowhere"
+    cat = tmp_path / "catalog.json"
+    cat.write_text(json.dumps(catalog))
+    main(["data", "prepare", "voc0712", "--from", str(archives), "--catalog", str(cat), "--no-progress"])
+    capsys.readouterr()
     main(["run", "-m", "oa_mil", "-n", "0.2", "-d", "voc0712", "--profile", "paper", "--dry-run",
           "-o", str(root.parent / "store"), "--no-progress"])
     out = capsys.readouterr().out
@@ -504,7 +568,7 @@ def test_run_weights_identity(root, catalog, torch_home, tmp_path, monkeypatch):
     plain = resolve(spec, cache, gpu=True)
     assert plain.config["method_config"]["model"]["weights"] is None
     tv, prefix = _fake_weights(tmp_path, "resnet50")
-    monkeypatch.setattr(w, "weight_url", lambda name, variant=w.VARIANT: f"https://x/{name}-{prefix}.pth")
+    monkeypatch.setattr(w, "weight_url", lambda name, variant=None: f"https://x/{name}-{prefix}.pth")
     same = resolve(spec, cache, gpu=True, weights=tv)
     assert same.id == plain.id and same.config["locator"]["weights"] == str(tv)
     other = tmp_path / "caffe_r50.pth"

@@ -222,7 +222,7 @@ def prepare(name: str, root: str | Path | None = None, source_dir: str | Path | 
             sources: dict | None = None, progress: bool = True, retries: int = 3, backoff: float = 2.0,
             echo: Callable[[str], None] = print) -> dict:
     """Make dataset `name` ready under the data root; returns the updated stamp. See the module docstring."""
-    from benchmark.download import check_file, download
+    from benchmark.download import DownloadRefused, check_file, download
 
     sources = sources or load_sources()
     if only not in (None, "train", "test"):
@@ -273,20 +273,28 @@ def prepare(name: str, root: str | Path | None = None, source_dir: str | Path | 
                     echo(f"{a}: checking")
                     check_file(path, meta.get("size"), meta.get("md5"), progress=progress)
                 else:
-                    url = f"{mirror.rstrip('/')}/{a}" if mirror else meta["url"]
+                    urls = [f"{mirror.rstrip('/')}/{a}"] if mirror else [meta["url"], *meta.get("alternates", [])]
                     path = root / DOWNLOADS / a
                     if not path.is_file():
-                        echo(f"{a}: downloading from {url}")
                         hint = (f"pass --mirror URL (a folder with the same file names) or fetch {a} by hand and "
                                 f"run `bench data prepare {name} --from DIR`")
-                        download(url, path, meta.get("size"), meta.get("md5"), progress=progress, retries=retries,
-                                 backoff=backoff, hint=hint)
+                        for i, url in enumerate(urls):
+                            echo(f"{a}: downloading from {url}")
+                            try:
+                                download(url, path, meta.get("size"), meta.get("md5"), progress=progress,
+                                         retries=retries, backoff=backoff, hint=hint)
+                                break
+                            except DownloadRefused as exc:
+                                if i == len(urls) - 1:
+                                    raise
+                                echo(f"{a}: {exc.reason}; trying {urls[i + 1]}")
                     else:
                         check_file(path, meta.get("size"), meta.get("md5"), progress=progress)
                     fetched.append(path)
                 extract(path, root / spec["extract_to"], progress=progress)
                 extracted.add(a)
             location = ours
+        echo(f"{p}: counting images and boxes in {location}")
         got = count_part(spec, location, images)
         check_counts(p, spec, got, location)
         used = list(spec["archives"]) + (list(spec.get("image_archives") or []) if images else [])

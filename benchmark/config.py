@@ -28,6 +28,7 @@ import json
 from typing import Any
 
 from benchmark.errors import BenchError
+from benchmark.scalars import check_loggers
 
 PROFILES = ("cpu", "paper")
 DATASET_KINDS = ("coco", "voc", "yolo", "shapes")
@@ -57,12 +58,13 @@ _TRAIN_COMMON = {
     "find_unused_parameters": False,
     "checkpoint_every": 1,
     "checkpoint_minutes": 30.0,
+    "loggers": ["csv"],
 }
 
 # train keys that may differ between runs of the same experiment: left out of cell ids and of the check that a
 # resumed run continues the same experiment
 RUNTIME_KEYS = {"train": ("device", "workers", "log_every", "amp", "cache_images", "checkpoint_every",
-                          "checkpoint_minutes")}
+                          "checkpoint_minutes", "loggers")}
 
 
 def without_runtime_keys(cfg: dict, also: dict[str, tuple[str, ...]] | None = None) -> dict:
@@ -283,6 +285,7 @@ def validate(cfg: dict) -> dict:
             or steps != sorted(steps) or (t["scheduler"] == "step" and any(s <= 0 or s > t["epochs"] for s in steps)):
         # the epoch range only matters to the step schedule; cosine/constant runs may shorten `epochs` freely
         raise BenchError(f"train.steps must be increasing epochs in 1..train.epochs ({t['epochs']}), got {steps!r}")
+    check_loggers(t["loggers"])
     if not is_device(t["device"]):
         raise BenchError(f"train.device must be auto, cpu, cuda or cuda:N, got {t['device']!r}")
     if m["min_size"] > m["max_size"]:

@@ -328,6 +328,25 @@ def test_full_disk_keeps_the_partial_file(root, catalog, monkeypatch):
     assert (root / "downloads" / "VOCtest_06-Nov-2007.tar.part").stat().st_size == 4096
 
 
+def test_full_disk_while_extracting_keeps_the_archive(root, catalog, monkeypatch):
+    """ENOSPC is simulated in the copy of a zip member (COCO) and in a tar member's extraction (VOC)."""
+    import shutil as sh
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    real_copy = sh.copyfileobj
+    monkeypatch.setattr(sh, "copyfileobj", full)
+    with pytest.raises(BenchError, match="cannot extract annotations_trainval2017.zip .No space left"):
+        _prepare("coco2017", root, catalog, images=False)
+    assert (root / "downloads" / "annotations_trainval2017.zip").is_file()  # kept for the rerun
+    monkeypatch.setattr(sh, "copyfileobj", real_copy)
+    monkeypatch.setattr(tarfile.TarFile, "extract", full)
+    with pytest.raises(BenchError, match="cannot extract VOCtest_06-Nov-2007.tar .No space left"):
+        _prepare("voc2007", root, catalog, only="test")
+    assert not prep.read_stamp(root)["parts"]
+
+
 def test_from_folder_of_archives_needs_no_network(root, catalog, archives, tmp_path):
     for meta in catalog["archives"].values():
         meta["url"] = f"http://127.0.0.1:{_closed_port()}/nowhere"

@@ -149,6 +149,9 @@ def extract(archive: Path, dest: Path, progress: bool = True) -> None:
             raise BenchError("not a tar or zip archive", archive)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
         raise BenchError(f"cannot extract ({type(exc).__name__}: {exc}); the archive is damaged", archive) from None
+    except OSError as exc:  # a full disk, a read-only folder: the archive is kept, a rerun extracts it again
+        raise BenchError(f"cannot extract {archive.name} ({exc.strerror or exc}); free space or fix the folder and "
+                         "rerun", exc.filename or dest) from None
     finally:
         bar.close()
 
@@ -235,7 +238,10 @@ def prepare(name: str, root: str | Path | None = None, source_dir: str | Path | 
     src = Path(source_dir).expanduser().resolve() if source_dir else None
     if src is not None and not src.is_dir():
         raise BenchError("--from: folder not found", src)
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BenchError(f"cannot create the data root ({exc.strerror or exc}); pass --root DIR", root) from None
     stamp = read_stamp(root)
     todo = []
     for p in parts:

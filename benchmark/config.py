@@ -369,3 +369,41 @@ def is_device(value) -> bool:
 def scaled_lr(train_cfg: dict) -> float:
     """Linear-scaling rule: lr is given for `base_batch_size` images."""
     return float(train_cfg["lr"]) * train_cfg["batch_size"] / train_cfg["base_batch_size"]
+
+
+def config_file_sets(path) -> list[str]:
+    """A YAML config file as `--set` items (given before the command line's, which win).
+
+    The file takes the keys `--set` takes: `train.lr: 0.01`, `ssd_det:method.topk: 3`, or sections as mappings
+    (`train: {lr: 0.01}`, `ssd_det:method: {topk: 3}`).
+    """
+    import yaml
+
+    from benchmark.io import read_bytes
+
+    raw = read_bytes(path)
+    try:
+        data = yaml.safe_load(raw.decode("utf-8")) or {}
+    except UnicodeDecodeError:
+        raise BenchError("a config file must be UTF-8 text", path) from None
+    except yaml.YAMLError as exc:
+        raise BenchError(f"not valid YAML: {str(exc).splitlines()[0]}", path) from None
+    if not isinstance(data, dict):
+        raise BenchError("a config file must be a mapping of keys (train.lr: 0.01) or sections (train: {lr: 0.01})",
+                         path)
+    items = []
+    for key, value in data.items():
+        if not isinstance(key, str):
+            raise BenchError(f"config key {key!r} is not text", path)
+        section = key.rpartition(":")[2]
+        if isinstance(value, dict) and section in SECTIONS:
+            for sub, v in value.items():
+                if not isinstance(sub, str) or "." in sub:
+                    raise BenchError(f"key {sub!r} under {key!r} must be a plain key name", path)
+                items.append(f"{key}.{sub}={json.dumps(v)}")
+        elif "." in section:
+            items.append(f"{key}={json.dumps(value)}")
+        else:
+            raise BenchError(f"config key {key!r} must be SECTION.KEY or a section (model, train, method) "
+                             "holding keys", path)
+    return items

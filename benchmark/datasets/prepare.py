@@ -263,7 +263,7 @@ def prepare(name: str, root: str | Path | None = None, source_dir: str | Path | 
         rec = stamp["parts"].get(p)
         if images and part_location(stamp, p) == ours and not rec.get("with_images", True):
             archives = list(spec.get("image_archives") or [])  # our annotations are there: add the images
-        if in_place is not None and _has_archives(src, archives) is False:
+        if in_place is not None and not _has_archives(src, archives):  # archives there win: they are checked
             location = in_place
             echo(f"{p}: using the extracted copy in {location}")
         else:

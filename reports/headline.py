@@ -55,9 +55,9 @@ def group_headline(g: pd.DataFrame, oracle_methods, metric: str = "AP") -> list[
     out.append(text)
     if oracle_ok:
         out.append(f"The clean oracle reaches {metric} {oracle_ap:.1f}.")
-    elif ref:
-        out.append(f"The clean oracle learned almost nothing ({metric} {oracle_ap:.1f}): the noisy rows are not "
-                   "meaningful; train longer or start from pretrained weights.")
+    elif ref:  # then nothing else in the group means much: say it first
+        out.insert(0, f"The clean oracle learned almost nothing ({metric} {oracle_ap:.1f}): the noisy rows are not "
+                      "meaningful; train longer or start from pretrained weights.")
     levels = sorted(noisy["noise_level"].unique())
     if len(levels) > 1:
         winners = []

@@ -65,6 +65,36 @@ RUNTIME_KEYS = {"train": ("device", "workers", "log_every", "amp", "cache_images
                           "checkpoint_minutes")}
 
 
+# Detector and data keys the `paper` and `fair` recipes set (benchmark/recipes/). A config without one of them
+# (the `cpu` profile) behaves as its default here, the suite's detector as it was before these keys existed, so
+# cpu-profile configs and cell ids do not change. Any profile may set them with --set.
+OPTIONAL_KEYS: dict[str, dict[str, Any]] = {
+    "model": {
+        "box_coder": "xywh",  # xywh: torchvision BoxCoder (RPN 1,1,1,1; RCNN 10,10,5,5) | xyxy: mmdet DeltaXYXY
+        "rpn_box_loss": "smooth_l1",  # smooth_l1 (beta 1/9, torchvision) | l1 (mmdet L1Loss)
+        "rcnn_box_loss": "smooth_l1",
+        "roi_align_aligned": False,  # mmcv RoIAlign: True (half-pixel shift)
+        "roi_sampling_ratio": 2,  # mmcv: 0 (adaptive)
+        "norm_eval_affine_trainable": False,  # mmdet norm_eval=True + requires_grad=True: stats frozen, gamma/beta train
+        "init": "torchvision",  # mmdet: xavier FPN and box-head fcs, N(0, 0.01) classifier, N(0, 0.001) regressor
+        "valid_anchors_only": False,  # mmdet: anchors over an image's padding are never sampled by the RPN
+        "rpn_min_pos_iou": None,  # mmdet MaxIoUAssigner min_pos_iou for the RPN's low-quality matches
+        "round_anchors": True,  # torchvision rounds base anchors (and derives strides by integer division)
+        "fpn_p6": "maxpool",  # maxpool: torchvision LastLevelMaxPool | conv_on_input: mmdet add_extra_convs='on_input'
+    },
+    "train": {
+        "aspect_ratio_group": False,  # mmdet GroupSampler: every batch all landscape or all portrait
+        "filter_empty_gt": False,  # mmdet filter_empty_gt: training images without a box are dropped
+        "clip_gt": True,  # the suite clips training boxes to the image; mmdet does not
+    },
+}
+
+
+def option(cfg_section: dict, section: str, key: str):
+    """`cfg_section[key]`, or its `OPTIONAL_KEYS` default where the config predates the key."""
+    return cfg_section.get(key, OPTIONAL_KEYS[section][key])
+
+
 def without_runtime_keys(cfg: dict, also: dict[str, tuple[str, ...]] | None = None) -> dict:
     """A copy of a resolved config without its `RUNTIME_KEYS` (and the keys in `also`, by section): the part that
     defines the experiment. Sections are copied, so `cfg` is left as it is."""
@@ -172,6 +202,11 @@ _KIND_DEFAULTS: dict[tuple[str, str], dict[str, dict]] = {
 
 _CHOICES = {
     ("model", "backbone"): ("tiny", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"),
+    ("model", "box_coder"): ("xywh", "xyxy"),
+    ("model", "rpn_box_loss"): ("smooth_l1", "l1"),
+    ("model", "rcnn_box_loss"): ("smooth_l1", "l1"),
+    ("model", "init"): ("torchvision", "mmdet"),
+    ("model", "fpn_p6"): ("maxpool", "conv_on_input"),
     ("train", "optimizer"): ("sgd", "adamw"),
     ("train", "scheduler"): ("step", "cosine", "constant"),
 }
@@ -180,13 +215,16 @@ _POSITIVE_INT = {("model", k) for k in ("fpn_channels", "representation_size", "
                                          "rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_test",
                                          "box_batch_size_per_image", "box_detections_per_img")}
 _POSITIVE_INT |= {("train", k) for k in ("epochs", "batch_size", "base_batch_size", "log_every", "checkpoint_every")}
-_NONNEG_INT = {("train", k) for k in ("warmup_iters", "workers", "seed", "data_seed")} | {("model", "trainable_layers")}
+_NONNEG_INT = {("train", k) for k in ("warmup_iters", "workers", "seed", "data_seed")} | {
+    ("model", k) for k in ("trainable_layers", "roi_sampling_ratio")}
 _POSITIVE_FLOAT = {("train", "lr")}
 _NONNEG_FLOAT = {("train", k) for k in ("weight_decay", "momentum", "checkpoint_minutes")}
 _UNIT_FLOAT = {("train", k) for k in ("hflip", "vflip", "warmup_factor", "gamma")} | {
     ("model", k) for k in ("box_nms_thresh", "box_score_thresh")}
-_BOOL = {("model", "pretrained"), ("model", "upscale")} | {("train", k) for k in ("amp", "cache_images",
-                                                                                  "find_unused_parameters")}
+_BOOL = {("model", k) for k in ("pretrained", "upscale", "roi_align_aligned", "norm_eval_affine_trainable",
+                                 "valid_anchors_only", "round_anchors")} | {
+    ("train", k) for k in ("amp", "cache_images", "find_unused_parameters", "aspect_ratio_group", "filter_empty_gt",
+                           "clip_gt")}
 
 
 def profile_defaults(profile: str, dataset_kind: str = "coco") -> dict:
@@ -303,6 +341,9 @@ def validate(cfg: dict) -> dict:
     if len(sizes) != levels:
         raise BenchError(f"model.anchor_sizes has {len(sizes)} levels but the FPN gives {levels} "
                          f"(model.roi_featmaps + pool)")
+    iou = m.get("rpn_min_pos_iou")
+    if iou is not None and not (_is_number(iou) and 0 <= iou <= 1):
+        raise BenchError(f"model.rpn_min_pos_iou must be a number in [0, 1] or null, got {iou!r}")
     if m["weights"] is not None and not isinstance(m["weights"], str):
         raise BenchError(f"model.weights must be a file path or null, got {m['weights']!r}")
     return cfg
@@ -336,6 +377,8 @@ def resolve_config(method, profile: str, dataset_kind: str = "coco", noise_level
     for (sec, key), value in _flatten_overrides(overrides).items():
         if sec == "profile":
             raise BenchError(f"profile.{key} cannot be overridden; choose --profile instead")
+        if key not in cfg[sec] and key in OPTIONAL_KEYS.get(sec, {}):
+            cfg[sec][key] = copy.deepcopy(OPTIONAL_KEYS[sec][key])  # a profile that predates the key: its default
         if key not in cfg[sec]:
             import difflib
 

@@ -154,12 +154,17 @@ def _group_norm_fpn(detector, groups: int = 32) -> None:
     from torch import nn
     from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork
 
+    from methods._core.model import LastLevelP6Conv
+
     fpn = detector.backbone.fpn
     in_channels = [blk[0].in_channels for blk in fpn.inner_blocks]
     out = detector.backbone.out_channels
     if out % groups:
         raise BenchError(f"ssd_det: method.fpn_norm=group needs model.fpn_channels divisible by {groups}, got {out}")
-    detector.backbone.fpn = FeaturePyramidNetwork(in_channels, out, extra_blocks=fpn.extra_blocks,
+    extra = fpn.extra_blocks
+    if isinstance(extra, LastLevelP6Conv):  # mmdet's ConvModule normalises the extra conv too
+        extra = LastLevelP6Conv(extra.in_channels, extra.out_channels, lambda c: nn.GroupNorm(groups, c))
+    detector.backbone.fpn = FeaturePyramidNetwork(in_channels, out, extra_blocks=extra,
                                                   norm_layer=lambda c: nn.GroupNorm(groups, c))
 
 
@@ -213,7 +218,8 @@ class SSDDet(MethodAdapter):
         return {**defaults, **cfg.get("method", {})}
 
     def build_model(self, cfg: dict, num_classes: int) -> "torch.nn.Module":
-        from methods._core.model import build_faster_rcnn
+        from benchmark.config import option
+        from methods._core.model import build_faster_rcnn, mmdet_init
         from methods._ssd_model import SSDDetModel
         from methods._ssd_refiner import SSDRefiner
         from methods._core.roi_align import FastMultiScaleRoIAlign
@@ -225,6 +231,8 @@ class SSDDet(MethodAdapter):
         detector = build_faster_rcnn(cfg["model"], num_classes)
         if m["fpn_norm"] == "group":
             _group_norm_fpn(detector)
+            if option(cfg["model"], "model", "init") == "mmdet":
+                mmdet_init(detector)  # the new neck gets mmdet's init too
         det_pool = detector.roi_heads.box_roi_pool
         ratio = det_pool.sampling_ratio if m["roi_sampling_ratio"] is None else m["roi_sampling_ratio"]
         if not isinstance(ratio, int) or isinstance(ratio, bool) or ratio < 0:
@@ -236,7 +244,7 @@ class SSDDet(MethodAdapter):
         if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
             raise BenchError(f"ssd_det: method.refiner_pool_size must be a positive integer or null, "
                              f"got {m['refiner_pool_size']!r}")
-        pooler = FastMultiScaleRoIAlign(list(det_pool.featmap_names), tuple(size), ratio)
+        pooler = FastMultiScaleRoIAlign(list(det_pool.featmap_names), tuple(size), ratio, aligned=det_pool.aligned)
         fc_dim = m["refiner_fc_dim"] or cfg["model"]["representation_size"]
         try:
             refiner = SSDRefiner(settings, pooler, detector.backbone.out_channels, int(fc_dim))

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "leaderboard": ("leaderboard.cli:leaderboard", "add, validate and render leaderboard rows"),
     "methods": ("methods.cli:methods", "list registered method adapters"),
     "new-method": ("methods.cli:new_method", "scaffold a new method adapter package"),
+    "recipe": ("benchmark.recipes.cli:recipe", "show a resolved training recipe and where each value comes from"),
 }
 
 

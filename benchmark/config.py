@@ -12,13 +12,17 @@ Learning rates are given for `train.base_batch_size` images and scaled linearly 
 (the papers' linear-scaling rule); `train.batch_size` is the total over all DDP processes.
 
 Profiles:
-- `cpu`: the measured CPU recipe (tiny 4-stage conv backbone 32-160 + 64-ch FPN, anchors 8-96 px, 128 RoIs/img,
-  AdamW 1e-3, 30-iteration warm-up + cosine, grad-clip 10, h+v flips; images kept native up to 320x240: 128 px
-  shapes train at 128 px, 640x480 BCCD at 320x240). Shapes: batch 8, 12 epochs x 35 = 420 iterations, and a lighter
-  head (64 RoIs/img, 128-d box head, 500/250 RPN proposals; ~2.3 min on one core, clean AP ~0.45); other datasets
-  (larger images): batch 4, 12 x 17 = 204 iterations.
-- `paper`: the papers' recipe (ResNet-50-FPN, ImageNet weights, stem + stage 1 frozen, frozen BN, 1333x800 or
-  VOC 1000x600, flip 0.5, SGD 0.02 momentum 0.9 wd 1e-4 for batch 16, warm-up 500, 12 epochs, steps 8/11, clip 10).
+- `cpu` (here, in code): the measured CPU recipe (tiny 4-stage conv backbone 32-160 + 64-ch FPN, anchors 8-96 px,
+  128 RoIs/img, AdamW 1e-3, 30-iteration warm-up + cosine, grad-clip 10, h+v flips; images kept native up to
+  320x240: 128 px shapes train at 128 px, 640x480 BCCD at 320x240). Shapes: batch 8, 12 epochs x 35 = 420
+  iterations, and a lighter head (64 RoIs/img, 128-d box head, 500/250 RPN proposals; ~2.3 min on one core, clean
+  AP ~0.45); other datasets (larger images): batch 4, 12 x 17 = 204 iterations.
+- `fair` (data: `benchmark/recipes/fair/`): one ResNet-50-FPN recipe for every method (ImageNet weights, stem +
+  stage 1 frozen, frozen BN, 1333x800 or VOC 1000x600, flip 0.5, SGD 0.02 momentum 0.9 wd 1e-4 for batch 16,
+  warm-up 500, 12 epochs, steps 8/11, clip 10): controlled comparisons.
+- `paper` (data: `benchmark/recipes/paper/`): each method as its authors trained it (the mmdet 2.x detector, and
+  per method and dataset the coders, losses, neck, batch, lr and clipping of the reference code), every value with
+  its source; for reproducing the papers' tables. `bench recipe show` prints a resolved config and its origins.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import Any
 
 from benchmark.errors import BenchError
 
-PROFILES = ("cpu", "paper")
+PROFILES = ("cpu", "fair", "paper")  # cpu: in code below; fair, paper: benchmark/recipes/
 DATASET_KINDS = ("coco", "voc", "yolo", "shapes")
 SECTIONS = ("profile", "model", "train", "method")
 
@@ -143,43 +147,6 @@ PROFILE_DEFAULTS: dict[str, dict[str, dict]] = {
             "cache_images": True,
         },
     },
-    "paper": {
-        "model": {
-            **_MODEL_COMMON,
-            "backbone": "resnet50",
-            "widths": [32, 48, 96, 160],
-            "pretrained": True,
-            "fpn_channels": 256,
-            "trainable_layers": 3,
-            "anchor_sizes": [[32], [64], [128], [256], [512]],
-            "roi_featmaps": ["0", "1", "2", "3"],
-            "representation_size": 1024,
-            "min_size": 800,
-            "max_size": 1333,
-            "rpn_pre_nms_top_n_train": 2000,
-            "rpn_post_nms_top_n_train": 1000,
-            "rpn_pre_nms_top_n_test": 1000,
-            "rpn_post_nms_top_n_test": 1000,
-            "box_batch_size_per_image": 512,
-            "box_score_thresh": 0.05,
-        },
-        "train": {
-            **_TRAIN_COMMON,
-            "epochs": 12,
-            "iters_per_epoch": None,
-            "batch_size": 16,
-            "base_batch_size": 16,
-            "optimizer": "sgd",
-            "lr": 0.02,
-            "scheduler": "step",
-            "steps": [8, 11],
-            "warmup_iters": 500,
-            "grad_clip": 10.0,
-            "hflip": 0.5,
-            "vflip": 0.0,
-            "workers": 4,
-        },
-    },
 }
 
 # dataset-kind specific changes to a profile
@@ -194,7 +161,6 @@ _CPU_SHAPES = {"model": {"box_batch_size_per_image": 64, "representation_size": 
                          "rpn_pre_nms_top_n_train": 500, "rpn_post_nms_top_n_train": 250}}
 _KIND_DEFAULTS: dict[tuple[str, str], dict[str, dict]] = {
     ("cpu", "shapes"): _CPU_SHAPES,
-    ("paper", "voc"): {"model": {"min_size": 600, "max_size": 1000}},
     ("cpu", "voc"): _CPU_REAL_IMAGES,
     ("cpu", "coco"): _CPU_REAL_IMAGES,
     ("cpu", "yolo"): _CPU_REAL_IMAGES,
@@ -229,14 +195,45 @@ _BOOL = {("model", k) for k in ("pretrained", "upscale", "roi_align_aligned", "n
 
 def profile_defaults(profile: str, dataset_kind: str = "coco") -> dict:
     """`model` and `train` sections of a profile for a dataset kind (deep copies)."""
+    out, _, _ = _profile_layers(profile, dataset_kind, None)
+    return {"model": out["model"], "train": out["train"]}
+
+
+def _check_profile(profile: str, dataset_kind: str) -> None:
     if profile not in PROFILES:
         raise BenchError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
     if dataset_kind not in DATASET_KINDS:
         raise BenchError(f"unknown dataset kind {dataset_kind!r} (known: {', '.join(DATASET_KINDS)})")
-    out = copy.deepcopy(PROFILE_DEFAULTS[profile])
-    for sec, vals in _KIND_DEFAULTS.get((profile, dataset_kind), {}).items():
-        out[sec].update(copy.deepcopy(vals))
-    return out
+
+
+def _profile_layers(profile: str, dataset_kind: str, method_name: str | None):
+    """(sections, origin, method layers): the profile's model/train sections for the dataset kind with the origin
+    of every value ({"model.key": (label, source or "")}), and the method rules still to apply after the
+    method's own defaults."""
+    _check_profile(profile, dataset_kind)
+    origin: dict[str, tuple[str, str]] = {}
+    if profile in PROFILE_DEFAULTS:  # cpu: in code
+        out = copy.deepcopy(PROFILE_DEFAULTS[profile])
+        for sec, vals in out.items():
+            origin.update({f"{sec}.{k}": (f"profile {profile} (benchmark/config.py)", "") for k in vals})
+        for sec, vals in _KIND_DEFAULTS.get((profile, dataset_kind), {}).items():
+            out[sec].update(copy.deepcopy(vals))
+            origin.update({f"{sec}.{k}": (f"dataset rule {profile}/{dataset_kind} (benchmark/config.py)", "")
+                           for k in vals})
+        return out, origin, []
+    from benchmark.recipes import layers
+
+    found = layers(profile, method_name, dataset_kind)
+    base = [layer for layer in found if not layer.label.startswith("method rule")]
+    out = {"model": {}, "train": {}}
+    for layer in base:
+        for sec, vals in layer.values.items():
+            for key, v in vals.items():
+                if layer is not base[0] and key not in out[sec] and key not in OPTIONAL_KEYS.get(sec, {}):
+                    raise BenchError(f"recipe sets unknown config key {sec}.{key}", layer.path)
+                out[sec][key] = copy.deepcopy(v)
+                origin[f"{sec}.{key}"] = (layer.label, layer.sources.get(sec, {}).get(key, ""))
+    return out, origin, [layer for layer in found if layer.label.startswith("method rule")]
 
 
 def dataset_kind(dataset) -> str:
@@ -351,15 +348,25 @@ def validate(cfg: dict) -> dict:
 
 def resolve_config(method, profile: str, dataset_kind: str = "coco", noise_level: float | None = None,
                    overrides: dict | None = None) -> dict:
-    """Profile defaults (+ the method's `profile_overrides`) + the method's `default_config` + user overrides,
-    validated.
+    """Profile defaults (+ dataset rule) + the method's `default_config` and `profile_overrides` + the recipe's
+    method rules + user overrides, validated.
 
     `overrides` maps "section.key" (or {section: {key: value}}) to values; unknown keys are errors, never ignored.
     """
+    return resolve_with_origin(method, profile, dataset_kind, noise_level, overrides)[0]
+
+
+def resolve_with_origin(method, profile: str, dataset_kind: str = "coco", noise_level: float | None = None,
+                        overrides: dict | None = None) -> tuple[dict, dict[str, tuple[str, str]]]:
+    """`resolve_config` and where each value came from: {"section.key": (layer, reference source or "")}, layer
+    one of `profile P`, `dataset rule P/KIND`, `method M (default_config)`, `method M (profile_overrides)`,
+    `method rule P/M[@KIND]`, `user --set` (`bench recipe show` prints them)."""
     if noise_level is not None and not (_is_number(noise_level) and noise_level >= 0):
         raise BenchError(f"noise level must be a non-negative number, got {noise_level!r}")
-    base = profile_defaults(profile, dataset_kind)
+    name = getattr(method, "name", "") or None
+    base, origin, method_rules = _profile_layers(profile, dataset_kind, name)
     method_defaults = copy.deepcopy(method.default_config(profile, noise_level, dataset_kind) or {})
+    origin.update({f"method.{k}": (f"method {name} (default_config)", "") for k in method_defaults})
     profile_overrides = getattr(method, "profile_overrides", None)
     for sec, values in (profile_overrides(profile, noise_level, dataset_kind) if profile_overrides else {}).items():
         if sec not in ("model", "train"):
@@ -368,6 +375,15 @@ def resolve_config(method, profile: str, dataset_kind: str = "coco", noise_level
             if k not in base[sec]:
                 raise BenchError(f"method {method.name!r} sets unknown config key {sec}.{k}")
             base[sec][k] = copy.deepcopy(v)
+            origin[f"{sec}.{k}"] = (f"method {name} (profile_overrides)", "")
+    sections = {"model": base["model"], "train": base["train"], "method": method_defaults}
+    for layer in method_rules:
+        for sec, vals in layer.values.items():
+            for key, v in vals.items():
+                if key not in sections[sec] and key not in OPTIONAL_KEYS.get(sec, {}):
+                    raise BenchError(f"recipe sets unknown config key {sec}.{key} for method {name!r}", layer.path)
+                sections[sec][key] = copy.deepcopy(v)
+                origin[f"{sec}.{key}"] = (layer.label, layer.sources.get(sec, {}).get(key, ""))
     cfg = {
         "profile": {"name": profile, "dataset_kind": dataset_kind, "noise_level": noise_level},
         "model": base["model"],
@@ -375,6 +391,7 @@ def resolve_config(method, profile: str, dataset_kind: str = "coco", noise_level
         "method": method_defaults,
     }
     for (sec, key), value in _flatten_overrides(overrides).items():
+        origin[f"{sec}.{key}"] = ("user --set", "")
         if sec == "profile":
             raise BenchError(f"profile.{key} cannot be overridden; choose --profile instead")
         if key not in cfg[sec] and key in OPTIONAL_KEYS.get(sec, {}):
@@ -397,7 +414,7 @@ def resolve_config(method, profile: str, dataset_kind: str = "coco", noise_level
         if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         cfg[sec][key] = value
-    return validate(cfg)
+    return validate(cfg), origin
 
 
 def is_device(value) -> bool:

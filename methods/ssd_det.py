@@ -18,16 +18,18 @@ Where the paper and the reference code disagree, and what this suite does
 - SISD loss weight: the paper writes L = L_basic + 0.25 L_SPSD + 0.25 L_SISD + 4 L_det; the reference code's
   IoU-head default is 5.0 (`loss_iou`, not overridden by the released config), and SISD is switched on only by a
   command-line option given in its README. Default here: **0.25 (the paper)**, like every other refiner loss, and
-  SISD on (the paper's SSD-Det). Option: `method.loss_sisd=5.0` reproduces the code.
+  SISD on (the paper's SSD-Det). Option: `method.loss_sisd=5.0` reproduces the code (the `paper` recipe sets it).
 - FPN: the reference SSD-Det config uses a GroupNorm(32) FPN with extra convs on the input, while the baselines it
   is compared with (Faster R-CNN, OA-MIL) use the plain FPN. Default here: **the plain core FPN**, identical for
   every method, so AP differences come from the method, not the neck. Option: `method.fpn_norm="group"` puts
-  GroupNorm(32) in the FPN convs (the P6 extra-conv difference is not replicated; the core's max-pool level stays).
+  GroupNorm(32) in the FPN convs, and `model.fpn_p6=conv_on_input` makes P6 a conv on C5 (normalised too with
+  `fpn_norm=group`): the reference neck, which the `paper` recipe uses.
 - SISD ranking: the paper scores a stage-II proposal by U' x S (class x instance score); the code ranks by
   U' x S_cls (sigmoid class score only) when SISD is on. Default: the code (`sisd_score="cls"`, what the numbers
   were produced with); `sisd_score="mil"` gives the paper's formula.
 - Detector loss weights: the reference trains the RPN (objectness 4, box 1) and the box head (cls 4, box 4) with
-  the weights above; we keep them (`det_loss_*`) on the core's torchvision losses.
+  the weights above; we keep them (`det_loss_*`) on the core's losses (the RCNN's is L1 in the `paper` recipe,
+  `model.rcnn_box_loss=l1`, torchvision's smooth-L1 in `fair`).
 
 Bag sizes: 125 proposals (ratios {1, 1.2, 1.3, 0.8, 0.7} for width and height x 5 shifts of 0.2) except VOC-style
 datasets at <= 20 % noise: 45 ({1, 1.1, 0.9}, shifts 0.1), as the paper's VOC configs. The COCO 20 % bag is

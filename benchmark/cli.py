@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("benchmark.train_cli:predict", "predict (and evaluate) with a trained checkpoint"),
     "run": ("benchmark.runner.cli:run", "run a sweep: method x noise level x seed"),
     "report": ("reports.cli:report", "write comparison reports for a results store"),
+    "inspect": ("reports.inspect_cli:inspect_cmd", "look at clean, noisy, refined and predicted boxes (FiftyOne)"),
     "leaderboard": ("leaderboard.cli:leaderboard", "add, validate and render leaderboard rows"),
     "methods": ("methods.cli:methods", "list registered method adapters"),
     "new-method": ("methods.cli:new_method", "scaffold a new method adapter package"),

@@ -120,25 +120,50 @@ def test_fair_is_one_recipe_for_every_method_and_keeps_todays_detector():
     assert resolve_config(get_method("ssd_det"), "fair", "coco", 0.4)["method"]["loss_sisd"] == 0.25
 
 
-# resolved `cpu` configs as the suite computed them before the recipes moved into data (commit cefc26f): the
-# sha256 of the canonical JSON; a cell id hashes this config, so equal hashes keep every cpu cell id. (A release
-# that changes the cpu profile on purpose updates these.)
+# `cpu` configs and cell ids as the suite computed them before the recipes moved into data (commit cefc26f): the
+# sha256 of the canonical JSON of the resolved config without runtime keys (what a cell id hashes), and whole cell
+# ids for fixed dataset fingerprints. (A release that changes the cpu profile on purpose updates these.)
 CPU_PINS = [
-    ("faster_rcnn", "shapes", 0.4, None, "36f2080cdcd8685c"),
-    ("oa_mil", "shapes", 0.2, None, "e0f138cfe2c1ce01"),
-    ("ssd_det", "shapes", 0.4, None, "538deae6d738ebb7"),
-    ("clean", "coco", 0.0, None, "4817fbb3950df7c8"),
-    ("oa_mil", "voc", 0.4, None, "983aabf2f3fbe61d"),
-    ("ssd_det+retrain", "yolo", 0.3, None, "59aafb3abcd6e567"),
-    ("faster_rcnn", "voc", 0.1, {"train.lr": 0.002}, "8ece77f92cf6491b"),
+    ("faster_rcnn", "shapes", 0.4, None, "4c3c520defd58ee7"),
+    ("oa_mil", "shapes", 0.2, None, "291f8a16752c215e"),
+    ("ssd_det", "shapes", 0.4, None, "0375c01cae8da89e"),
+    ("clean", "coco", 0.0, None, "e1e7b548e17efd4c"),
+    ("oa_mil", "voc", 0.4, None, "a0e11db321ea8dce"),
+    ("ssd_det+retrain", "yolo", 0.3, None, "745c3d0491b7fd8a"),
+    ("faster_rcnn", "voc", 0.1, {"train.lr": 0.002}, "55475a36f1576f00"),
 ]
 
 
 @pytest.mark.parametrize("method,kind,level,overrides,digest", CPU_PINS)
 def test_cpu_profile_resolves_as_before(method, kind, level, overrides, digest):
+    from benchmark.config import without_runtime_keys
+
     cfg = resolve_config(get_method(method), "cpu", kind, level, overrides)
-    assert sha256_bytes(dumps_json(cfg))[:16] == digest
+    assert sha256_bytes(dumps_json(without_runtime_keys(cfg)))[:16] == digest
     assert not any(k in cfg[sec] for sec, keys in OPTIONAL_KEYS.items() for k in keys)
+
+
+CPU_CELLS = [
+    ("faster_rcnn", "shapes", 0.4, 0, {}, "390fd6d34ebbe5bb"),
+    ("oa_mil", "shapes", 0.2, 1, {}, "250f61e2bff8046a"),
+    ("ssd_det", "shapes", 0.4, 0, {}, "bb31251c822b7542"),
+    ("clean", "bccd", 0.0, 0, {}, "04dee36a3aab19ae"),
+    ("oa_mil", "bccd", 0.4, 2, {"train.lr": 0.002}, "38858f3e7ae8391d"),
+]
+
+
+@pytest.mark.parametrize("method,dataset,level,seed,overrides,cell", CPU_CELLS)
+def test_cpu_cell_ids_are_unchanged(method, dataset, level, seed, overrides, cell):
+    from benchmark.runner.cells import DatasetCache, resolve
+    from benchmark.runner.grid import CellSpec
+
+    class Fixed(DatasetCache):  # fixed fingerprints: no dataset is loaded
+        def facts(self, spec):
+            return {"name": spec, "kind": {"shapes": "shapes", "bccd": "voc"}[spec], "train_sha256": "a" * 64,
+                    "test_sha256": "b" * 64}
+
+    spec = CellSpec(method, dataset, "uniform" if level else "none", level, seed, profile="cpu", overrides=overrides)
+    assert resolve(spec, Fixed(), gpu=False).config["cell_id"] == cell
 
 
 def test_profiles_are_the_data_folders_plus_cpu():

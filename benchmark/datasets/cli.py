@@ -12,7 +12,7 @@ from benchmark.io import dumps_json
 
 @click.group()
 def data():
-    """List, check and convert datasets."""
+    """List, check, convert and prepare datasets."""
 
 
 @data.command("ls")
@@ -28,7 +28,38 @@ def ls_cmd(as_json):
     w = max(len(r["name"]) for r in rows)
     for r in rows:
         click.echo(f"{r['name']:<{w}}  {r['description']}")
-        click.echo(f"{'':<{w}}  {r['status']}: {r['location'] or '-'}")
+        click.echo(f"{'':<{w}}  {r['status']}" + (f": {r['location']}" if r["location"] else ""))
+
+
+@data.command("prepare")
+@click.argument("name")
+@click.option("--root", type=click.Path(file_okay=False), default=None,
+              help="Data root [default: $NOISYBOX_DATA, else ~/.cache/noisybox/data]; `bench run -d NAME` looks "
+                   "there, so set NOISYBOX_DATA when you pass another one.")
+@click.option("--from", "source_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder with the archives fetched by hand (checked, then extracted), or an already extracted "
+                   "VOCdevkit / COCO folder (checked and used where it is).")
+@click.option("--only", type=click.Choice(["train", "test"]), default=None, help="Prepare one split only.")
+@click.option("--no-images", is_flag=True, help="COCO: annotations only (the 250 MB zip, not the 19 GB of images).")
+@click.option("--mirror", default=None, metavar="URL",
+              help="Fetch the archives from URL/<archive name> instead of the official hosts.")
+@click.option("--keep-archives", is_flag=True, help="Keep downloaded archives after extraction.")
+@click.option("--catalog", "catalog_file", type=click.Path(dir_okay=False), default=None, hidden=True,
+              help="Another catalog data file (tests).")
+@click.option("--retries", type=int, default=3, show_default=True, help="Retries of a failed transfer.")
+@click.option("--progress/--no-progress", default=None, help="Progress bars [default: when stderr is a terminal].")
+def prepare_cmd(name, root, source_dir, only, no_images, mirror, keep_archives, catalog_file, retries, progress):
+    """Download (or take from --from DIR), check and extract NAME: voc2007, voc2012, voc0712, coco2017.
+
+    Downloads resume where they stopped; archives are checked against their size and md5, image and box counts
+    against the official figures; a `prepared.json` stamp in the data root makes a second call a no-op."""
+    import sys
+
+    from .prepare import load_sources, prepare
+
+    prepare(name, root=root, source_dir=source_dir, only=only, images=not no_images, mirror=mirror,
+            keep_archives=keep_archives, sources=load_sources(catalog_file) if catalog_file else None,
+            progress=sys.stderr.isatty() if progress is None else progress, retries=retries, echo=click.echo)
 
 
 def _selected(splits: dict, wanted: tuple[str, ...], spec: str) -> dict:

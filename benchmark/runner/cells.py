@@ -22,7 +22,7 @@ from benchmark.runner.grid import CellSpec
 SCHEMA = 1
 ID_LENGTH = 16  # hex digits of the sha256 used as the directory name (64 bits)
 NON_IDENTITY = ("cell_id", "locator")
-PAPER_KINDS = ("coco", "voc")  # datasets on which a GPU machine defaults to the papers' recipe
+PAPER_KINDS = ("coco", "voc")  # datasets on which a GPU machine defaults to the R50-FPN `fair` recipe
 EXTERNAL_PROFILE = "external"  # default profile of cells scored from external detections (benchmark.runner.external)
 
 

@@ -317,6 +317,45 @@ def test_legacy_collapsed_box_outside_its_image_is_written_unclipped(tmp_path):
     assert r.manifest["notes"]["kept_unclipped_source"] == len(collapsed)
 
 
+def test_legacy_voc_collapsed_box_past_the_border_is_written_unclipped(tmp_path):
+    """The VOC form of the same rule: the box as mmdet's VOC parser read it (int corners - 1, past the border),
+    back in the suite's frame."""
+    from benchmark.datasets import load_voc
+
+    rng = np.random.default_rng(5)
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "ImageSets" / "Main").mkdir(parents=True)
+    images, raw, stems = [], [], []
+    for i in range(40):
+        stem = f"im{i:03d}"
+        stems.append(stem)
+        images.append({"id": i + 1, "file_name": f"{stem}.jpg", "width": 100, "height": 80})
+        objects = []
+        for _ in range(8):  # thin boxes hanging 1/3 past the right border
+            w, h = int(rng.integers(4, 12)), int(rng.integers(20, 40))
+            xmin, ymin = 100 - 2 * w // 3, int(rng.integers(1, 30))
+            raw.append({"id": len(raw) + 1, "image_id": i + 1, "category_id": 1, "difficult": 0,
+                        "voc": (xmin, ymin, xmin + w, ymin + h)})
+            objects.append(f"<object><name>cell</name><difficult>0</difficult><bndbox><xmin>{xmin}</xmin>"
+                           f"<ymin>{ymin}</ymin><xmax>{xmin + w}</xmax><ymax>{ymin + h}</ymax></bndbox></object>")
+        (tmp_path / "Annotations" / f"{stem}.xml").write_text(
+            f"<annotation><filename>{stem}.jpg</filename><size><width>100</width><height>80</height>"
+            f"<depth>3</depth></size>{''.join(objects)}</annotation>")
+    (tmp_path / "ImageSets" / "Main" / "trainval.txt").write_text("\n".join(stems) + "\n")
+    ds = load_voc(tmp_path, "trainval")
+    r = make_noisy(ds, "uniform", 0.9, rng="oamil-legacy")
+    collapsed = set()
+    expected = oamil_loop({"images": images, "annotations": raw, "categories": [{"id": 1, "name": "cell"}]}, 0.9,
+                          voc=True, collapsed=collapsed)
+    assert len(collapsed) > 10
+    got = {a["id"]: a for a in r.dataset.annotations}
+    assert len(got) == len(raw)
+    for aid in collapsed:
+        x, y, w, h = got[aid]["bbox"]
+        assert np.array_equal(np.array([x, y, x + w - 1, y + h - 1], np.float32), expected[aid]), aid
+        assert x + w > 100  # past the border, as the file had it
+
+
 def test_legacy_arithmetic_is_numpy1_not_nep50():
     """The float64 intermediates matter: NEP 50 float32 arithmetic gives different last bits for some boxes."""
     coco = legacy_coco(n_images=200, per_image=20)

@@ -12,13 +12,17 @@ Learning rates are given for `train.base_batch_size` images and scaled linearly 
 (the papers' linear-scaling rule); `train.batch_size` is the total over all DDP processes.
 
 Profiles:
-- `cpu`: the measured CPU recipe (tiny 4-stage conv backbone 32-160 + 64-ch FPN, anchors 8-96 px, 128 RoIs/img,
-  AdamW 1e-3, 30-iteration warm-up + cosine, grad-clip 10, h+v flips; images kept native up to 320x240: 128 px
-  shapes train at 128 px, 640x480 BCCD at 320x240). Shapes: batch 8, 12 epochs x 35 = 420 iterations, and a lighter
-  head (64 RoIs/img, 128-d box head, 500/250 RPN proposals; ~2.3 min on one core, clean AP ~0.45); other datasets
-  (larger images): batch 4, 12 x 17 = 204 iterations.
-- `paper`: the papers' recipe (ResNet-50-FPN, ImageNet weights, stem + stage 1 frozen, frozen BN, 1333x800 or
-  VOC 1000x600, flip 0.5, SGD 0.02 momentum 0.9 wd 1e-4 for batch 16, warm-up 500, 12 epochs, steps 8/11, clip 10).
+- `cpu` (here, in code): the measured CPU recipe (tiny 4-stage conv backbone 32-160 + 64-ch FPN, anchors 8-96 px,
+  128 RoIs/img, AdamW 1e-3, 30-iteration warm-up + cosine, grad-clip 10, h+v flips; images kept native up to
+  320x240: 128 px shapes train at 128 px, 640x480 BCCD at 320x240). Shapes: batch 8, 12 epochs x 35 = 420
+  iterations, and a lighter head (64 RoIs/img, 128-d box head, 500/250 RPN proposals; ~2.3 min on one core, clean
+  AP ~0.45); other datasets (larger images): batch 4, 12 x 17 = 204 iterations.
+- `fair` (data: `benchmark/recipes/fair/`): one ResNet-50-FPN recipe for every method (ImageNet weights, stem +
+  stage 1 frozen, frozen BN, 1333x800 or VOC 1000x600, flip 0.5, SGD 0.02 momentum 0.9 wd 1e-4 for batch 16,
+  warm-up 500, 12 epochs, steps 8/11, clip 10): controlled comparisons.
+- `paper` (data: `benchmark/recipes/paper/`): each method as its authors trained it (the mmdet 2.x detector, and
+  per method and dataset the coders, losses, neck, batch, lr and clipping of the reference code), every value with
+  its source; for reproducing the papers' tables. `bench recipe show` prints a resolved config and its origins.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from typing import Any
 from benchmark.errors import BenchError
 from benchmark.scalars import check_loggers
 
-PROFILES = ("cpu", "paper")
+PROFILES = ("cpu", "fair", "paper")  # cpu: in code below; fair, paper: benchmark/recipes/
 DATASET_KINDS = ("coco", "voc", "yolo", "shapes")
 SECTIONS = ("profile", "model", "train", "method")
 
@@ -65,6 +69,36 @@ _TRAIN_COMMON = {
 # resumed run continues the same experiment
 RUNTIME_KEYS = {"train": ("device", "workers", "log_every", "amp", "cache_images", "checkpoint_every",
                           "checkpoint_minutes", "loggers")}
+
+
+# Detector and data keys the `paper` and `fair` recipes set (benchmark/recipes/). A config without one of them
+# (the `cpu` profile) behaves as its default here, the suite's detector as it was before these keys existed, so
+# cpu-profile configs and cell ids do not change. Any profile may set them with --set.
+OPTIONAL_KEYS: dict[str, dict[str, Any]] = {
+    "model": {
+        "box_coder": "xywh",  # xywh: torchvision BoxCoder (RPN 1,1,1,1; RCNN 10,10,5,5) | xyxy: mmdet DeltaXYXY
+        "rpn_box_loss": "smooth_l1",  # smooth_l1 (beta 1/9, torchvision) | l1 (mmdet L1Loss)
+        "rcnn_box_loss": "smooth_l1",
+        "roi_align_aligned": False,  # mmcv RoIAlign: True (half-pixel shift)
+        "roi_sampling_ratio": 2,  # mmcv: 0 (adaptive)
+        "norm_eval_affine_trainable": False,  # mmdet norm_eval=True + requires_grad=True: stats frozen, gamma/beta train
+        "init": "torchvision",  # mmdet: xavier FPN and box-head fcs, N(0, 0.01) classifier, N(0, 0.001) regressor
+        "valid_anchors_only": False,  # mmdet: anchors over an image's padding are never sampled by the RPN
+        "rpn_min_pos_iou": None,  # mmdet MaxIoUAssigner min_pos_iou for the RPN's low-quality matches
+        "round_anchors": True,  # torchvision rounds base anchors (and derives strides by integer division)
+        "fpn_p6": "maxpool",  # maxpool: torchvision LastLevelMaxPool | conv_on_input: mmdet add_extra_convs='on_input'
+    },
+    "train": {
+        "aspect_ratio_group": False,  # mmdet GroupSampler: every batch all landscape or all portrait
+        "filter_empty_gt": False,  # mmdet filter_empty_gt: training images without a box are dropped
+        "clip_gt": True,  # the suite clips training boxes to the image; mmdet does not
+    },
+}
+
+
+def option(cfg_section: dict, section: str, key: str):
+    """`cfg_section[key]`, or its `OPTIONAL_KEYS` default where the config predates the key."""
+    return cfg_section.get(key, OPTIONAL_KEYS[section][key])
 
 
 def without_runtime_keys(cfg: dict, also: dict[str, tuple[str, ...]] | None = None) -> dict:
@@ -115,43 +149,6 @@ PROFILE_DEFAULTS: dict[str, dict[str, dict]] = {
             "cache_images": True,
         },
     },
-    "paper": {
-        "model": {
-            **_MODEL_COMMON,
-            "backbone": "resnet50",
-            "widths": [32, 48, 96, 160],
-            "pretrained": True,
-            "fpn_channels": 256,
-            "trainable_layers": 3,
-            "anchor_sizes": [[32], [64], [128], [256], [512]],
-            "roi_featmaps": ["0", "1", "2", "3"],
-            "representation_size": 1024,
-            "min_size": 800,
-            "max_size": 1333,
-            "rpn_pre_nms_top_n_train": 2000,
-            "rpn_post_nms_top_n_train": 1000,
-            "rpn_pre_nms_top_n_test": 1000,
-            "rpn_post_nms_top_n_test": 1000,
-            "box_batch_size_per_image": 512,
-            "box_score_thresh": 0.05,
-        },
-        "train": {
-            **_TRAIN_COMMON,
-            "epochs": 12,
-            "iters_per_epoch": None,
-            "batch_size": 16,
-            "base_batch_size": 16,
-            "optimizer": "sgd",
-            "lr": 0.02,
-            "scheduler": "step",
-            "steps": [8, 11],
-            "warmup_iters": 500,
-            "grad_clip": 10.0,
-            "hflip": 0.5,
-            "vflip": 0.0,
-            "workers": 4,
-        },
-    },
 }
 
 # dataset-kind specific changes to a profile
@@ -166,7 +163,6 @@ _CPU_SHAPES = {"model": {"box_batch_size_per_image": 64, "representation_size": 
                          "rpn_pre_nms_top_n_train": 500, "rpn_post_nms_top_n_train": 250}}
 _KIND_DEFAULTS: dict[tuple[str, str], dict[str, dict]] = {
     ("cpu", "shapes"): _CPU_SHAPES,
-    ("paper", "voc"): {"model": {"min_size": 600, "max_size": 1000}},
     ("cpu", "voc"): _CPU_REAL_IMAGES,
     ("cpu", "coco"): _CPU_REAL_IMAGES,
     ("cpu", "yolo"): _CPU_REAL_IMAGES,
@@ -174,6 +170,11 @@ _KIND_DEFAULTS: dict[tuple[str, str], dict[str, dict]] = {
 
 _CHOICES = {
     ("model", "backbone"): ("tiny", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"),
+    ("model", "box_coder"): ("xywh", "xyxy"),
+    ("model", "rpn_box_loss"): ("smooth_l1", "l1"),
+    ("model", "rcnn_box_loss"): ("smooth_l1", "l1"),
+    ("model", "init"): ("torchvision", "mmdet"),
+    ("model", "fpn_p6"): ("maxpool", "conv_on_input"),
     ("train", "optimizer"): ("sgd", "adamw"),
     ("train", "scheduler"): ("step", "cosine", "constant"),
 }
@@ -182,25 +183,59 @@ _POSITIVE_INT = {("model", k) for k in ("fpn_channels", "representation_size", "
                                          "rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_test",
                                          "box_batch_size_per_image", "box_detections_per_img")}
 _POSITIVE_INT |= {("train", k) for k in ("epochs", "batch_size", "base_batch_size", "log_every", "checkpoint_every")}
-_NONNEG_INT = {("train", k) for k in ("warmup_iters", "workers", "seed", "data_seed")} | {("model", "trainable_layers")}
+_NONNEG_INT = {("train", k) for k in ("warmup_iters", "workers", "seed", "data_seed")} | {
+    ("model", k) for k in ("trainable_layers", "roi_sampling_ratio")}
 _POSITIVE_FLOAT = {("train", "lr")}
 _NONNEG_FLOAT = {("train", k) for k in ("weight_decay", "momentum", "checkpoint_minutes")}
 _UNIT_FLOAT = {("train", k) for k in ("hflip", "vflip", "warmup_factor", "gamma")} | {
     ("model", k) for k in ("box_nms_thresh", "box_score_thresh")}
-_BOOL = {("model", "pretrained"), ("model", "upscale")} | {("train", k) for k in ("amp", "cache_images",
-                                                                                  "find_unused_parameters")}
+_BOOL = {("model", k) for k in ("pretrained", "upscale", "roi_align_aligned", "norm_eval_affine_trainable",
+                                 "valid_anchors_only", "round_anchors")} | {
+    ("train", k) for k in ("amp", "cache_images", "find_unused_parameters", "aspect_ratio_group", "filter_empty_gt",
+                           "clip_gt")}
 
 
 def profile_defaults(profile: str, dataset_kind: str = "coco") -> dict:
     """`model` and `train` sections of a profile for a dataset kind (deep copies)."""
+    out, _, _ = _profile_layers(profile, dataset_kind, None)
+    return {"model": out["model"], "train": out["train"]}
+
+
+def _check_profile(profile: str, dataset_kind: str) -> None:
     if profile not in PROFILES:
         raise BenchError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
     if dataset_kind not in DATASET_KINDS:
         raise BenchError(f"unknown dataset kind {dataset_kind!r} (known: {', '.join(DATASET_KINDS)})")
-    out = copy.deepcopy(PROFILE_DEFAULTS[profile])
-    for sec, vals in _KIND_DEFAULTS.get((profile, dataset_kind), {}).items():
-        out[sec].update(copy.deepcopy(vals))
-    return out
+
+
+def _profile_layers(profile: str, dataset_kind: str, method_name: str | None):
+    """(sections, origin, method layers): the profile's model/train sections for the dataset kind with the origin
+    of every value ({"model.key": (label, source or "")}), and the method rules still to apply after the
+    method's own defaults."""
+    _check_profile(profile, dataset_kind)
+    origin: dict[str, tuple[str, str]] = {}
+    if profile in PROFILE_DEFAULTS:  # cpu: in code
+        out = copy.deepcopy(PROFILE_DEFAULTS[profile])
+        for sec, vals in out.items():
+            origin.update({f"{sec}.{k}": (f"profile {profile} (benchmark/config.py)", "") for k in vals})
+        for sec, vals in _KIND_DEFAULTS.get((profile, dataset_kind), {}).items():
+            out[sec].update(copy.deepcopy(vals))
+            origin.update({f"{sec}.{k}": (f"dataset rule {profile}/{dataset_kind} (benchmark/config.py)", "")
+                           for k in vals})
+        return out, origin, []
+    from benchmark.recipes import layers
+
+    found = layers(profile, method_name, dataset_kind)
+    base = [layer for layer in found if not layer.label.startswith("method rule")]
+    out = {"model": {}, "train": {}}
+    for layer in base:
+        for sec, vals in layer.values.items():
+            for key, v in vals.items():
+                if layer is not base[0] and key not in out[sec] and key not in OPTIONAL_KEYS.get(sec, {}):
+                    raise BenchError(f"recipe sets unknown config key {sec}.{key}", layer.path)
+                out[sec][key] = copy.deepcopy(v)
+                origin[f"{sec}.{key}"] = (layer.label, layer.sources.get(sec, {}).get(key, ""))
+    return out, origin, [layer for layer in found if layer.label.startswith("method rule")]
 
 
 def dataset_kind(dataset) -> str:
@@ -306,6 +341,9 @@ def validate(cfg: dict) -> dict:
     if len(sizes) != levels:
         raise BenchError(f"model.anchor_sizes has {len(sizes)} levels but the FPN gives {levels} "
                          f"(model.roi_featmaps + pool)")
+    iou = m.get("rpn_min_pos_iou")
+    if iou is not None and not (_is_number(iou) and 0 <= iou <= 1):
+        raise BenchError(f"model.rpn_min_pos_iou must be a number in [0, 1] or null, got {iou!r}")
     if m["weights"] is not None and not isinstance(m["weights"], str):
         raise BenchError(f"model.weights must be a file path or null, got {m['weights']!r}")
     return cfg
@@ -313,15 +351,25 @@ def validate(cfg: dict) -> dict:
 
 def resolve_config(method, profile: str, dataset_kind: str = "coco", noise_level: float | None = None,
                    overrides: dict | None = None) -> dict:
-    """Profile defaults (+ the method's `profile_overrides`) + the method's `default_config` + user overrides,
-    validated.
+    """Profile defaults (+ dataset rule) + the method's `default_config` and `profile_overrides` + the recipe's
+    method rules + user overrides, validated.
 
     `overrides` maps "section.key" (or {section: {key: value}}) to values; unknown keys are errors, never ignored.
     """
+    return resolve_with_origin(method, profile, dataset_kind, noise_level, overrides)[0]
+
+
+def resolve_with_origin(method, profile: str, dataset_kind: str = "coco", noise_level: float | None = None,
+                        overrides: dict | None = None) -> tuple[dict, dict[str, tuple[str, str]]]:
+    """`resolve_config` and where each value came from: {"section.key": (layer, reference source or "")}, layer
+    one of `profile P`, `dataset rule P/KIND`, `method M (default_config)`, `method M (profile_overrides)`,
+    `method rule P/M[@KIND]`, `user --set` (`bench recipe show` prints them)."""
     if noise_level is not None and not (_is_number(noise_level) and noise_level >= 0):
         raise BenchError(f"noise level must be a non-negative number, got {noise_level!r}")
-    base = profile_defaults(profile, dataset_kind)
+    name = getattr(method, "name", "") or None
+    base, origin, method_rules = _profile_layers(profile, dataset_kind, name)
     method_defaults = copy.deepcopy(method.default_config(profile, noise_level, dataset_kind) or {})
+    origin.update({f"method.{k}": (f"method {name} (default_config)", "") for k in method_defaults})
     profile_overrides = getattr(method, "profile_overrides", None)
     for sec, values in (profile_overrides(profile, noise_level, dataset_kind) if profile_overrides else {}).items():
         if sec not in ("model", "train"):
@@ -330,6 +378,15 @@ def resolve_config(method, profile: str, dataset_kind: str = "coco", noise_level
             if k not in base[sec]:
                 raise BenchError(f"method {method.name!r} sets unknown config key {sec}.{k}")
             base[sec][k] = copy.deepcopy(v)
+            origin[f"{sec}.{k}"] = (f"method {name} (profile_overrides)", "")
+    sections = {"model": base["model"], "train": base["train"], "method": method_defaults}
+    for layer in method_rules:
+        for sec, vals in layer.values.items():
+            for key, v in vals.items():
+                if key not in sections[sec] and key not in OPTIONAL_KEYS.get(sec, {}):
+                    raise BenchError(f"recipe sets unknown config key {sec}.{key} for method {name!r}", layer.path)
+                sections[sec][key] = copy.deepcopy(v)
+                origin[f"{sec}.{key}"] = (layer.label, layer.sources.get(sec, {}).get(key, ""))
     cfg = {
         "profile": {"name": profile, "dataset_kind": dataset_kind, "noise_level": noise_level},
         "model": base["model"],
@@ -337,8 +394,11 @@ def resolve_config(method, profile: str, dataset_kind: str = "coco", noise_level
         "method": method_defaults,
     }
     for (sec, key), value in _flatten_overrides(overrides).items():
+        origin[f"{sec}.{key}"] = ("user --set", "")
         if sec == "profile":
             raise BenchError(f"profile.{key} cannot be overridden; choose --profile instead")
+        if key not in cfg[sec] and key in OPTIONAL_KEYS.get(sec, {}):
+            cfg[sec][key] = copy.deepcopy(OPTIONAL_KEYS[sec][key])  # a profile that predates the key: its default
         if key not in cfg[sec]:
             import difflib
 
@@ -357,7 +417,7 @@ def resolve_config(method, profile: str, dataset_kind: str = "coco", noise_level
         if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         cfg[sec][key] = value
-    return validate(cfg)
+    return validate(cfg), origin
 
 
 def is_device(value) -> bool:

@@ -32,6 +32,20 @@ MEANING: dict[tuple[str, str], str] = {
     ("model", "box_nms_thresh"): "IoU threshold of the per-class NMS on detections",
     ("model", "box_score_thresh"): "detections scored below this are dropped",
     ("model", "box_detections_per_img"): "most detections kept per image",
+    ("model", "box_coder"): "box coder of the RPN and box head: xywh (torchvision) or xyxy (mmdet DeltaXYXY, OA-MIL)",
+    ("model", "rpn_box_loss"): "RPN box loss: smooth_l1 (beta 1/9, torchvision) or l1 (mmdet L1Loss)",
+    ("model", "rcnn_box_loss"): "box-head box loss: smooth_l1 (beta 1/9, torchvision) or l1 (mmdet L1Loss)",
+    ("model", "roi_align_aligned"): "RoIAlign half-pixel alignment (mmcv's default: true)",
+    ("model", "roi_sampling_ratio"): "RoIAlign samples per bin and axis (0: adaptive, mmcv's default)",
+    ("model", "norm_eval_affine_trainable"): "ResNet BN statistics frozen but gamma/beta trained (mmdet norm_eval)",
+    ("model", "init"): "init of the FPN and box head: torchvision or mmdet (xavier, N(0, 0.01) cls, N(0, 0.001) reg)",
+    ("model", "valid_anchors_only"): "RPN never samples anchors over an image's padding (mmdet valid_flags)",
+    ("model", "rpn_min_pos_iou"): "least IoU of an RPN low-quality match (mmdet min_pos_iou; null: any)",
+    ("model", "round_anchors"): "round base anchors to whole pixels (torchvision); false: mmdet's exact anchors",
+    ("model", "fpn_p6"): "the P6 level: maxpool of P5 (torchvision) or conv_on_input, a conv on C5 (mmdet)",
+    ("train", "aspect_ratio_group"): "every batch all landscape or all portrait images (mmdet GroupSampler)",
+    ("train", "filter_empty_gt"): "drop training images without a box (mmdet filter_empty_gt)",
+    ("train", "clip_gt"): "clip training boxes to the image (mmdet does not)",
     ("train", "epochs"): "training epochs (method phases and lr steps are in epochs)",
     ("train", "iters_per_epoch"): "fixed iterations per epoch (null: one pass over the images)",
     ("train", "batch_size"): "images per iteration, over all processes",
@@ -85,7 +99,8 @@ def key_rows(kinds=("shapes", "coco", "voc")) -> list[dict]:
     keys = sorted({(s, key) for d in defaults.values() for s in ("model", "train") for key in d[s]})
     rows = []
     for section, key in keys:
-        per = {f"{p}/{k}": d[section].get(key) for (p, k), d in defaults.items()}
+        fallback = C.OPTIONAL_KEYS.get(section, {}).get(key)  # a profile without the key behaves as this
+        per = {f"{p}/{k}": d[section].get(key, fallback) for (p, k), d in defaults.items()}
         rows.append({"key": f"{section}.{key}", "defaults": per, "range": value_range(section, key),
                      "meaning": MEANING.get((section, key), "")})
     return rows

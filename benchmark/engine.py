@@ -33,11 +33,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmark.config import is_device, scaled_lr, without_runtime_keys
+from benchmark.config import is_device, option, scaled_lr, without_runtime_keys
 from benchmark.errors import BenchError
 from benchmark.io import dumps_json, write_json
 from benchmark.scalars import CSV_NAME, ScalarLog
-from methods._core.data import DetectionImages, IterationBatches, TrainOrder, collate
+from methods._core.data import DetectionImages, IterationBatches, TrainOrder, aspect_groups, collate
 from methods._core.geometry import xyxy_to_xywh
 from methods.base import TrainResult
 
@@ -261,8 +261,14 @@ def _fit(adapter, train, cfg, workdir, dist: _Dist, resume, diagnostics, progres
     if diagnostics is not None:
         _call_hook(model, "set_diagnostics", diagnostics)
     optimizer = make_optimizer(model, tcfg)
-    num_images = len(train.images)
-    ipe = iters_per_epoch(tcfg, num_images)
+    images = DetectionImages(train, labels, cache_images=bool(tcfg["cache_images"]),
+                             clip_gt=bool(option(tcfg, "train", "clip_gt")))
+    kept = images.with_boxes() if option(tcfg, "train", "filter_empty_gt") else None
+    order = TrainOrder(len(train.images), tcfg["batch_size"], tcfg["data_seed"], tcfg["hflip"], tcfg["vflip"],
+                       dist.rank, dist.world_size, indices=kept,
+                       groups=aspect_groups(train) if option(tcfg, "train", "aspect_ratio_group") else None)
+    num_images = len(train.images) if kept is None else len(kept)
+    ipe = iters_per_epoch(tcfg, order.pass_length)
     epochs = tcfg["epochs"]
     total_iters = epochs * ipe
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, tcfg, ipe))
@@ -293,9 +299,6 @@ def _fit(adapter, train, cfg, workdir, dist: _Dist, resume, diagnostics, progres
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=bool(tcfg["find_unused_parameters"]))
 
-    images = DetectionImages(train, labels, cache_images=bool(tcfg["cache_images"]))
-    order = TrainOrder(num_images, tcfg["batch_size"], tcfg["data_seed"], tcfg["hflip"], tcfg["vflip"],
-                       dist.rank, dist.world_size)
     log = _Log(workdir / "train.log" if dist.main else None)
     if state is None:
         log(f"start method={adapter.name} images={num_images} epochs={epochs} iters/epoch={ipe} "

@@ -157,7 +157,7 @@ def check_adapter(adapter: Any, workdir: str | Path | None = None, overrides: di
     """Run every contract check on `adapter` (class, instance or registered name); never raises on a failure."""
     import torch
 
-    from benchmark.config import resolve_config
+    from benchmark.config import PROFILES, resolve_config
     from benchmark.datasets import load
     from noise import make_noisy
 
@@ -188,7 +188,7 @@ def check_adapter(adapter: Any, workdir: str | Path | None = None, overrides: di
         def metadata():
             if not adapter.name:
                 return "adapter has no `name`"
-            for prof in ("cpu", "paper"):
+            for prof in PROFILES:
                 for level in (None, 0.2, 0.4):
                     if not isinstance(adapter.default_config(prof, level, "coco"), dict):
                         return f"default_config({prof!r}, {level}) is not a dict"

@@ -24,7 +24,7 @@ from benchmark.results import base_method
 from leaderboard.rows import ENTRIES, load_rows, write_row
 from leaderboard.schema import METRICS, SCHEMA_VERSION, row_key
 
-PROFILE_BACKBONE = {"paper": "R50-FPN", "cpu": "tiny-FPN"}
+PROFILE_BACKBONE = {"paper": "R50-FPN", "fair": "R50-FPN", "cpu": "tiny-FPN"}
 EXTERNAL = "unknown (external run)"  # cells from `bench run --external`: the suite did not train the detector
 
 

@@ -31,49 +31,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.models.detection.roi_heads import RoIHeads
 
-from methods._core.geometry import boxes_to_original
+from methods._core.geometry import XYXYBoxCoder, boxes_to_original
 
 OAIE_TYPES = ("refine", "random")
-
-
-# ---- box coding -------------------------------------------------------------------------------------------
-class XYXYBoxCoder:
-    """DeltaXYXY coding (OA-MIL's RCNN coder): each corner moves by a fraction of the reference box's size.
-
-    d = ((gx1 - px1) / pw, (gy1 - py1) / ph, (gx2 - px2) / pw, (gy2 - py2) / ph) / stds. Linear (no exp), so the
-    L1 loss on codes is proportional to corner errors. Same interface as torchvision's `BoxCoder` so that
-    `RoIHeads.select_training_samples` and `postprocess_detections` use it unchanged.
-    """
-
-    def __init__(self, stds: tuple[float, float, float, float] = (0.1, 0.1, 0.1, 0.1)):
-        self.stds = tuple(float(s) for s in stds)
-
-    def _stds(self, like: Tensor) -> Tensor:
-        return like.new_tensor(self.stds)
-
-    def encode_single(self, reference_boxes: Tensor, proposals: Tensor) -> Tensor:
-        """Codes that move `proposals` onto `reference_boxes` (both (N, 4) xyxy)."""
-        reference_boxes, p = reference_boxes.float(), proposals.float()
-        size = (p[:, 2:] - p[:, :2]).repeat(1, 2)
-        return (reference_boxes - p) / size / self._stds(p)
-
-    def encode(self, reference_boxes: list[Tensor], proposals: list[Tensor]) -> tuple[Tensor, ...]:
-        per_image = [len(b) for b in reference_boxes]
-        return self.encode_single(torch.cat(reference_boxes), torch.cat(proposals)).split(per_image, 0)
-
-    def decode_single(self, rel_codes: Tensor, boxes: Tensor) -> Tensor:
-        """(N, 4K) codes applied to (N, 4) boxes -> (N, 4K) boxes, in float32 (AMP codes are half precision)."""
-        rel_codes, boxes = rel_codes.float(), boxes.float()
-        k = rel_codes.shape[1] // 4
-        size = (boxes[:, 2:] - boxes[:, :2]).repeat(1, 2)
-        return boxes.repeat(1, k) + rel_codes * self._stds(rel_codes).repeat(k) * size.repeat(1, k)
-
-    def decode(self, rel_codes: Tensor, boxes: list[Tensor]) -> Tensor:
-        concat = torch.cat(boxes, dim=0)
-        n = concat.shape[0]
-        if n == 0:
-            return rel_codes.reshape(0, max(rel_codes.shape[-1] // 4, 1), 4)
-        return self.decode_single(rel_codes.reshape(n, -1), concat).reshape(n, -1, 4)
 
 
 # ---- the mechanism as pure functions ----------------------------------------------------------------------

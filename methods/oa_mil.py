@@ -26,7 +26,8 @@ run's epoch count keeping the fraction of training before each phase (`phase_sta
 epochs and any other schedule keep OA-IS from 1/12 and OA-IE from 8/12 of training.
 
 Deliberate deviations: the RPN keeps the core's coder and loss (the baseline's), only the RoI head uses DeltaXYXY
-+ L1; instance boxes are clipped to the image before re-pooling (the original clamps the selected box at 0 only).
++ L1 -- except in the `paper` recipe, where the RPN and the `faster_rcnn` baseline use OA-MIL's DeltaXYXY + L1 too
+(`model.box_coder=xyxy`, `model.rpn_box_loss=l1`), so the OA-MIL - FR gap measures the method only; instance boxes are clipped to the image before re-pooling (the original clamps the selected box at 0 only).
 `mil_lambda=0` drops only the MIL loss and keeps OA-IS (the OA-IS-only ablation); in the original code lambda = 0
 also switches OA-IS off, which here is `oais=false`.
 """

@@ -18,16 +18,18 @@ Where the paper and the reference code disagree, and what this suite does
 - SISD loss weight: the paper writes L = L_basic + 0.25 L_SPSD + 0.25 L_SISD + 4 L_det; the reference code's
   IoU-head default is 5.0 (`loss_iou`, not overridden by the released config), and SISD is switched on only by a
   command-line option given in its README. Default here: **0.25 (the paper)**, like every other refiner loss, and
-  SISD on (the paper's SSD-Det). Option: `method.loss_sisd=5.0` reproduces the code.
+  SISD on (the paper's SSD-Det). Option: `method.loss_sisd=5.0` reproduces the code (the `paper` recipe sets it).
 - FPN: the reference SSD-Det config uses a GroupNorm(32) FPN with extra convs on the input, while the baselines it
   is compared with (Faster R-CNN, OA-MIL) use the plain FPN. Default here: **the plain core FPN**, identical for
   every method, so AP differences come from the method, not the neck. Option: `method.fpn_norm="group"` puts
-  GroupNorm(32) in the FPN convs (the P6 extra-conv difference is not replicated; the core's max-pool level stays).
+  GroupNorm(32) in the FPN convs, and `model.fpn_p6=conv_on_input` makes P6 a conv on C5 (normalised too with
+  `fpn_norm=group`): the reference neck, which the `paper` recipe uses.
 - SISD ranking: the paper scores a stage-II proposal by U' x S (class x instance score); the code ranks by
   U' x S_cls (sigmoid class score only) when SISD is on. Default: the code (`sisd_score="cls"`, what the numbers
   were produced with); `sisd_score="mil"` gives the paper's formula.
 - Detector loss weights: the reference trains the RPN (objectness 4, box 1) and the box head (cls 4, box 4) with
-  the weights above; we keep them (`det_loss_*`) on the core's torchvision losses.
+  the weights above; we keep them (`det_loss_*`) on the core's losses (the RCNN's is L1 in the `paper` recipe,
+  `model.rcnn_box_loss=l1`, torchvision's smooth-L1 in `fair`).
 
 Bag sizes: 125 proposals (ratios {1, 1.2, 1.3, 0.8, 0.7} for width and height x 5 shifts of 0.2) except VOC-style
 datasets at <= 20 % noise: 45 ({1, 1.1, 0.9}, shifts 0.1), as the paper's VOC configs. The COCO 20 % bag is
@@ -154,12 +156,17 @@ def _group_norm_fpn(detector, groups: int = 32) -> None:
     from torch import nn
     from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork
 
+    from methods._core.model import LastLevelP6Conv
+
     fpn = detector.backbone.fpn
     in_channels = [blk[0].in_channels for blk in fpn.inner_blocks]
     out = detector.backbone.out_channels
     if out % groups:
         raise BenchError(f"ssd_det: method.fpn_norm=group needs model.fpn_channels divisible by {groups}, got {out}")
-    detector.backbone.fpn = FeaturePyramidNetwork(in_channels, out, extra_blocks=fpn.extra_blocks,
+    extra = fpn.extra_blocks
+    if isinstance(extra, LastLevelP6Conv):  # mmdet's ConvModule normalises the extra conv too
+        extra = LastLevelP6Conv(extra.in_channels, extra.out_channels, lambda c: nn.GroupNorm(groups, c))
+    detector.backbone.fpn = FeaturePyramidNetwork(in_channels, out, extra_blocks=extra,
                                                   norm_layer=lambda c: nn.GroupNorm(groups, c))
 
 
@@ -213,7 +220,8 @@ class SSDDet(MethodAdapter):
         return {**defaults, **cfg.get("method", {})}
 
     def build_model(self, cfg: dict, num_classes: int) -> "torch.nn.Module":
-        from methods._core.model import build_faster_rcnn
+        from benchmark.config import option
+        from methods._core.model import build_faster_rcnn, mmdet_init
         from methods._ssd_model import SSDDetModel
         from methods._ssd_refiner import SSDRefiner
         from methods._core.roi_align import FastMultiScaleRoIAlign
@@ -225,6 +233,8 @@ class SSDDet(MethodAdapter):
         detector = build_faster_rcnn(cfg["model"], num_classes)
         if m["fpn_norm"] == "group":
             _group_norm_fpn(detector)
+            if option(cfg["model"], "model", "init") == "mmdet":
+                mmdet_init(detector)  # the new neck gets mmdet's init too
         det_pool = detector.roi_heads.box_roi_pool
         ratio = det_pool.sampling_ratio if m["roi_sampling_ratio"] is None else m["roi_sampling_ratio"]
         if not isinstance(ratio, int) or isinstance(ratio, bool) or ratio < 0:
@@ -236,7 +246,7 @@ class SSDDet(MethodAdapter):
         if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
             raise BenchError(f"ssd_det: method.refiner_pool_size must be a positive integer or null, "
                              f"got {m['refiner_pool_size']!r}")
-        pooler = FastMultiScaleRoIAlign(list(det_pool.featmap_names), tuple(size), ratio)
+        pooler = FastMultiScaleRoIAlign(list(det_pool.featmap_names), tuple(size), ratio, aligned=det_pool.aligned)
         fc_dim = m["refiner_fc_dim"] or cfg["model"]["representation_size"]
         try:
             refiner = SSDRefiner(settings, pooler, detector.backbone.out_channels, int(fc_dim))

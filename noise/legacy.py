@@ -14,7 +14,10 @@ without their code:
   float32 once, when stored. NumPy >= 2 (NEP 50) keeps those products in float32, so running the published script
   today can differ from the authors' files in the last bits (and, rarely, in a clip or keep-clean decision). We
   reproduce the NumPy 1.x arithmetic explicitly, whatever NumPy is installed.
-- degenerate result (x2 <= x1 or y2 <= y1, compared in float64): the clean box is kept; its draws are still used.
+- degenerate result (x2 <= x1 or y2 <= y1, compared in float64): the script appends the box it read (mmdet's parse,
+  float32, *not* clipped to the image), and its draws are still used. Where that box lay inside its image it equals
+  the suite's clean box and the row keeps it; where it extended past the border (the loader clipped the clean copy)
+  the written box is the unclipped one, as in the published files.
 The written box is that float32 value, losslessly (no decimal rounding), so `float32(x + w)` gives the pkl's x2.
 """
 
@@ -121,7 +124,25 @@ def legacy_uniform(bs: BoxSet, gamma: float, rs: np.random.RandomState) -> BoxSe
     out[:, 3] = np.where(img_h - 1 < hi_y, img_h - 1, hi_y)
     bad = (out[:, 2] <= out[:, 0]) | (out[:, 3] <= out[:, 1])
     clipped = (out[:, 0] != lo_x) | (out[:, 1] != lo_y) | (out[:, 2] != hi_x) | (out[:, 3] != hi_y)
+    # a collapsed box is replaced by the box as read; where the loader clipped the clean copy that box differs
+    unclipped = bad & _read_unclipped(bs, idx)
+    if unclipped.any():
+        out[unclipped] = np.stack([x1, y1, x2, y2], axis=1)[unclipped]
     out = out.astype(F32, order="F").astype(F64, order="F")
     if bs.layout == "voc":
         out[:, 2:] += 1.0  # back to the suite's VOC frame (x2 = xmax)
-    return bs.commit(idx, out, clipped & ~bad, bad)
+    keep = bad & ~unclipped
+    out_bs = bs.commit(idx, out, clipped & ~bad, keep)
+    if not unclipped.any():
+        return out_bs
+    collapsed = out_bs.collapsed.copy()
+    collapsed[idx[unclipped]] = True
+    return out_bs.replace(collapsed=collapsed).with_note("kept_unclipped_source", int(unclipped.sum()))
+
+
+def _read_unclipped(bs: BoxSet, idx: np.ndarray) -> np.ndarray:
+    """Rows of `idx` whose box as the file had it (`source_xywh`) differs from the loader's clean copy, i.e. the
+    loader clipped it to the image."""
+    src = bs.rows(bs.source_xywh, idx)
+    read = np.stack([src[:, 0], src[:, 1], src[:, 0] + src[:, 2], src[:, 1] + src[:, 3]], axis=1)
+    return (read != bs.rows(bs.clean, idx)).any(axis=1)

@@ -40,7 +40,7 @@ def test_paper_model_freezes_stem_and_stage1_with_frozen_bn(tmp_path):
 
     path = tmp_path / "r50.pth"  # a local ImageNet-style backbone file, as offline users pass it
     torch.save(torchvision.models.resnet50().state_dict(), path)
-    m = build_faster_rcnn(_cfg("paper", weights=str(path)), num_classes=20)
+    m = build_faster_rcnn(_cfg("fair", weights=str(path)), num_classes=20)
     body = m.backbone.body
     assert not any(p.requires_grad for p in body.conv1.parameters())
     assert not any(p.requires_grad for p in body.layer1.parameters())
@@ -55,7 +55,7 @@ def test_a_resnet_from_scratch_trains_every_stage_with_batchnorm():
     """No ImageNet weights (model.pretrained=false, no --weights): frozen BatchNorm would keep the random init's
     statistics and the frozen stem would never learn; every stage trains with ordinary BatchNorm (torchvision)."""
     with pytest.warns(UserWarning, match="from scratch"):
-        m = build_faster_rcnn(_cfg("paper", pretrained=False), num_classes=20)
+        m = build_faster_rcnn(_cfg("fair", pretrained=False), num_classes=20)
     body = m.backbone.body
     assert all(p.requires_grad for p in body.parameters())
     assert isinstance(body.bn1, torch.nn.BatchNorm2d) and not any(
@@ -69,7 +69,7 @@ def test_local_backbone_weights_are_loaded(tmp_path):
     torch.nn.init.constant_(net.layer3[0].conv1.weight, 0.125)
     path = tmp_path / "r18.pth"
     torch.save(net.state_dict(), path)
-    m = build_faster_rcnn(_cfg("paper", backbone="resnet18", weights=str(path)), num_classes=3)
+    m = build_faster_rcnn(_cfg("fair", backbone="resnet18", weights=str(path)), num_classes=3)
     assert torch.all(m.backbone.body.layer3[0].conv1.weight == 0.125)
 
 

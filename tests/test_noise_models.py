@@ -163,10 +163,11 @@ def test_level_zero_changes_nothing(big):
 
 
 # ---- oamil-legacy against a straightforward per-box loop ---------------------------------------------------
-def oamil_loop(coco: dict, gamma: float, voc: bool = False, seed: int = 45) -> dict:
+def oamil_loop(coco: dict, gamma: float, voc: bool = False, seed: int = 45, collapsed: set | None = None) -> dict:
     """OA-MIL's generator as its description reads, box by box (image order, file order within an image), with the
     NumPy 1.x arithmetic: float32 op float32 stays float32, anything with a Python float is float64. Returns
-    annotation id -> float32 xyxy in mmdet's frame, or None where the clean box is kept."""
+    annotation id -> float32 xyxy in mmdet's frame. Where the perturbed box collapses the script appends the box it
+    read (`noisy_bboxes.append(bbox)`): mmdet's parse, never clipped to the image; those ids go into `collapsed`."""
     rs = np.random.RandomState(seed)
     cat_ids = {c["id"] for c in coco["categories"]}
     per_image = defaultdict(list)
@@ -201,7 +202,12 @@ def oamil_loop(coco: dict, gamma: float, voc: bool = False, seed: int = 45) -> d
             nh = bh * (rs.uniform(-gamma, gamma) + 1.0)
             nx1, ny1 = max(0, ncx - nw / 2), max(0, ncy - nh / 2)
             nx2, ny2 = min(ncx + nw / 2, W - 1), min(ncy + nh / 2, H - 1)
-            out[a["id"]] = None if (nx2 <= nx1 or ny2 <= ny1) else np.array([nx1, ny1, nx2, ny2], np.float32)
+            if nx2 <= nx1 or ny2 <= ny1:
+                out[a["id"]] = np.array(box, np.float32)
+                if collapsed is not None:
+                    collapsed.add(a["id"])
+            else:
+                out[a["id"]] = np.array([nx1, ny1, nx2, ny2], np.float32)
     return out
 
 
@@ -259,14 +265,12 @@ def test_legacy_coco_equals_the_per_box_loop(gamma, from_file, tmp_path):
     else:
         ds = DetectionDataset.from_coco(coco)
     r = make_noisy(ds, "uniform", gamma, rng="oamil-legacy")
-    expected = oamil_loop(coco, gamma)
+    collapsed = set()
+    expected = oamil_loop(coco, gamma, collapsed=collapsed)
     got = {a["id"]: a for a in r.dataset.annotations}
     assert r.manifest["seed"] == 45 and r.manifest["layout"] == "coco"
     for aid, want in expected.items():
         a = got[aid]
-        if want is None:
-            assert a["bbox"] == a["true_bbox"]
-            continue
         x, y, w, h = a["bbox"]
         assert np.array_equal(np.array([x, y, x + w, y + h], np.float32), want), aid
         assert np.float32(x) == want[0] and np.float32(x + w) == want[2]  # lossless float32
@@ -276,7 +280,80 @@ def test_legacy_coco_equals_the_per_box_loop(gamma, from_file, tmp_path):
     assert c["perturbed"] + c["kept_clean_degenerate"] == len(expected)
     assert c["untouched_ignored"] + c["untouched_filtered"] == len(untouched)
     if gamma == 0.9:
-        assert c["kept_clean_degenerate"] > 0 and sum(v is None for v in expected.values()) > 0
+        assert c["kept_clean_degenerate"] > 0 and collapsed
+
+
+def test_legacy_collapsed_box_outside_its_image_is_written_unclipped(tmp_path):
+    """Where a box crosses its image's border and the perturbed box collapses, the published script appends the box
+    it read (unclipped); the loader's clean copy is clipped, and that clipped copy must not be written instead."""
+    from benchmark.datasets import load_coco
+
+    rng = np.random.default_rng(11)
+    images = [{"id": i, "file_name": f"{i}.jpg", "width": 100, "height": 80} for i in range(1, 41)]
+    anns = []
+    for k in range(400):  # thin boxes hanging off the right or bottom edge: at gamma 0.9 many collapse
+        right = k % 2 == 0
+        w, h = (float(rng.uniform(3, 12)), float(rng.uniform(20, 40))) if right else \
+            (float(rng.uniform(20, 40)), float(rng.uniform(3, 12)))
+        x = 100 - w / 3 if right else float(rng.uniform(0, 50))
+        y = float(rng.uniform(0, 30)) if right else 80 - h / 3
+        anns.append({"id": k + 1, "image_id": 1 + k % 40, "category_id": 1, "iscrowd": 0, "area": w * h,
+                     "bbox": [round(x, 3), round(y, 3), round(w, 3), round(h, 3)]})
+    coco = {"images": images, "annotations": anns, "categories": CATS}
+    ds = load_coco(write_json(tmp_path / "train.json", coco))
+    assert ds.info["fixed"]["box_clipped_to_image"] == len(anns)
+    r = make_noisy(ds, "uniform", 0.9, rng="oamil-legacy")
+    collapsed = set()
+    expected = oamil_loop(coco, 0.9, collapsed=collapsed)
+    assert len(collapsed) > 20
+    got = {a["id"]: a for a in r.dataset.annotations}
+    for aid in collapsed:
+        x, y, w, h = got[aid]["bbox"]
+        written = np.array([x, y, x + w, y + h], np.float32)
+        assert np.array_equal(written, expected[aid]), aid  # the box as read, bit for bit
+        assert written[2] > 99 or written[3] > 79  # ... which lies past the border (the clean copy does not)
+        tx, ty, tw, th = got[aid]["true_bbox"]
+        assert tx + tw <= 100 and ty + th <= 80
+    assert r.manifest["notes"]["kept_unclipped_source"] == len(collapsed)
+
+
+def test_legacy_voc_collapsed_box_past_the_border_is_written_unclipped(tmp_path):
+    """The VOC form of the same rule: the box as mmdet's VOC parser read it (int corners - 1, past the border),
+    back in the suite's frame."""
+    from benchmark.datasets import load_voc
+
+    rng = np.random.default_rng(5)
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "ImageSets" / "Main").mkdir(parents=True)
+    images, raw, stems = [], [], []
+    for i in range(40):
+        stem = f"im{i:03d}"
+        stems.append(stem)
+        images.append({"id": i + 1, "file_name": f"{stem}.jpg", "width": 100, "height": 80})
+        objects = []
+        for _ in range(8):  # thin boxes hanging 1/3 past the right border
+            w, h = int(rng.integers(4, 12)), int(rng.integers(20, 40))
+            xmin, ymin = 100 - 2 * w // 3, int(rng.integers(1, 30))
+            raw.append({"id": len(raw) + 1, "image_id": i + 1, "category_id": 1, "difficult": 0,
+                        "voc": (xmin, ymin, xmin + w, ymin + h)})
+            objects.append(f"<object><name>cell</name><difficult>0</difficult><bndbox><xmin>{xmin}</xmin>"
+                           f"<ymin>{ymin}</ymin><xmax>{xmin + w}</xmax><ymax>{ymin + h}</ymax></bndbox></object>")
+        (tmp_path / "Annotations" / f"{stem}.xml").write_text(
+            f"<annotation><filename>{stem}.jpg</filename><size><width>100</width><height>80</height>"
+            f"<depth>3</depth></size>{''.join(objects)}</annotation>")
+    (tmp_path / "ImageSets" / "Main" / "trainval.txt").write_text("\n".join(stems) + "\n")
+    ds = load_voc(tmp_path, "trainval")
+    r = make_noisy(ds, "uniform", 0.9, rng="oamil-legacy")
+    collapsed = set()
+    expected = oamil_loop({"images": images, "annotations": raw, "categories": [{"id": 1, "name": "cell"}]}, 0.9,
+                          voc=True, collapsed=collapsed)
+    assert len(collapsed) > 10
+    got = {a["id"]: a for a in r.dataset.annotations}
+    assert len(got) == len(raw)
+    for aid in collapsed:
+        x, y, w, h = got[aid]["bbox"]
+        assert np.array_equal(np.array([x, y, x + w - 1, y + h - 1], np.float32), expected[aid]), aid
+        assert x + w > 100  # past the border, as the file had it
 
 
 def test_legacy_arithmetic_is_numpy1_not_nep50():
@@ -285,13 +362,14 @@ def test_legacy_arithmetic_is_numpy1_not_nep50():
     r = make_noisy(DetectionDataset.from_coco(coco), "uniform", 0.4, rng="oamil-legacy")
     rs = np.random.RandomState(45)
     anns = {a["id"]: a for a in r.dataset.annotations}
-    expected = oamil_loop(coco, 0.4)
+    collapsed = set()
+    expected = oamil_loop(coco, 0.4, collapsed=collapsed)
     order = [aid for aid in expected]  # the loop's draw order
     u = rs.uniform(-0.4, 0.4, (len(order), 4))
     differ = 0
     src = {a["id"]: a for a in coco["annotations"]}
     for k, aid in enumerate(order):
-        if expected[aid] is None:
+        if aid in collapsed:
             continue
         x, y, w, h = src[aid]["bbox"]
         x1, x2 = np.float32(x), np.float32(x + w)
@@ -333,9 +411,6 @@ def test_legacy_voc_equals_the_per_box_loop():
     assert len(expected) > 50
     for aid, want in expected.items():
         a = got[aid]
-        if want is None:
-            assert a["bbox"] == a["true_bbox"]
-            continue
         x, y, w, h = a["bbox"]  # suite frame: x2 = xmax; mmdet frame: x2 = xmax - 1
         assert np.array_equal(np.array([x, y, x + w - 1, y + h - 1], np.float32), want), aid
     difficult = [a for a in raw["annotations"] if a["difficult"]]
@@ -666,7 +741,7 @@ def test_legacy_voc_spends_draws_on_boxes_the_loader_drops(tmp_path):
     checked = 0
     for src, a in zip(kept, r.dataset.annotations):
         want = expected.get(src["id"])
-        if src["difficult"] or want is None:
+        if src["difficult"]:
             assert a["bbox"] == a["true_bbox"]
             continue
         x, y, w, h = a["bbox"]

@@ -287,7 +287,7 @@ def test_default_profile_and_local_layout(monkeypatch):
     from benchmark.runner.cells import default_profile
     from benchmark.runner.devices import cpu_count
 
-    assert default_profile("coco", gpu=True) == "paper" and default_profile("voc", gpu=True) == "paper"
+    assert default_profile("coco", gpu=True) == "fair" and default_profile("voc", gpu=True) == "fair"
     assert default_profile("shapes", gpu=True) == "cpu" and default_profile("coco", gpu=False) == "cpu"
     assert runs_on_gpu(SweepOptions("m", executor="slurm", gpus_per_task=1))
     assert not runs_on_gpu(SweepOptions("m", executor="slurm", gpus_per_task=0))

@@ -391,9 +391,11 @@ def test_bag_settings_per_dataset_and_noise():
     assert (quick["num_negatives"], quick["refiner_pool_size"], len(quick["base_ratios"])) == (64, 4, 3)
     assert resolve_config(get_method("ssd_det"), "cpu", "voc", 0.3)["method"]["refiner_pool_size"] is None
     assert resolve_config(get_method("ssd_det"), "paper", "shapes", 0.3)["method"]["num_negatives"] == 500
-    cfg = resolve_config(get_method("ssd_det"), "paper", "coco", 0.4)["method"]
+    cfg = resolve_config(get_method("ssd_det"), "fair", "coco", 0.4)["method"]  # the paper text, plain FPN
     assert cfg["loss_sisd"] == 0.25 and cfg["fpn_norm"] == "none" and cfg["roi_sampling_ratio"] is None
     assert cfg["num_negatives"] == 500 and len(cfg["base_ratios"]) == 5
+    cfg = resolve_config(get_method("ssd_det"), "paper", "coco", 0.4)["method"]  # the reference code
+    assert cfg["loss_sisd"] == 5.0 and cfg["fpn_norm"] == "group" and cfg["num_negatives"] == 500
     cpu = resolve_config(get_method("ssd_det"), "cpu", "coco", 0.4)["method"]
     assert cpu["num_negatives"] == 200 and cpu["loss_sisd"] == 0.25
 

@@ -22,7 +22,7 @@ from benchmark.runner.grid import CellSpec
 SCHEMA = 1
 ID_LENGTH = 16  # hex digits of the sha256 used as the directory name (64 bits)
 NON_IDENTITY = ("cell_id", "locator")
-PAPER_KINDS = ("coco", "voc")  # datasets on which a GPU machine defaults to the papers' recipe
+PAPER_KINDS = ("coco", "voc")  # datasets on which a GPU machine defaults to the R50-FPN `fair` recipe
 EXTERNAL_PROFILE = "external"  # default profile of cells scored from external detections (benchmark.runner.external)
 
 
@@ -155,9 +155,10 @@ class DatasetCache:
 
 # ---- resolution -------------------------------------------------------------------------------------------------
 def default_profile(kind: str, gpu: bool | None = None) -> str:
-    """`paper` when cells run on GPUs (default: this machine has one) for real COCO/VOC data, `cpu` otherwise."""
+    """`fair` (the shared R50-FPN recipe) when cells run on GPUs (default: this machine has one) for real COCO/VOC
+    data, `cpu` otherwise. The authors' recipes (`paper`) are asked for by name."""
     gpu = bool(visible_gpus()) if gpu is None else gpu
-    return "paper" if gpu and kind in PAPER_KINDS else "cpu"
+    return "fair" if gpu and kind in PAPER_KINDS else "cpu"
 
 
 def _check_noise(spec: CellSpec) -> None:

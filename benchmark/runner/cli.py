@@ -48,8 +48,9 @@ def _noise_seed(text: str | None) -> int | str | None:
               help="Seed of the noise draw: an integer (same noisy file for every training seed) or 'seed' "
                    "[default: 0, or OA-MIL's 45 with --noise-rng oamil-legacy].")
 @click.option("--noise-rng", type=click.Choice(["numpy", "oamil-legacy"]), default="numpy", show_default=True)
-@click.option("--profile", type=click.Choice(["cpu", "paper"]), default=None,
-              help="Training profile [default: paper on a GPU machine for COCO/VOC data, else cpu].")
+@click.option("--profile", type=click.Choice(["cpu", "fair", "paper"]), default=None,
+              help="Training recipe: fair (one shared R50-FPN recipe), paper (each method as its authors "
+                   "trained it) or cpu [default: fair on a GPU machine for COCO/VOC data, else cpu].")
 @click.option("--set", "sets", multiple=True, metavar="[METHOD:]SECTION.KEY=VALUE",
               help="Config override (train.lr=0.01, or ssd_det:method.KEY=V for one method); repeatable.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,

@@ -44,8 +44,10 @@ def load_image(ds: DetectionDataset, image: dict) -> torch.Tensor:
 class DetectionImages(torch.utils.data.Dataset):
     """(image, target) pairs of a DetectionDataset; item = index or (index, hflip, vflip)."""
 
-    def __init__(self, ds: DetectionDataset, labels: dict[int, int] | None = None, cache_images: bool = False):
+    def __init__(self, ds: DetectionDataset, labels: dict[int, int] | None = None, cache_images: bool = False,
+                 clip_gt: bool = True):
         self.ds = ds
+        self.clip_gt = clip_gt  # mmdet does not clip training boxes to the image (`train.clip_gt=false`)
         self.labels = ds.contiguous_labels() if labels is None else labels
         self.cache_images = cache_images
         self._cache: dict[int, torch.Tensor] = {}
@@ -65,7 +67,7 @@ class DetectionImages(torch.utils.data.Dataset):
                                  f"(known: {sorted(self.labels)})", self.ds.source or None)
             x, y, bw, bh = (float(v) for v in a["bbox"])
             x1, y1, x2, y2 = x, y, x + bw, y + bh
-            if w and h:
+            if w and h and self.clip_gt:
                 x1, x2 = min(max(x1, 0.0), float(w)), min(max(x2, 0.0), float(w))
                 y1, y2 = min(max(y1, 0.0), float(h)), min(max(y2, 0.0), float(h))
             if x2 - x1 < 1e-3 or y2 - y1 < 1e-3:  # torchvision rejects empty boxes; count, don't crash
@@ -83,6 +85,10 @@ class DetectionImages(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.ds.images)
+
+    def with_boxes(self) -> list[int]:
+        """Indices of the images with at least one training box (mmdet's `filter_empty_gt` keeps only these)."""
+        return [i for i, t in enumerate(self._targets) if len(t["boxes"])]
 
     def image(self, index: int) -> torch.Tensor:
         if index in self._cache:
@@ -108,6 +114,11 @@ class DetectionImages(torch.utils.data.Dataset):
         return im.float().div_(255.0), target
 
 
+def aspect_groups(ds: DetectionDataset) -> list[int]:
+    """mmdet's aspect-ratio flag per image: 1 where width / height > 1 (landscape), else 0."""
+    return [int(float(im.get("width") or 0) > float(im.get("height") or 0)) for im in ds.images]
+
+
 def collate(batch):
     return [b[0] for b in batch], [b[1] for b in batch]
 
@@ -117,24 +128,57 @@ def _seed(*parts: int) -> int:
 
 
 class TrainOrder:
-    """The seeded training stream: iteration -> this rank's list of (index, hflip, vflip)."""
+    """The seeded training stream: iteration -> this rank's list of (index, hflip, vflip).
+
+    `indices`: the images to draw from (default all; `train.filter_empty_gt` passes those with boxes). `groups`:
+    a group id per image (e.g. `aspect_groups`) for mmdet's `GroupSampler`: each pass shuffles every group, pads it
+    to a multiple of the batch with images drawn from the same group, cuts it into batches and shuffles the
+    batches, so every batch is one group. A pass then has `pass_length` (>= the number of images) positions."""
 
     def __init__(self, num_images: int, batch_size: int, data_seed: int, hflip: float = 0.0, vflip: float = 0.0,
-                 rank: int = 0, world_size: int = 1):
-        if num_images <= 0:
-            raise BenchError("the training set has no images")
+                 rank: int = 0, world_size: int = 1, indices: list[int] | None = None,
+                 groups: list[int] | None = None):
+        if num_images <= 0 or (indices is not None and not indices):
+            raise BenchError("the training set has no images" if num_images <= 0 else
+                             "the training set has no image with a box (train.filter_empty_gt drops the others)")
         if batch_size % world_size:
             raise BenchError(f"train.batch_size ({batch_size}) must be divisible by the number of processes "
                              f"({world_size})")
-        self.n, self.batch_size, self.data_seed = num_images, batch_size, data_seed
+        self._all = indices is None
+        self.indices = list(range(num_images)) if indices is None else [int(i) for i in indices]
+        self.n, self.batch_size, self.data_seed = len(self.indices), batch_size, data_seed
         self.hflip, self.vflip, self.rank, self.world_size = hflip, vflip, rank, world_size
+        self.groups = None
+        if groups is not None:
+            self.groups = [int(groups[i]) for i in self.indices]
+            sizes = np.bincount(self.groups)
+            self.n = int(sum(-(-int(c) // batch_size) * batch_size for c in sizes if c))
+        self.pass_length = self.n
         self._pass = lru_cache(maxsize=2)(self._make_pass)
 
     def _make_pass(self, p: int) -> tuple[list[int], list[bool], list[bool]]:
         g = torch.Generator().manual_seed(_seed(self.data_seed, p))
-        perm = torch.randperm(self.n, generator=g).tolist()
+        if self.groups is None:
+            perm = torch.randperm(self.n, generator=g).tolist()
+            if not self._all:
+                perm = [self.indices[j] for j in perm]
+        else:
+            perm = self._grouped(g)
         u = torch.rand(self.n, 2, generator=g)
         return perm, (u[:, 0] < self.hflip).tolist(), (u[:, 1] < self.vflip).tolist()
+
+    def _grouped(self, g: torch.Generator) -> list[int]:
+        bs, chunks = self.batch_size, []
+        groups = torch.tensor(self.groups)
+        for gid in sorted(set(self.groups)):
+            members = torch.where(groups == gid)[0]
+            members = members[torch.randperm(len(members), generator=g)]
+            extra = (-len(members)) % bs
+            if extra:  # pad with images of the same group, as mmdet's GroupSampler
+                members = torch.cat([members, members[torch.randint(len(members), (extra,), generator=g)]])
+            chunks += [members[k:k + bs] for k in range(0, len(members), bs)]
+        order = torch.randperm(len(chunks), generator=g).tolist()
+        return [self.indices[j] for c in order for j in chunks[c].tolist()]
 
     def global_batch(self, it: int) -> list[tuple[int, bool, bool]]:
         out = []

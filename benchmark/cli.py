@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "methods": ("methods.cli:methods", "list registered method adapters"),
     "weights": ("benchmark.weights:weights_cli", "fetch ImageNet backbone weights into the torch cache"),
     "new-method": ("methods.cli:new_method", "scaffold a new method adapter package"),
+    "config": ("benchmark.config_cli:config", "show the resolved config of a cell; list every config key"),
     "recipe": ("benchmark.recipes.cli:recipe", "show a resolved training recipe and where each value comes from"),
 }
 

@@ -72,3 +72,26 @@ def test_run_with_a_config_file_plans_the_cells_the_same_sets_plan(tmp_path):
     assert plan("--config", str(f)) == with_sets != plan()
     # the command line wins over the file
     assert plan("--config", str(f), "--set", "train.lr=0.001") == plan("--set", "ssd_det:method.topk=3")
+
+
+def test_config_show_prints_a_cells_resolved_config_and_marks_set_values(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from benchmark.config_cli import config
+    from benchmark.io import write_json
+
+    resolved = resolve_config(get_method("oa_mil"), "cpu", "shapes", 0.4, {"train.lr": 0.002})
+    cell = tmp_path / "cells" / "abc"
+    write_json(cell / "config.json", {"cell_id": "abc", "method": "oa_mil", "method_config": resolved,
+                                      "dataset": {"name": "shapes"}, "noise": {"model": "uniform", "level": 0.4},
+                                      "seed": 0, "profile": "cpu", "locator": {"overrides": {"train.lr": 0.002}}})
+    r = CliRunner().invoke(config, ["show", str(cell)])
+    assert r.exit_code == 0, r.output
+    assert "train.lr = 0.002  <- --set" in r.output and "method.oais_gamma = 7.5\n" in r.output
+    as_json = CliRunner().invoke(config, ["show", str(cell), "--json"])
+    assert json.loads(as_json.output) == json.loads(json.dumps(resolved))
+    write_json(tmp_path / "other.json", {"images": []})
+    bad = CliRunner().invoke(config, ["show", str(tmp_path / "other.json")])
+    assert isinstance(bad.exception, BenchError) and "not a cell config" in str(bad.exception)

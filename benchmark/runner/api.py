@@ -50,9 +50,12 @@ class SweepOptions:
     progress: bool = True
     external: list[str] = field(default_factory=list)  # detections files: score them as cells, train nothing
     external_options: dict = field(default_factory=dict)  # classes / category_ids / match_images (load_detections)
+    cells: list | None = None  # explicit `CellSpec`s instead of the methods x levels x seeds grid (`bench reproduce`)
 
 
 def grid(o: SweepOptions):
+    if o.cells is not None:  # a sweep that is not a full product (a paper table: each method at its own levels)
+        return list(o.cells)
     methods = parse_methods(o.methods) if isinstance(o.methods, str) else list(o.methods)
     levels = parse_levels(o.noise) if isinstance(o.noise, str) else list(o.noise)
     seeds = parse_seeds(o.seeds) if isinstance(o.seeds, str) else list(o.seeds)

@@ -237,8 +237,8 @@ def weights_status(model_cfg: dict) -> tuple[bool, str]:
     path = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
     present = path.is_file()
     return present, (f"weights {model_cfg['backbone']} ImageNet: {'present' if present else 'missing'} at {path}"
-                     + ("" if present else f" (downloaded on first use from {url}; offline: put the file there or "
-                                           f"pass model.weights)"))
+                     + ("" if present else f" (downloaded on first use from {url}; offline: copy the "
+                                           f"file there)"))
 
 
 def needs(table: Table, specs, dataset: str | None = None) -> list[tuple[bool, str]]:

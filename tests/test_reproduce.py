@@ -88,8 +88,17 @@ def test_gpu_hours_follow_the_documented_cost_model(tmp_path):
     speed = load_speed(path)
     by = {(c.method, c.level): c for c in estimate(t, specs, cost, speed)}
     assert by[("ssd_det", 0.4)].gpu_hours == pytest.approx((5011 * 12 / 20.0 + 4952 * 0.038) / 3600)
-    assert by[("ssd_det", 0.4)].basis.startswith("measured (bccd")
+    assert by[("ssd_det", 0.4)].basis.startswith("measured (ssd_det on bccd")
     assert "anchor" in by[("faster_rcnn", 0.4)].basis  # no figure for it: the anchor
+    # SSD-Det + re-train is SSD-Det, then a Faster R-CNN: seconds per image add up
+    coco, coco_cost = get_table("coco-ssddet")
+    amp = bool(_config("ssd_det+retrain", "coco", 0.4)["train"]["amp"])
+    speed = load_speed(write_json(tmp_path / "c.json", {"rows": [
+        {"dataset": "shapes", "method": m, "amp": amp, "images_per_s": v}
+        for m, v in (("ssd_det", 4.0), ("faster_rcnn", 12.0))]}))
+    (retrain,) = estimate(coco, [s for s in cell_specs(coco, select_methods(coco, "ssd_det+retrain"), [0])
+                                 if s.noise_level == 0.4], coco_cost, speed)
+    assert retrain.images_per_s == pytest.approx(3.0) and "ssd_det+faster_rcnn on shapes" in retrain.basis
     with pytest.raises(BenchError, match="not a gpu_check.py result"):
         load_speed(write_json(tmp_path / "x.json", {"a": 1}))
 

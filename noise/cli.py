@@ -10,9 +10,10 @@ from pathlib import Path
 import click
 
 from benchmark.errors import BenchError
-from benchmark.io import atomic_write_text, read_json, write_json
+from benchmark.io import atomic_write_bytes, atomic_write_text, dumps_json, read_json, sha256_bytes, sha256_file
 from noise.levels import parse_levels
-from noise.make import RNG_MODES, calibrate, check_levels, iter_noisy, try_levels, write_levels
+from noise.make import (MANIFEST_FORMAT, RNG_MODES, calibrate, check_levels, iter_noisy, params_record, try_levels,
+                        write_levels)
 from noise.make import model_from_spec as make_model_from_spec
 from noise.registry import NOISE_MODELS, NoiseModel, get_model
 
@@ -59,12 +60,46 @@ def model_from_spec(spec: str, params: tuple[str, ...]) -> tuple[str | NoiseMode
     return make_model_from_spec(spec, parsed)
 
 
-def _tag(label: str, level: float, seed: int) -> str:
+def _tag(label: str, level: float, seed: int, variant: str = "") -> str:
     """The folder of one level: the level as written back exactly (`0.4`, `1e-05`, `0.1000000001`), so two
-    levels never share a folder and 0.99999999 is not named `r1`."""
+    levels never share a folder and 0.99999999 is not named `r1`; `variant` (`_variant`) tells apart outputs of
+    other parameters or generators."""
     text = repr(float(level))
     text = text[:-2] if text.endswith(".0") else text
-    return re.sub(r"[^A-Za-z0-9_.+=-]", "_", f"{label}-r{text}-s{seed}")
+    return re.sub(r"[^A-Za-z0-9_.+=-]", "_", f"{label}-r{text}-s{seed}" + (f"-{variant}" if variant else ""))
+
+
+def _variant(manifest: dict, default_params: dict, layout: str) -> str:
+    """What besides model, level and seed makes this output differ from the default run's, for its folder name:
+    the generator (`oamil-legacy`, and the --layout given), and `p<hash>` of parameters other than the defaults.
+    Empty for the default run, which keeps its plain name."""
+    parts = []
+    if manifest["rng"] != "numpy":
+        parts.append(manifest["rng"] + (f"-{layout}" if layout != "auto" else ""))
+    if dumps_json(manifest["params"]) != dumps_json(default_params) or manifest.get("param_files"):
+        recorded = {"params": manifest["params"], "param_files": manifest.get("param_files") or {}}
+        parts.append("p" + sha256_bytes(dumps_json(recorded))[:8])
+    return "-".join(parts)
+
+
+def _refuse_other_output(folder: Path, payload: bytes, manifest: dict) -> Path:
+    """`folder`, unless it holds another noisy output than this one (a run on other data, or of another suite
+    version): replacing the same bytes is harmless, replacing other ones would destroy them."""
+    data, old = folder / "train.json", folder / "manifest.json"
+    sha = sha256_bytes(payload)
+    if data.is_file() and sha256_file(data) != sha:
+        raise BenchError("holds another noisy training set than this run makes (other data, parameters or suite "
+                         "version): not overwriting it; choose another --out or remove the folder", folder)
+    if old.is_file():
+        try:
+            recorded = read_json(old)
+            same = recorded.get("format") == MANIFEST_FORMAT and recorded["output"]["sha256"] == sha
+        except (BenchError, AttributeError, KeyError, TypeError):
+            same = False
+        if not same:
+            raise BenchError("holds a manifest.json of another output than this run makes: not overwriting it; "
+                             "choose another --out or remove the folder", folder)
+    return folder
 
 
 @noise.command("make")
@@ -83,7 +118,8 @@ def _tag(label: str, level: float, seed: int) -> str:
 @click.option("--mmdet-base", default=None, help="detector config the mmdet config inherits")
 def make_cmd(dataset, model, levels, seed, rng, layout, params, out, emit, mmdet_base):
     """Write noisy training sets: OUT/<model>-r<level>-s<seed>/{train.json,manifest.json}; the test split is
-    written clean once, to OUT/test.json."""
+    written clean once, to OUT/test.json. Other parameters than the model's defaults add `-p<hash>` to the folder
+    name, another --rng adds its name; a folder (or test.json) holding another output is never overwritten."""
     from tqdm import tqdm
 
     from benchmark.datasets import load
@@ -103,10 +139,22 @@ def make_cmd(dataset, model, levels, seed, rng, layout, params, out, emit, mmdet
     results = iter_noisy(train, model_arg, levels, seed=seed, rng=rng, layout=layout, **model_params)
     test_file = None
     if test is not None:
-        test_file = out / "test.json"
-        write_json(test_file, test.to_coco())
+        test_file, payload = out / "test.json", dumps_json(test.to_coco())
+        if test_file.is_file() and sha256_file(test_file) != sha256_bytes(payload):
+            raise BenchError("holds the test split of another dataset (or of another version of this one): not "
+                             "overwriting it; choose another --out or remove it", test_file)
+        atomic_write_bytes(test_file, payload)
     rows = []
-    written = write_levels(results, lambda r: out / _tag(r.manifest["model"], r.manifest["level"], r.manifest["seed"]))
+    default_model, default_params = make_model_from_spec(model, {})
+    default_nm = get_model(default_model) if isinstance(default_model, str) else default_model
+    default_record = params_record(default_nm, default_params)["params"]
+
+    def folder(r):
+        m = r.manifest
+        return _refuse_other_output(out / _tag(m["model"], m["level"], m["seed"], _variant(m, default_record, layout)),
+                                    r.payload, m)
+
+    written = write_levels(results, folder)
     for result, paths in tqdm(written, total=len(levels), desc="noise", unit="level", file=sys.stderr,
                               disable=len(levels) < 2):
         m = result.manifest
@@ -218,6 +266,16 @@ def _image_prefix_beside(file: Path) -> str | None:
     return None
 
 
+def _is_box(b) -> bool:
+    return isinstance(b, list) and len(b) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                       for v in b)
+
+
+def _ids(items) -> list:
+    """Image ids as typed: integers where they read as integers (COCO ids usually are), else the text."""
+    return [int(i) if i.lstrip("-").isdigit() else i for i in items]
+
+
 @noise.command("show")
 @click.argument("file", type=click.Path())
 @click.option("--out", "-o", "out_png", required=True, type=click.Path(dir_okay=False),
@@ -228,7 +286,16 @@ def _image_prefix_beside(file: Path) -> str | None:
 @click.option("--dataset", "-d", default=None, help="take the image folder from this dataset's train split")
 @click.option("--n", "n_images", type=int, default=6, show_default=True, help="number of images")
 @click.option("--seed", type=int, default=0, show_default=True, help="which images (seeded choice)")
-def show_cmd(file, out_png, manifest, image_root, dataset, n_images, seed):
+@click.option("--image-id", "image_ids", multiple=True, help="draw this image (repeatable); instead of a random choice")
+@click.option("--worst", type=int, default=None, help="draw the N images whose noisy boxes have the lowest IoU")
+@click.option("--class", "category", default=None, help="only boxes of this class (name or id)")
+@click.option("--refined", type=click.Path(dir_okay=False), default=None,
+              help="a method's refined boxes (a cell's refined_boxes.json), drawn blue")
+@click.option("--predictions", type=click.Path(dir_okay=False), default=None,
+              help="detections (COCO results json, e.g. a cell's predictions.json), drawn dotted orange")
+@click.option("--min-score", type=float, default=0.3, show_default=True, help="predictions scored below are not drawn")
+def show_cmd(file, out_png, manifest, image_root, dataset, n_images, seed, image_ids, worst, category, refined,
+             predictions, min_score):
     """Draw a few images of a noisy file with clean (green) and noisy (red) boxes."""
     from noise.show import draw_noisy
 
@@ -241,8 +308,18 @@ def show_cmd(file, out_png, manifest, image_root, dataset, n_images, seed):
         image_root = load(dataset)["train"].image_root
     if image_root is None and not dataset:
         image_root = _image_prefix_beside(Path(file))
-    done = draw_noisy(noisy, out_png, man, image_root, n_images, seed)
+    extra = {}
+    for name, path in (("refined", refined), ("predictions", predictions)):
+        if path is not None:
+            boxes = read_json(path)
+            if not isinstance(boxes, list) or not all(isinstance(a, dict) and _is_box(a.get("bbox"))
+                                                      and "image_id" in a for a in boxes):
+                raise BenchError(f"--{name} must be a list of {{image_id, category_id, bbox}} records", path)
+            extra[name] = boxes
+    done = draw_noisy(noisy, out_png, man, image_root, n_images, seed, image_ids=_ids(image_ids), worst=worst,
+                      category=category, min_score=min_score, **extra)
     hint = "" if image_root or dataset else "; say where the images are with --image-root DIR or --dataset SPEC"
     note = f" ({done['missing_image_files']} image files not found: drawn on grey{hint})" \
         if done["missing_image_files"] else ""
-    click.echo(f"wrote {out_png}: {done['images']} images{note}")
+    ids = f" (ids {', '.join(map(str, done['image_ids']))})" if worst or image_ids else ""
+    click.echo(f"wrote {out_png}: {done['images']} images{ids}{note}")

@@ -32,3 +32,4 @@ def report(results_dir: Path, out_dir: Path | None, formats: str, config_path: P
         cfg = replace(cfg, tide_iou_range=True)
     index = build_report(results_dir, out_dir, fmts, cfg, progress=not quiet)
     click.echo(f"report: {index}")
+

@@ -225,26 +225,28 @@ def dataset_status(name: str) -> tuple[bool, str]:
         "" if present else f"; prepare it with `bench data prepare {name}`")
 
 
-def weights_status(model_cfg: dict) -> tuple[bool, str]:
-    """(present, one line) for the backbone weights a paper-profile cell loads: a `model.weights` file, or the
-    torchvision ImageNet file in the torch hub cache (what `pretrained` downloads on first use)."""
-    if model_cfg.get("weights"):
-        path = Path(model_cfg["weights"]).expanduser()
+def weights_status(model_cfg: dict, weights: str | Path | None = None) -> tuple[bool, str]:
+    """(present, one line) for the backbone weights a paper-profile cell loads: `--weights` / `model.weights`, or
+    torchvision's ImageNet file in the torch hub cache (`benchmark.weights`: what `pretrained` downloads)."""
+    from benchmark import weights as bw
+
+    local = weights or model_cfg.get("weights")
+    if local:
+        path = Path(local).expanduser()
         return path.is_file(), f"weights {path}: {'present' if path.is_file() else 'missing'}"
-    if not model_cfg.get("pretrained"):
-        return True, f"weights: none ({model_cfg['backbone']} from a random init)"
-    import torch
-    import torchvision
-
-    url = torchvision.models.get_model_weights(model_cfg["backbone"]).IMAGENET1K_V1.url
-    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
-    present = path.is_file()
-    return present, (f"weights {model_cfg['backbone']} ImageNet: {'present' if present else 'missing'} at {path}"
-                     + ("" if present else f" (downloaded on first use from {url}; offline: copy the "
-                                           f"file there)"))
+    name = bw.needed(model_cfg)
+    if name is None:
+        return True, f"weights: none ({model_cfg.get('backbone')} from a random init)"
+    path = bw.cached(name)
+    if path is not None:
+        return True, f"weights {name} ImageNet: present at {path}"
+    return False, (f"weights {name} ImageNet: missing from {bw.cache_dir()} ({bw.file_name(bw.weight_url(name))}: "
+                   f"downloaded on first use; offline: `bench weights fetch {name}` where there is internet and copy "
+                   f"the file there, or pass --weights PATH)")
 
 
-def needs(table: Table, specs, dataset: str | None = None) -> list[tuple[bool, str]]:
+def needs(table: Table, specs, dataset: str | None = None,
+          weights: str | Path | None = None) -> list[tuple[bool, str]]:
     lines = [dataset_status(dataset or table.dataset)]
     seen = set()
     for s in specs:
@@ -252,7 +254,7 @@ def needs(table: Table, specs, dataset: str | None = None) -> list[tuple[bool, s
         key = (model.get("backbone"), model.get("weights"), model.get("pretrained"))
         if key not in seen:
             seen.add(key)
-            lines.append(weights_status(model))
+            lines.append(weights_status(model, weights))
     return lines
 
 
@@ -262,7 +264,8 @@ def _level(lv: float) -> str:
 
 
 def dry_run_text(table: Table, specs, cost: dict, speed: dict | None = None,
-                 entries: str | Path | None = None, dataset: str | None = None) -> str:
+                 entries: str | Path | None = None, dataset: str | None = None,
+                 weights: str | Path | None = None) -> str:
     paper = reported(table, entries)
     costs = estimate(table, specs, cost, speed)
     lines = [f"{table.name}: {table.paper}",
@@ -284,7 +287,7 @@ def dry_run_text(table: Table, specs, cost: dict, speed: dict | None = None,
     if table.not_runnable:
         lines += ["", "not runnable yet (the table's other rows):"]
         lines += [f"  {m}: {why}" for m, why in table.not_runnable.items()]
-    lines += ["", "needs:"] + [f"  [{'x' if ok else ' '}] {line}" for ok, line in needs(table, specs, dataset)]
+    lines += ["", "needs:"] + [f"  [{'x' if ok else ' '}] {line}" for ok, line in needs(table, specs, dataset, weights)]
     return "\n".join(lines)
 
 
@@ -326,6 +329,9 @@ def _command():
     @click.option("--methods", "only", default=None, help="Only these of the table's methods (comma-separated).")
     @click.option("--dataset", "-d", default=None,
                   help="The table's dataset from another place (e.g. a VOC root) [default: the table's catalog name].")
+    @click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                  help="Local ImageNet ResNet-50 weights for every cell instead of the torch cache / a download.")
+    @click.option("--offline", is_flag=True, help="Refuse to start if the weights are not in the torch cache.")
     @click.option("--speed", type=click.Path(dir_okay=False), default=None,
                   help="benchmarks/gpu_check.py JSON: measured images/s instead of the cost model's anchor.")
     @click.option("--tables", type=click.Path(dir_okay=False), default=str(TABLES), show_default=False,
@@ -346,7 +352,7 @@ def _command():
     @click.option("--slurm-arg", "slurm_args", multiple=True, metavar="KEY=VALUE", help="Extra sbatch parameter.")
     @click.option("--no-wait", is_flag=True, help="Slurm: submit and return; rerun the command later to collect.")
     @click.option("--progress/--no-progress", default=None, help="Progress bars [default: when stderr is a terminal].")
-    def reproduce(table_name, dry_run, seeds, only, dataset, speed, tables, entries, out, overwrite, executor, jobs,
+    def reproduce(table_name, dry_run, seeds, only, dataset, weights, offline, speed, tables, entries, out, overwrite, executor, jobs,
                   gpus_per_cell, partition, gpus_per_task, timeout_min, slurm_args, no_wait, progress):
         """Re-run one paper TABLE (voc07-oamil, voc07-ssddet, coco-oamil, coco-ssddet): each method at the table's
         noise levels, `paper` profile, OA-MIL noise drawn by `oamil-legacy`.
@@ -365,10 +371,10 @@ def _command():
         specs = cell_specs(table, select_methods(table, only), parse_seeds(seeds), dataset)
         measured = load_speed(speed) if speed else None
         if dry_run:
-            click.echo(dry_run_text(table, specs, cost, measured, entries, dataset))
+            click.echo(dry_run_text(table, specs, cost, measured, entries, dataset, weights))
             return
         options = api.SweepOptions(
-            methods=[], store=Path(out), overwrite=overwrite, executor=executor, jobs=jobs,
+            methods=[], store=Path(out), weights=weights, offline=offline, overwrite=overwrite, executor=executor, jobs=jobs,
             gpus_per_cell=gpus_per_cell, partition=partition, gpus_per_task=gpus_per_task, timeout_min=timeout_min,
             slurm_args=_parse_kv(slurm_args, "--slurm-arg"), wait=not no_wait,
             progress=sys.stderr.isatty() if progress is None else progress)

@@ -112,7 +112,7 @@ def test_dry_run_lists_cells_reported_numbers_cost_and_needs(tmp_path, monkeypat
     assert "13 cells, about 26 GPU-hours" in out and "detectron2 MODEL_ZOO" in out
     assert "not runnable yet" in out and "retinanet: no one-stage detector" in out
     assert "[ ] dataset voc2007" in out and "bench data prepare voc2007" in out
-    assert "[ ] weights resnet50 ImageNet: missing" in out
+    assert "[ ] weights resnet50 ImageNet: missing" in out and "bench weights fetch resnet50" in out
     ckpt = tmp_path / "torch" / "hub" / "checkpoints" / "resnet50-0676ba61.pth"
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"x")
@@ -120,6 +120,8 @@ def test_dry_run_lists_cells_reported_numbers_cost_and_needs(tmp_path, monkeypat
     text = dry_run_text(t, cell_specs(t, select_methods(t, "oa_mil"), [0]), cost, dataset=str(tmp_path))
     assert f"[x] weights resnet50 ImageNet: present at {ckpt}" in text and f"[x] dataset {tmp_path}" in text
     assert "4 cells" in text
+    text = dry_run_text(t, cell_specs(t, select_methods(t, "oa_mil"), [0]), cost, weights=tmp_path / "w.pth")
+    assert f"[ ] weights {tmp_path / 'w.pth'}: missing" in text
 
 
 def test_run_hands_the_cells_to_the_runner(tmp_path, monkeypatch):
@@ -136,13 +138,14 @@ def test_run_hands_the_cells_to_the_runner(tmp_path, monkeypatch):
 
     monkeypatch.setattr(api, "run_sweep", fake_run_sweep)
     res = CliRunner().invoke(cli, ["reproduce", "coco-oamil", "--dataset", str(tmp_path), "--out",
-                                   str(tmp_path / "store"), "--methods", "oa_mil", "--seeds", "2", "--jobs", "3"])
+                                   str(tmp_path / "store"), "--methods", "oa_mil", "--seeds", "2", "--jobs", "3",
+                                   "--offline"])
     assert res.exit_code == 0, res.output
     o = seen["options"]
     t, _ = get_table("coco-oamil")
     assert api.grid(o) == cell_specs(t, {"oa_mil": [0.0, 0.2, 0.4]}, [0, 1], str(tmp_path))
-    assert (o.profile, o.noise_rng, o.baselines, o.jobs, o.store) == ("paper", "oamil-legacy", False, 3,
-                                                                       tmp_path / "store")
+    assert (o.profile, o.noise_rng, o.baselines, o.jobs, o.store, o.offline) == (
+        "paper", "oamil-legacy", False, 3, tmp_path / "store", True)
     assert "--dataset-name coco2017 --test-split val2017" in res.output
 
 

@@ -221,8 +221,8 @@ def dataset_status(name: str) -> tuple[bool, str]:
     location, status = entry.locate()
     present = location is not None and Path(location).exists()
     where = f" at {location}" if location is not None else ""
-    return present, f"dataset {name}: {'present' if present else 'missing'}{where} ({status})" + (
-        "" if present else f"; prepare it with `bench data prepare {name}`")
+    hint = "" if present or "bench data prepare" in status else f"; prepare it with `bench data prepare {name}`"
+    return present, f"dataset {name}: {'present' if present else 'missing'}{where} ({status}){hint}"
 
 
 def weights_status(model_cfg: dict, weights: str | Path | None = None) -> tuple[bool, str]:

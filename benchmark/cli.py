@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("benchmark.train_cli:train", "train one method on one dataset"),
     "predict": ("benchmark.train_cli:predict", "predict (and evaluate) with a trained checkpoint"),
     "run": ("benchmark.runner.cli:run", "run a sweep: method x noise level x seed"),
+    "reproduce": ("benchmark.reproduce:reproduce", "re-run a paper table (paper recipe, published noise)"),
     "report": ("reports.cli:report", "write comparison reports for a results store"),
     "inspect": ("reports.inspect_cli:inspect_cmd", "look at clean, noisy, refined and predicted boxes (FiftyOne)"),
     "leaderboard": ("leaderboard.cli:leaderboard", "add, validate and render leaderboard rows"),

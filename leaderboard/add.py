@@ -2,7 +2,10 @@
 
 Cells are grouped by (method, dataset, noise model, level, rng, profile); each group becomes the `reproduced`
 block of one row (mean ± std over seeds, in AP points, with the cell hashes). An existing row with the same key —
-typically the paper-reported one — gets its `reproduced` block filled; otherwise a new row is written.
+typically the paper-reported one — gets its `reproduced` block filled if its noise was drawn the same way
+(`noise.rng`; else the group is written apart, its method tagged `[noise rng …]`); otherwise a new row is written.
+Without `--test-split`, a row takes the one local evaluation split the dataset's rows use (`val2017` for
+`coco2017`), so a `bench reproduce` store lands beside the paper's numbers with no options.
 
 A half-finished store must not quietly undo a complete one: an existing `reproduced` block is kept (with one warning
 line per row) when the new one would hold fewer seeds, or fewer seeds for one of its metrics, or drop a metric it
@@ -24,6 +27,8 @@ from benchmark.results import base_method
 from leaderboard.rows import ENTRIES, load_rows, write_row
 from leaderboard.schema import METRICS, SCHEMA_VERSION, row_key
 
+LOCAL_SPLITS = ("test", "val", "val2017")  # evaluation splits with public labels (row_filename's default ones)
+
 PROFILE_BACKBONE = {"paper": "R50-FPN", "fair": "R50-FPN", "cpu": "tiny-FPN"}
 EXTERNAL = "unknown (external run)"  # cells from `bench run --external`: the suite did not train the detector
 
@@ -41,8 +46,11 @@ def _reproduced(group: pd.DataFrame, hardware: str) -> dict:
 
 
 def rows_from_results(df: pd.DataFrame, dataset_name: str | None = None, test_split: str | None = None,
-                      existing: list[dict] | None = None) -> list[dict]:
-    """Reproduced rows for every group of done cells in `df` (the tidy table of `benchmark.results.load`)."""
+                      existing: list[dict] | None = None, notes: list[str] | None = None) -> list[dict]:
+    """Reproduced rows for every group of done cells in `df` (the tidy table of `benchmark.results.load`).
+
+    A group fills the existing row of its key only when both drew their noise the same way (`noise.rng`); see
+    `_match_names`. `notes` (if given) collects a line for each group kept apart from a row for that reason."""
     need = {"method", "dataset", "noise_model", "noise_level", "seed", "profile", "cell"}
     missing = need - set(df.columns)
     if missing:
@@ -54,22 +62,27 @@ def rows_from_results(df: pd.DataFrame, dataset_name: str | None = None, test_sp
     if "noise_rng" not in df:
         df["noise_rng"] = "numpy"
     hardware_col = "device" if "device" in df else None
-    out = []
+    groups = []
     for (method, dataset, nmodel, level, rng, profile), group in df.groupby(
             ["method", "dataset", "noise_model", "noise_level", "noise_rng", "profile"], dropna=False):
         level = 0.0 if pd.isna(level) else float(level)
         nmodel = "none" if level == 0 or pd.isna(nmodel) else str(nmodel)
-        hardware = ", ".join(sorted(set(map(str, group[hardware_col])))) if hardware_col else platform.processor() or platform.machine()
+        rng = "none" if level == 0 else (rng if rng in ("numpy", "oamil-legacy") else "unknown")
         name = dataset_name or Path(str(dataset)).name
-        split = test_split or "test"
+        split = test_split or default_split(name, existing)
+        groups.append((method, name, split, nmodel, level, rng, profile, group))
+    names = _match_names(groups, by_key, notes)
+    out = []
+    for (_, name, split, nmodel, level, rng, profile, group), method in zip(groups, names):
+        hardware = ", ".join(sorted(set(map(str, group[hardware_col])))) if hardware_col else platform.processor() or platform.machine()
         template = meta.get(method, meta.get(base_method(method), {}))
         row = {
             "schema_version": SCHEMA_VERSION, "method": method,
-            "method_name": template.get("method_name", method),
+            "method_name": template.get("method_name", method) + (
+                f" [noise rng {rng}]" if method.endswith(f" [noise rng {rng}]") and method not in meta else ""),
             "paper": template.get("paper", {"title": method}),
             "dataset": name, "test_split": split,
-            "noise": {"model": "uniform" if nmodel == "none" else nmodel, "level": level,
-                      "rng": "none" if level == 0 else (rng if rng in ("numpy", "oamil-legacy") else "unknown")},
+            "noise": {"model": "uniform" if nmodel == "none" else nmodel, "level": level, "rng": rng},
             "detector": template.get("detector", "Faster R-CNN" if profile in PROFILE_BACKBONE else EXTERNAL),
             "backbone": PROFILE_BACKBONE.get(profile, EXTERNAL),
             "schedule": ("suite profile " + str(profile)) if profile in PROFILE_BACKBONE else EXTERNAL,
@@ -86,6 +99,39 @@ def rows_from_results(df: pd.DataFrame, dataset_name: str | None = None, test_sp
             row = merged
         out.append(row)
     return out
+
+
+def default_split(dataset: str, existing: list[dict]) -> str:
+    """The evaluation split of a reproduced row when none is given: the one local split (`test`, `val`,
+    `val2017`: splits with labels, not a server's test-dev) the leaderboard's rows of that dataset use, so a
+    `coco2017` sweep lands beside the paper's `val2017` rows; `test` otherwise."""
+    local = {r["test_split"] for r in existing if r["dataset"] == dataset} & set(LOCAL_SPLITS)
+    return local.pop() if len(local) == 1 else "test"
+
+
+def _match_names(groups: list[tuple], by_key: dict, notes: list[str] | None) -> list[str]:
+    """The `method` of each group's row. A results label tagged only with its noise rng (`faster_rcnn [noise rng
+    oamil-legacy]`: `benchmark.results` tags it where the store also holds the method's default-rng or clean cells)
+    loses the tag, which `noise.rng` states, so it meets the paper's `faster_rcnn` row. A group whose rng differs from
+    the row already at its key (the paper's rows say `oamil-legacy`) gets the tag instead: filling that row would
+    show the paper's boxes beside a number trained on others."""
+    names, owner = [], {}
+    for method, name, split, nmodel, level, rng, profile, _ in groups:
+        plain = method.replace(f" [noise rng {rng}]", "") if rng not in ("none", "numpy") else method
+        key = row_key({"dataset": name, "test_split": split, "method": plain, "profile": str(profile),
+                       "noise": {"model": "uniform" if nmodel == "none" else nmodel, "level": level},
+                       "backbone": PROFILE_BACKBONE.get(profile, EXTERNAL)})
+        existing = by_key.get(key)
+        taken = existing["noise"]["rng"] if existing is not None else owner.setdefault(key, rng)
+        if taken != rng:
+            tagged = f"{plain} [noise rng {rng}]"
+            if notes is not None:
+                notes.append(f"{plain} at level {level:g} on {name} drew its noise with rng {rng}, the row there "
+                             f"with {taken}: written apart as `{tagged}` (bench reproduce draws with oamil-legacy)")
+            names.append(tagged)
+        else:
+            names.append(plain)
+    return names
 
 
 def _n_seeds(block: dict) -> int:
@@ -149,7 +195,7 @@ def add_results(store: str | Path, root: str | Path = ENTRIES, dataset_name: str
     root = _entries_folder(root)
     existing = {row_key(r): (p, r) for p, r in load_rows(root)}
     written, kept = [], _not_in_rows(Path(store), df)
-    for row in rows_from_results(df, dataset_name, test_split, [r for _, r in existing.values()]):
+    for row in rows_from_results(df, dataset_name, test_split, [r for _, r in existing.values()], notes=kept):
         path, old = existing.get(row_key(row), (None, {}))
         why = None if replace else downgrade(old.get("reproduced"), row["reproduced"])
         if why:

@@ -52,9 +52,12 @@ class SweepOptions:
     external_options: dict = field(default_factory=dict)  # classes / category_ids / match_images (load_detections)
     weights: Path | None = None  # local initial weights for every cell (cells.weights_identity)
     offline: bool = False  # the cells cannot download: pretrained weights must be in the torch cache (preflight)
+    cells: list | None = None  # explicit `CellSpec`s instead of the methods x levels x seeds grid (`bench reproduce`)
 
 
 def grid(o: SweepOptions):
+    if o.cells is not None:  # a sweep that is not a full product (a paper table: each method at its own levels)
+        return list(o.cells)
     methods = parse_methods(o.methods) if isinstance(o.methods, str) else list(o.methods)
     levels = parse_levels(o.noise) if isinstance(o.noise, str) else list(o.noise)
     seeds = parse_seeds(o.seeds) if isinstance(o.seeds, str) else list(o.seeds)

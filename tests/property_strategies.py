@@ -6,6 +6,7 @@ number of examples, no deadline: the first call of a loader or evaluator is slow
 
 from __future__ import annotations
 
+import os
 import string
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from PIL import Image
 
 from benchmark.datasets.core import DetectionDataset
 
-SETTINGS = settings(max_examples=30, deadline=None, derandomize=True, database=None,
+# NOISYBOX_PROPERTY_EXAMPLES=500 (and NOISYBOX_PROPERTY_RANDOM=1 for fresh draws) explores further than CI does
+SETTINGS = settings(max_examples=int(os.environ.get("NOISYBOX_PROPERTY_EXAMPLES", 30)), deadline=None,
+                    derandomize=not os.environ.get("NOISYBOX_PROPERTY_RANDOM"), database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                            HealthCheck.data_too_large])
 

@@ -263,8 +263,9 @@ def _checked_annotation(i: int, a, images: dict[int, dict], category_ids: set, p
     if type(bb) is not list or len(bb) != 4 or not all(type(v) in (int, float) for v in bb):  # true is no number
         raise BenchError(f"annotations[{i}] (id {aid}): bbox must be 4 numbers [x, y, w, h], got {bb!r}", path)
     for key, v in (("image_id", iid), ("category_id", cid)):
-        if type(v) is bool:  # true == 1 as a dict key: it would land on image / category 1
-            raise BenchError(f"annotations[{i}] (id {aid}): {key} must be an integer id, got {str(v).lower()}", path)
+        if type(v) is bool or isinstance(v, (list, dict)):  # true == 1 as a dict key: it would land on image 1
+            shown = str(v).lower() if type(v) is bool else repr(v)
+            raise BenchError(f"annotations[{i}] (id {aid}): {key} must be an integer id, got {shown}", path)
     src = path.name
     img = images.get(iid)
     if img is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 from PIL import Image
@@ -288,3 +289,33 @@ def test_voc_and_yolo_still_load(tmp_path):
     assert ds.annotations[0]["bbox"] == [1.0, 2.0, 11.0, 11.0] and math.isclose(ds.annotations[0]["area"], 121.0)
     y = _yolo(tmp_path / "y", "val: images/val\nnames: [a]\n")
     assert len(load(y)["test"].annotations) == 1
+
+
+# ---- found by the property tests (tests/test_properties_*.py) --------------------------------------------------
+@pytest.mark.parametrize("value, shown", [([], "[]"), ({}, "{}"), ([1], "[1]")])
+def test_coco_annotation_with_a_list_or_object_as_id_is_one_line(tmp_path, value, shown):
+    for key in ("image_id", "category_id"):
+        coco = _coco()
+        coco["annotations"][0][key] = value
+        write_json(tmp_path / "c.json", coco)
+        with pytest.raises(BenchError, match=f"{key} must be an integer id, got {re.escape(shown)}"):
+            load_coco(tmp_path / "c.json")
+
+
+@pytest.mark.parametrize("names, words", [
+    ("{0.5: a}", "keys must be class indices 0..K-1, got 0.5"),
+    ("{true: a}", "keys must be class indices 0..K-1, got True"),
+    ("{0: a, '0': b}", "maps index 0 twice"),
+    ("[a, null]", "class name must be non-empty text, got None"),
+    ("[a, no]", "got False (quote it"),
+    ("[[1, 2]]", "class name must be non-empty text, got [1, 2]"),
+])
+def test_yolo_names_that_are_no_class_names(tmp_path, names, words):
+    root = _yolo(tmp_path, f"val: images/val\nnames: {names}\n")
+    with pytest.raises(BenchError, match=re.escape(words)):
+        load(root)
+
+
+def test_yolo_names_as_numbers_or_index_strings_still_load(tmp_path):
+    root = _yolo(tmp_path, "val: images/val\nnames: {'0': 7}\n")
+    assert [c["name"] for c in load(root)["test"].categories] == ["7"]

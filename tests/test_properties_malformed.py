@@ -165,14 +165,21 @@ def test_malformed_yolo_raises_only_bench_errors(ds, data):
         save_yolo(ds, root, "train", images="copy")
         labels = sorted((root / "labels" / "train").glob("*.txt"))
         images = sorted((root / "images" / "train").glob("*.png"))
-        how = data.draw(st.sampled_from(["line", "line", "yaml", "yaml_bytes", "label_bytes", "image_bytes", "list"]),
-                        label="mutation")
+        how = data.draw(st.sampled_from(["line", "line", "yaml", "yaml_values", "yaml_bytes", "label_bytes",
+                                         "image_bytes", "list"]), label="mutation")
         if how == "line":
             label = data.draw(st.sampled_from(labels), label="label")
             tokens = data.draw(LINE_TOKENS, label="tokens")
             label.write_text(label.read_text() + " ".join(tokens) + "\n")
         elif how == "yaml":
             (root / "data.yaml").write_text(data.draw(YAML_TEXT, label="yaml"))
+        elif how == "yaml_values":  # any YAML structure under the keys the loader reads
+            import yaml
+
+            doc = {"names": [c["name"] for c in sorted(ds.categories, key=lambda c: c["id"])], "train": "images/train"}
+            doc.update(data.draw(st.dictionaries(st.sampled_from(["names", "nc", "train", "val", "test", "path"]),
+                                                 JSON_VALUES, min_size=1, max_size=3), label="keys"))
+            (root / "data.yaml").write_text(yaml.safe_dump(doc))
         elif how == "yaml_bytes":
             _break_bytes(data, root / "data.yaml")
         elif how == "label_bytes":

@@ -114,18 +114,41 @@ def parse_yaml_names(text: str):
     return None
 
 
+def _class_index(k, path: Path) -> int:
+    """A `names` mapping key: an integer or its digits (`0: a` or `"0": a`); 0.5, true or "a" are no index."""
+    if type(k) is int:
+        return k
+    if isinstance(k, str) and re.fullmatch(r"\s*\d+\s*", k):
+        return int(k)
+    raise BenchError(f"'names' keys must be class indices 0..K-1, got {k!r}", path)
+
+
+def _name_text(n, path: Path) -> str:
+    """A class name as text: strings, and numbers as written (`names: [1, 2]`); None (an empty `-` entry), a bool
+    (YAML reads an unquoted yes / no / on / off as one) or a list is not a name anyone meant."""
+    if isinstance(n, str) and n.strip():
+        return n
+    if type(n) in (int, float):
+        return str(n)
+    hint = " (quote it: YAML reads yes/no/on/off as booleans)" if type(n) is bool else ""
+    raise BenchError(f"'names': class name must be non-empty text, got {n!r}{hint}", path)
+
+
 def _names_list(names, path: Path) -> list[str]:
     if isinstance(names, dict):
-        try:
-            keys = sorted(int(k) for k in names)
-        except (TypeError, ValueError):
-            raise BenchError("'names' keys must be class indices 0..K-1", path) from None
+        index: dict[int, object] = {}
+        for k, v in names.items():
+            i = _class_index(k, path)
+            if i in index:
+                raise BenchError(f"'names' maps index {i} twice", path)
+            index[i] = v
+        keys = sorted(index)
         if keys != list(range(len(keys))):
             raise BenchError(f"'names' must map every index 0..{len(keys) - 1}, got {keys}", path)
-        names = [names[k] if k in names else names[str(k)] for k in keys]
+        names = [index[k] for k in keys]
     if not isinstance(names, list) or not names:
         raise BenchError("'names' must be a non-empty list or index -> name mapping", path)
-    names = [str(n) for n in names]
+    names = [_name_text(n, path) for n in names]
     if len(set(names)) != len(names):
         raise BenchError(f"duplicate class names in 'names': {names}", path)
     return names

@@ -53,3 +53,36 @@ def test_no_detections_score_zero_where_defined(ds):
     counted = [a for a in ds.annotations if not a["ignore"]]
     want = 0.0 if counted else None
     assert out["voc"]["AP50"] == want and out["coco"]["AP"] == want
+
+
+DET_VALUES = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=4) | st.lists(
+    st.floats() | st.integers(-5, 5) | st.none(), max_size=5) | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)
+
+
+@SETTINGS
+@given(datasets(integer=True, unique_boxes=True, max_boxes=4), st.data())
+def test_malformed_detections_raise_only_bench_errors(ds, data):
+    """A detections list with one field of one detection replaced by any value (or removed), or the whole list
+    replaced: scored, or refused with one line."""
+    from benchmark.errors import BenchError
+
+    dets = _perfect(ds, [0.5] * len(ds.annotations)) or [{"image_id": ds.images[0]["id"],
+                                                            "category_id": ds.categories[0]["id"],
+                                                            "bbox": [0, 0, 2, 2], "score": 0.5}]
+    how = data.draw(st.sampled_from(["set", "set", "delete", "whole", "item"]), label="mutation")
+    if how == "whole":
+        dets = data.draw(DET_VALUES, label="detections")
+    else:
+        i = data.draw(st.integers(0, len(dets) - 1), label="index")
+        if how == "item":
+            dets[i] = data.draw(DET_VALUES, label="detection")
+        else:
+            key = data.draw(st.sampled_from(["image_id", "category_id", "bbox", "score"]), label="key")
+            if how == "delete":
+                del dets[i][key]
+            else:
+                dets[i][key] = data.draw(DET_VALUES, label="value")
+    try:
+        evaluate(ds, dets)
+    except BenchError as exc:
+        assert "\n" not in str(exc)

@@ -17,7 +17,7 @@ from PIL import Image
 from benchmark.datasets.core import DetectionDataset
 
 # NOISYBOX_PROPERTY_EXAMPLES=500 (and NOISYBOX_PROPERTY_RANDOM=1 for fresh draws) explores further than CI does
-SETTINGS = settings(max_examples=int(os.environ.get("NOISYBOX_PROPERTY_EXAMPLES", 30)), deadline=None,
+SETTINGS = settings(max_examples=int(os.environ.get("NOISYBOX_PROPERTY_EXAMPLES", 50)), deadline=None,
                     derandomize=not os.environ.get("NOISYBOX_PROPERTY_RANDOM"), database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                            HealthCheck.data_too_large])

@@ -55,8 +55,9 @@ def test_no_detections_score_zero_where_defined(ds):
     assert out["voc"]["AP50"] == want and out["coco"]["AP"] == want
 
 
-DET_VALUES = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=4) | st.lists(
-    st.floats() | st.integers(-5, 5) | st.none(), max_size=5) | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)
+DET_VALUES = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=4)
+              | st.lists(st.floats() | st.integers(-5, 5) | st.none(), max_size=5)
+              | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
 
 
 @SETTINGS

@@ -101,7 +101,8 @@ def parse_seeds(text: str) -> list[int]:
     if any(s < 0 for s in seeds):
         raise BenchError("--seeds: seeds must be non-negative")
     if max(seeds, default=0) > MAX_SEED:
-        raise BenchError(f"--seeds: seed {max(seeds)} is too large (at most {MAX_SEED}: 32-bit seeds, which every generator the suite seeds accepts)")
+        raise BenchError(f"--seeds: seed {max(seeds)} is too large (at most {MAX_SEED}: 32-bit seeds, which every "
+                         "generator the suite seeds accepts)")
     _too_many(len(seeds), "the list")
     if not seeds:
         raise BenchError("--seeds: need at least one seed (e.g. --seeds 3 or --seeds 0,1,2)")

@@ -4,6 +4,8 @@ One JSON file per (method, dataset, noise model, noise level, backbone/profile).
 as the papers print them). `reported` holds the paper's claim with its source table; `reproduced` holds what this
 suite measured (mean ± std over n seeds, the results-store cells it came from). Either may be null, not both.
 A reproduced std is null for a single seed (older rows with std 0 and n 1 stay valid and render the same way).
+Fractions where points belong are refused: a block whose values all lie in [0, 1] (one above 0), or AP below AP50 / 10
+(impossible in one unit). Strings hold no control characters (a NUL breaks file names and every renderer).
 """
 
 from __future__ import annotations
@@ -49,6 +51,24 @@ def _looks_like_fractions(values: dict[str, float]) -> bool:
     return bool(nums) and all(0 <= v <= 1 for v in nums) and any(v > 0 for v in nums)
 
 
+def _mixed_units(means: dict) -> str | None:
+    """A fraction among points: COCO AP is the mean of AP at 10 IoU thresholds, 0.5 and 0.75 among them, so it is
+    never below AP50 / 10 or AP75 / 10 (0.1 of slack for one-decimal rounding)."""
+    ap = means.get("AP")
+    if not _plain_number(ap):
+        return None
+    for other in ("AP50", "AP75"):
+        v = means.get(other)
+        if _plain_number(v) and ap + 0.1 < v / 10:
+            return (f"AP {ap!r} is below {other} / 10 ({other} {v!r}), which cannot be: AP averages {other} with 9 "
+                    "other IoU thresholds; a fraction among AP points?")
+    return None
+
+
+def _plain_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _metric_block(block: Any, where: str, errors: list[str], stats: bool) -> None:
     if not isinstance(block, dict) or not block:
         errors.append(f"{where}: must be a non-empty object of metrics")
@@ -58,6 +78,8 @@ def _metric_block(block: Any, where: str, errors: list[str], stats: bool) -> Non
         shown = ", ".join(f"{k} {v!r}" for k, v in means.items())
         errors.append(f"{where}: every value lies in [0, 1] ({shown}): these look like fractions; the leaderboard "
                       "stores AP points (x100, e.g. 74.8 for 0.748)")
+    elif (mixed := _mixed_units(means)) is not None:
+        errors.append(f"{where}: {mixed}")
     for name, value in block.items():
         if name not in METRICS:
             errors.append(f"{where}.{name}: unknown metric (known: {', '.join(METRICS)})")

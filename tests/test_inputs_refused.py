@@ -319,3 +319,14 @@ def test_yolo_names_that_are_no_class_names(tmp_path, names, words):
 def test_yolo_names_as_numbers_or_index_strings_still_load(tmp_path):
     root = _yolo(tmp_path, "val: images/val\nnames: {'0': 7}\n")
     assert [c["name"] for c in load(root)["test"].categories] == ["7"]
+
+
+def test_leaderboard_row_mixing_a_fraction_with_points_is_refused():
+    """AP is the mean of AP at 10 IoU thresholds (AP50 one of them): AP < AP50 / 10 cannot be, whatever the unit."""
+    from leaderboard.schema import row_errors
+
+    errors = row_errors(_row({"AP": 0.748, "AP50": 57.9}))
+    assert len(errors) == 1 and "AP 0.748 is below AP50 / 10" in errors[0]
+    assert any("below AP75 / 10" in e for e in row_errors(_row({"AP": 2.0, "AP50": 5.0, "AP75": 35.0})))
+    assert row_errors(_row({"AP": 5.7, "AP50": 57.9})) == []  # rounded to one decimal: 5.79 is 5.8 or 5.7
+    assert row_errors(_row({"AP": 9.1, "AP50": 40.0, "AP75": 2.0})) == []  # a heavily noisy, legitimate row

@@ -330,3 +330,11 @@ def test_leaderboard_row_mixing_a_fraction_with_points_is_refused():
     assert any("below AP75 / 10" in e for e in row_errors(_row({"AP": 2.0, "AP50": 5.0, "AP75": 35.0})))
     assert row_errors(_row({"AP": 5.7, "AP50": 57.9})) == []  # rounded to one decimal: 5.79 is 5.8 or 5.7
     assert row_errors(_row({"AP": 9.1, "AP50": 40.0, "AP75": 2.0})) == []  # a heavily noisy, legitimate row
+
+
+def test_bench_errors_stay_one_line_whatever_the_file_name(tmp_path, capsys):
+    """A line break in a file name or in a value quoted from the file is escaped, as Python writes it."""
+    assert str(BenchError("got 'a\nb'", path="x\r.json")) == "x\\r.json: got 'a\\nb'"
+    root = _yolo(tmp_path, 'train: "images/tr\\nain"\nval: images/val\nnames: [a]\n')
+    rc, _, err = _bench(capsys, "data", "check", root)
+    _one_line_error(rc, err, "split 'train'", "images/tr\\nain does not exist")

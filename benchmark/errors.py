@@ -9,12 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 
 
+# control characters as Python writes them in a string literal ("\n" -> "\\n"): a file name or a value quoted from the
+# user's file may hold a line break, and the message must stay one line
+_ESCAPED = {c: repr(chr(c))[1:-1] for c in (*range(0, 9), *range(10, 32), 127)}
+
+
 class BenchError(Exception):
-    """A problem with the user's input, reported as one line."""
+    """A problem with the user's input, reported as one line (control characters in it escaped)."""
 
     def __init__(self, message: str, path: str | Path | None = None):
         self.path = None if path is None else str(path)
-        super().__init__(f"{self.path}: {message}" if self.path else message)
+        text = f"{self.path}: {message}" if self.path else str(message)
+        super().__init__(text.translate(_ESCAPED))
 
 
 class ReportedInterrupt(KeyboardInterrupt):

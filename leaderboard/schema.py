@@ -4,11 +4,14 @@ One JSON file per (method, dataset, noise model, noise level, backbone/profile).
 as the papers print them). `reported` holds the paper's claim with its source table; `reproduced` holds what this
 suite measured (mean ± std over n seeds, the results-store cells it came from). Either may be null, not both.
 A reproduced std is null for a single seed (older rows with std 0 and n 1 stay valid and render the same way).
+Fractions where points belong are refused: a block whose values all lie in [0, 1] (one above 0), or AP below AP50 / 10
+(impossible in one unit). Strings hold no control characters (a NUL breaks file names and every renderer).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +43,43 @@ class RowError(BenchError, ValueError):
     A `BenchError`, so the CLI prints it as one line instead of a traceback."""
 
 
+def _looks_like_fractions(values: dict[str, float]) -> bool:
+    """Every value in [0, 1] and one above 0: fractions (results-store style, 0.748) where AP points (74.8) belong.
+    A real detector under 1 AP point on every metric it reports has no place on a leaderboard, so the rule refuses
+    no honest row; all zeros stay valid (a detector that found nothing)."""
+    nums = [v for v in values.values() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return bool(nums) and all(0 <= v <= 1 for v in nums) and any(v > 0 for v in nums)
+
+
+def _mixed_units(means: dict) -> str | None:
+    """A fraction among points: COCO AP is the mean of AP at 10 IoU thresholds, 0.5 and 0.75 among them, so it is
+    never below AP50 / 10 or AP75 / 10 (0.1 of slack for one-decimal rounding)."""
+    ap = means.get("AP")
+    if not _plain_number(ap):
+        return None
+    for other in ("AP50", "AP75"):
+        v = means.get(other)
+        if _plain_number(v) and ap + 0.1 < v / 10:
+            return (f"AP {ap!r} is below {other} / 10 ({other} {v!r}), which cannot be: AP averages {other} with 9 "
+                    "other IoU thresholds; a fraction among AP points?")
+    return None
+
+
+def _plain_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _metric_block(block: Any, where: str, errors: list[str], stats: bool) -> None:
     if not isinstance(block, dict) or not block:
         errors.append(f"{where}: must be a non-empty object of metrics")
         return
+    means = {k: (v.get("mean") if isinstance(v, dict) else v) for k, v in block.items()} if stats else dict(block)
+    if _looks_like_fractions(means):
+        shown = ", ".join(f"{k} {v!r}" for k, v in means.items())
+        errors.append(f"{where}: every value lies in [0, 1] ({shown}): these look like fractions; the leaderboard "
+                      "stores AP points (x100, e.g. 74.8 for 0.748)")
+    elif (mixed := _mixed_units(means)) is not None:
+        errors.append(f"{where}: {mixed}")
     for name, value in block.items():
         if name not in METRICS:
             errors.append(f"{where}.{name}: unknown metric (known: {', '.join(METRICS)})")
@@ -65,11 +101,35 @@ def _metric_block(block: Any, where: str, errors: list[str], stats: bool) -> Non
             errors.append(f"{where}.{name}: must be a number of AP points in [0, 100], got {value!r}")
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # tab and newline stay allowed in free text
+_NAME_FIELDS = ("method", "dataset", "test_split", "backbone", "profile")  # they become file and table names
+
+
+def _text_errors(value: Any, where: str, errors: list[str]) -> None:
+    """Control characters in any string of the row (a NUL breaks the file name and every renderer); in the
+    fields that name the row's file, tabs and newlines too."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _text_errors(k, f"{where}{'.' if where else ''}{k}", errors)
+            _text_errors(v, f"{where}{'.' if where else ''}{k}", errors)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _text_errors(v, f"{where}[{i}]", errors)
+    elif isinstance(value, str):
+        strict = where in _NAME_FIELDS or where == "noise.model"
+        bad = re.search(r"[\x00-\x1f\x7f]", value) if strict else _CONTROL.search(value)
+        if bad:
+            errors.append(f"{where}: contains the control character {bad.group()!r}")
+
+
 def row_errors(row: Any) -> list[str]:
     """Every schema problem of one row, as 'field: problem' strings (empty list = valid)."""
     if not isinstance(row, dict):
         return ["row: must be a JSON object"]
     errors: list[str] = []
+    _text_errors(row, "", errors)
+    if errors:
+        return errors
     for key, typ in REQUIRED.items():
         if key not in row:
             errors.append(f"{key}: missing")

@@ -31,7 +31,7 @@ from .core import DetectionDataset
 from .problems import UNCLIPPED_BOXES
 from .shapes import ShapesConfig, cache_dir, ensure_shapes
 from .voc import LEGACY_DRAW_SLOTS, load_voc, voc_splits
-from .yolo import load_yolo, lone_export_split, yolo_splits
+from .yolo import check_entries, load_yolo, lone_export_split, yolo_splits
 
 REPO = Path(__file__).resolve().parents[2]
 BCCD_RELATIVE = Path("..") / "shared" / "datasets" / "bccd" / "BCCD"
@@ -282,6 +282,7 @@ def load_prepared(name: str, root: str | Path | None = None) -> dict[str, Detect
 
 
 def _load_yolo_root(root: Path, name: str) -> dict[str, DetectionDataset]:
+    check_entries(root)
     avail = yolo_splits(root)
     test = "test" if "test" in avail else ("val" if "val" in avail else None)
     pairs = [(k, s) for k, s in (("train", "train"), ("test", test)) if s in avail]

@@ -58,11 +58,11 @@ def _find_problems(ds: DetectionDataset) -> ProblemLog:
         if a.get("id") in seen:
             log.skip("duplicate_annotation_id", where)
         seen.add(a.get("id"))
-        im = images.get(a.get("image_id"))
+        im = None if type(a.get("image_id")) is bool else images.get(a.get("image_id"))  # true is no id
         if im is None:
             log.skip("unknown_image", f"{where}: image id {a.get('image_id')!r}")
             continue
-        if a.get("category_id") not in cats:
+        if type(a.get("category_id")) is bool or a.get("category_id") not in cats:
             log.skip("unknown_category", f"{where}: category id {a.get('category_id')!r}")
         try:
             x, y, w, h = (float(v) for v in a["bbox"])

@@ -200,8 +200,8 @@ def _rows_needing_care(items: list, images: dict[int, dict],
     cat = _int_column_op(lambda: np.fromiter(cats, np.int64, n), cats)
     known_cat = None if cat is None else _int_column_op(lambda: np.isin(cat, np.fromiter(category_ids, np.int64)),
                                                         category_ids)
-    if known_cat is None:
-        known_cat = np.fromiter((c in category_ids for c in cats), bool, n)
+    if known_cat is None:  # a non-int id (true == 1 in a set) goes through the per-annotation rules
+        known_cat = np.fromiter((type(c) is int and c in category_ids for c in cats), bool, n)
     x, y, w, h = xywh.T
     with np.errstate(invalid="ignore"):
         inside = (w > 0) & (h > 0) & (x >= 0) & (y >= 0) & (x + w <= size[:, 0]) & (y + h <= size[:, 1])
@@ -262,6 +262,10 @@ def _checked_annotation(i: int, a, images: dict[int, dict], category_ids: set, p
         seen.add(aid)
     if type(bb) is not list or len(bb) != 4 or not all(type(v) in (int, float) for v in bb):  # true is no number
         raise BenchError(f"annotations[{i}] (id {aid}): bbox must be 4 numbers [x, y, w, h], got {bb!r}", path)
+    for key, v in (("image_id", iid), ("category_id", cid)):
+        if type(v) is bool or isinstance(v, (list, dict)):  # true == 1 as a dict key: it would land on image 1
+            shown = str(v).lower() if type(v) is bool else repr(v)
+            raise BenchError(f"annotations[{i}] (id {aid}): {key} must be an integer id, got {shown}", path)
     src = path.name
     img = images.get(iid)
     if img is None:

@@ -37,6 +37,7 @@ REASONS: dict[str, str] = {
     "duplicate_image_in_split": "image listed twice in a split (file or folders; second listing ignored)",
     "polygon_label": "YOLO segmentation polygon read as its bounding box",
     "lookalike_class_names": "VOC class names that differ only in case or separators (each is its own class)",
+    "missing_split_entry": "data.yaml split entry naming a path that does not exist (images/<split>/ read instead)",
     "label_beside_image": "YOLO label file next to its image instead of in labels/ (ignored: the image has no boxes)",
 }
 

@@ -56,11 +56,23 @@ def _flag(text: str | None, xml_path: Path, what: str) -> int:
 
 
 def _read_split_ids(set_file: Path, log: ProblemLog) -> list[str]:
+    """The image ids of a split file. An id is a file name in `Annotations/` without `.xml`: one with a path
+    separator (`a/b`, `../x`) names no such file (and could reach outside the dataset), so it is refused."""
     ids, seen = [], set()
-    for line in set_file.read_text(encoding="utf-8-sig").splitlines():
+    try:
+        text = set_file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BenchError(f"not a UTF-8 text file (byte {exc.start}): a split file lists one image id per line",
+                         set_file) from None
+    except OSError as exc:
+        raise BenchError(f"cannot read the split file ({exc.strerror or exc})", set_file) from None
+    for ln, line in enumerate(text.splitlines(), start=1):
         tok = line.split()
         if not tok:
             continue
+        if "/" in tok[0] or "\\" in tok[0] or "\0" in tok[0] or tok[0] in (".", ".."):
+            raise BenchError(f"line {ln}: image id {tok[0]!r} is a path; ids are file names in Annotations/ "
+                             "without .xml (no sub-folders)", set_file)
         if tok[0] in seen:
             log.skip("duplicate_image_in_split", f"{set_file.name}: {tok[0]}")
             continue
@@ -124,6 +136,11 @@ def load_voc(root: str | Path, split: str, classes: list[str] | None = None, nam
             el = ET.parse(xml_path).getroot()
         except FileNotFoundError:
             raise BenchError(f"annotation file not found (listed in {set_file.name})", xml_path) from None
+        except IsADirectoryError:
+            raise BenchError(f"is a directory, expected an XML annotation file (listed in {set_file.name})",
+                             xml_path) from None
+        except OSError as exc:
+            raise BenchError(f"cannot read the annotation file ({exc.strerror or exc})", xml_path) from None
         except ET.ParseError as exc:
             raise BenchError(f"malformed XML ({exc})", xml_path) from None
         if el.tag != "annotation":

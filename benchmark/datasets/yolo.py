@@ -5,7 +5,8 @@ classes and may list the splits: `train` / `val` / `test`, each a folder of imag
 list of those, relative to `path` (itself relative to the yaml's folder). Resolved like Ultralytics does: a relative
 entry that does not exist is retried without a leading `../` (Roboflow exports write `train: ../train/images` beside
 `train/`, `valid/`, `test/`). The label file of an image is its path with the last `images/` folder replaced by
-`labels/` and the extension by `.txt`. Without split entries (or where one does not exist) `images/<split>/` is used.
+`labels/` and the extension by `.txt`. Without split entries `images/<split>/` is used; an entry naming nothing that
+exists falls back to `images/<split>/` as a counted problem (`missing_split_entry`), or is an error without it.
 
 Each label line is `class cx cy w h`, normalised to the image size; segmentation lines (`class x1 y1 x2 y2 ...`)
 are reduced to their bounding box and counted. Image sizes are read from the file headers (no pixel decoding).
@@ -113,18 +114,41 @@ def parse_yaml_names(text: str):
     return None
 
 
+def _class_index(k, path: Path) -> int:
+    """A `names` mapping key: an integer or its digits (`0: a` or `"0": a`); 0.5, true or "a" are no index."""
+    if type(k) is int:
+        return k
+    if isinstance(k, str) and re.fullmatch(r"\s*\d+\s*", k):
+        return int(k)
+    raise BenchError(f"'names' keys must be class indices 0..K-1, got {k!r}", path)
+
+
+def _name_text(n, path: Path) -> str:
+    """A class name as text: strings, and numbers as written (`names: [1, 2]`); None (an empty `-` entry), a bool
+    (YAML reads an unquoted yes / no / on / off as one) or a list is not a name anyone meant."""
+    if isinstance(n, str) and n.strip():
+        return n
+    if type(n) in (int, float):
+        return str(n)
+    hint = " (quote it: YAML reads yes/no/on/off as booleans)" if type(n) is bool else ""
+    raise BenchError(f"'names': class name must be non-empty text, got {n!r}{hint}", path)
+
+
 def _names_list(names, path: Path) -> list[str]:
     if isinstance(names, dict):
-        try:
-            keys = sorted(int(k) for k in names)
-        except (TypeError, ValueError):
-            raise BenchError("'names' keys must be class indices 0..K-1", path) from None
+        index: dict[int, object] = {}
+        for k, v in names.items():
+            i = _class_index(k, path)
+            if i in index:
+                raise BenchError(f"'names' maps index {i} twice", path)
+            index[i] = v
+        keys = sorted(index)
         if keys != list(range(len(keys))):
             raise BenchError(f"'names' must map every index 0..{len(keys) - 1}, got {keys}", path)
-        names = [names[k] if k in names else names[str(k)] for k in keys]
+        names = [index[k] for k in keys]
     if not isinstance(names, list) or not names:
         raise BenchError("'names' must be a non-empty list or index -> name mapping", path)
-    names = [str(n) for n in names]
+    names = [_name_text(n, path) for n in names]
     if len(set(names)) != len(names):
         raise BenchError(f"duplicate class names in 'names': {names}", path)
     return names
@@ -137,8 +161,19 @@ def _yaml_file(root: Path) -> Path | None:
     return next((root / f for f in YAML_NAMES if (root / f).is_file()), None)
 
 
+def _read_text(path: Path, what: str) -> str:
+    """A text file of the dataset (yaml, image list, classes.txt); bytes that are not UTF-8 or an unreadable file
+    are a one-line `BenchError` naming it."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BenchError(f"not a UTF-8 text file (byte {exc.start}): expected {what}", path) from None
+    except OSError as exc:
+        raise BenchError(f"cannot read {what} ({exc.strerror or exc})", path) from None
+
+
 def _read_yaml(path: Path):
-    text = path.read_text(encoding="utf-8")
+    text = _read_text(path, "a YAML file")
     try:
         import yaml  # PyYAML when installed; the small parser handles the usual forms of `names` otherwise
     except ImportError:
@@ -172,7 +207,7 @@ def yolo_class_names(root: str | Path) -> list[str]:
     root = dataset_dir(root)
     for p in (root / "classes.txt", root / "labels" / "classes.txt"):
         if p.is_file():
-            names = [l.strip() for l in p.read_text(encoding="utf-8-sig").splitlines() if l.strip()]
+            names = [l.strip() for l in _read_text(p, "one class name per line").splitlines() if l.strip()]
             return _names_list(names, p)
     raise BenchError("no class names: expected data.yaml with 'names' or classes.txt", root)
 
@@ -228,12 +263,33 @@ def _split_sources(root: Path, split: str) -> tuple[list[Path], str]:
     if _layout_dir(root, split).is_dir():
         return [_layout_dir(root, split)], f"images/{split}/"
     if split in entries:
-        missing = next(p for p in entries[split] if not p.exists())
-        raise BenchError(f"split '{split}': {missing} does not exist (and there is no images/{split}/ folder)",
-                         yaml_path)
+        raise missing_entry_error(split, entries[split], yaml_path)
     avail = ", ".join(yolo_splits(root)) or "none"
     raise BenchError(f"not a YOLO split: no images/{split}/ directory (available splits: {avail})",
                      dataset_dir(root))
+
+
+def missing_entry_error(split: str, paths: list[Path], yaml_path: Path) -> BenchError:
+    missing = next(p for p in paths if not p.exists())
+    return BenchError(f"split '{split}': {missing} does not exist (and there is no images/{split}/ folder); fix "
+                      f"the '{split}' entry or remove it", yaml_path)
+
+
+def missing_entries(root: str | Path) -> dict[str, Path]:
+    """data.yaml's split entries naming something that does not exist: split -> the first missing path. Such a
+    split cannot be loaded (`check_entries`), or `images/<split>/` is read in its place, which `load_yolo` records
+    as a problem for `bench data check`."""
+    entries, _ = _yaml_splits(Path(root))
+    return {k: next(p for p in ps if not p.exists()) for k, ps in entries.items() if not all(p.exists() for p in ps)}
+
+
+def check_entries(root: str | Path) -> None:
+    """Refuse a data.yaml naming a split that exists neither where it says nor as `images/<split>/`: loading the
+    other splits alone would silently drop it (a missing `train` leaves a test-only dataset that checks clean)."""
+    entries, yaml_path = _yaml_splits(Path(root))
+    for k, ps in entries.items():
+        if not all(p.exists() for p in ps) and not _layout_dir(Path(root), k).is_dir():
+            raise missing_entry_error(k, ps, yaml_path)
 
 
 def yolo_splits(root: str | Path) -> list[str]:
@@ -253,7 +309,7 @@ def lone_export_split(root: str | Path, a: str, b: str) -> str | None:
     lone train split, `train: images/test` for a lone test one): the folder's name, else None. A user's yaml naming
     one folder twice means what it says."""
     yaml_path = _yaml_file(Path(root))
-    if yaml_path is None or not yaml_path.read_text(encoding="utf-8").startswith(WRITTEN_BY):
+    if yaml_path is None or not _read_text(yaml_path, "a YAML file").startswith(WRITTEN_BY):
         return None
     sources = [[os.path.realpath(p) for p in _split_sources(Path(root), s)[0]] for s in (a, b)]
     if sources[0] != sources[1] or len(sources[0]) != 1:
@@ -283,7 +339,7 @@ def _listed_images(source: Path, log: ProblemLog) -> list[Path]:
         return [source / rel for rel in _walk(source, is_image_file)]
     if source.suffix.lower() == ".txt":
         out = []
-        for ln, line in enumerate(source.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        for ln, line in enumerate(_read_text(source, "a list of image paths").splitlines(), start=1):
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
@@ -386,6 +442,9 @@ def load_yolo(root: str | Path, split: str, name: str = "") -> DetectionDataset:
     sources, found_by = _split_sources(root, split)
     names = yolo_class_names(root)
     log = ProblemLog()
+    missing = missing_entries(root).get(split)
+    if missing is not None:
+        log.fix("missing_split_entry", f"'{split}' names {missing}, which does not exist; read images/{split}/ instead")
     files = _unique_images(sources, log)
     if len(sources) == 1 and sources[0].is_dir():
         image_root = sources[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -33,8 +34,25 @@ def load_ground_truth(spec: str, split: str):
     return splits[split]
 
 
+UNDEFINED = "–"  # how an undefined metric prints everywhere (reports and the leaderboard too); never 0.0
+
+
 def _pts(v) -> str:
-    return "-" if v is None else f"{100 * v:.1f}"
+    return UNDEFINED if v is None or not math.isfinite(v) else f"{100 * v:.1f}"
+
+
+def noisy_marker(gt) -> str | None:
+    """What shows `gt` is a noisy training file rather than ground truth, or None: the marker `bench noise make`
+    writes (`info.noisybox`), or clean boxes kept beside noisy ones (`true_bbox`). Scoring against noisy boxes
+    gives numbers that mean nothing (perfect detections of the clean boxes score far below 100)."""
+    made = gt.info.get("noisybox") if isinstance(gt.info, dict) else None
+    if made is not None:
+        what = ", ".join(f"{k} {made[k]}" for k in ("model", "level") if isinstance(made, dict) and k in made)
+        return f"its info.noisybox marks it as made by `bench noise make`" + (f" ({what})" if what else "")
+    carrier = next((a for a in gt.annotations if "true_bbox" in a), None)
+    if carrier is not None:
+        return f"annotation {carrier.get('id')} carries a true_bbox (the clean box beside a noisy one)"
+    return None
 
 
 def _gt_problems(gt) -> str | None:
@@ -45,7 +63,7 @@ def _gt_problems(gt) -> str | None:
 
 
 def format_table(gt, num_detections: int, results: dict) -> str:
-    """Metrics as AP points (x100, one decimal, as papers print them); `-` where undefined."""
+    """Metrics as AP points (x100, one decimal, as papers print them); `–` where undefined."""
     from benchmark.evaluation.coco import STAT_NAMES, class_names
 
     n_ignored = sum(1 for a in gt.annotations if a.get("ignore") or a.get("iscrowd"))
@@ -92,7 +110,9 @@ def format_table(gt, num_detections: int, results: dict) -> str:
 @click.option("--match-images", type=click.Choice(["id", "file_stem"]), default="id", show_default=True,
               help="match detection image ids (json or pickle) to GT image ids, or to image file stems "
                    "(ultralytics, mmdet 3.x on VOC)")
-def eval_cmd(gt_spec, dt_path, metric, split, json_out, classes, category_ids, match_images):
+@click.option("--allow-noisy-gt", is_flag=True,
+              help="score against a noisy training file (info.noisybox / true_bbox) as it is; refused otherwise")
+def eval_cmd(gt_spec, dt_path, metric, split, json_out, classes, category_ids, match_images, allow_noisy_gt):
     """Evaluate detections against ground truth: COCO AP (faster-coco-eval) and VOC AP50 (mmdet eval_map)."""
     from benchmark.evaluation import METRICS, evaluate, load_detection_arrays
     from benchmark.evaluation.detections import boxes_past_image
@@ -103,6 +123,9 @@ def eval_cmd(gt_spec, dt_path, metric, split, json_out, classes, category_ids, m
     if bad or not metrics:
         raise BenchError(f"--metric {metric!r}: choose from {', '.join(METRICS)}")
     gt = load_ground_truth(gt_spec, split)
+    if not allow_noisy_gt and (why := noisy_marker(gt)) is not None:
+        raise BenchError(f"ground truth is a noisy file: {why}; score against the clean annotations, or pass "
+                         "--allow-noisy-gt to score against the noisy boxes as they are", gt_spec)
     class_list = [c.strip() for c in classes.split(",")] if classes else None
     dets = load_detection_arrays(dt_path, gt, classes=class_list, category_ids=category_ids,
                                  match_images=match_images)

@@ -9,7 +9,8 @@ The rule (see docs/reference `methods.md` section 7), per class:
 - continuous coordinates: IoU without VOC's "+1" on widths; boxes and IoU in float32 as mmdet computes them;
 - all detections of the class are ranked by score; recall = TP / counted boxes, precision = TP / (TP + FP);
   AP = area under the precision envelope (precision made monotone from the right), summed over recall steps;
-- mAP = mean over classes with at least one counted box; the others are None in `per_class`.
+- mAP = mean over classes with at least one counted box; the others are None in `per_class`, and mAP is None
+  when there is none.
 Because there is no fallback, "first detection (in score order) to hit a box takes it" is the whole greedy
 matching, which lets each image be matched in a few vectorised numpy calls. Exact score ties are broken by input
 order (stable sort); mmdet uses numpy's unstable default sort there, whose tie order is not defined.
@@ -107,7 +108,8 @@ def evaluate_voc(gt: DetectionDataset, detections: list[dict] | DetectionArrays,
                  path=None) -> dict:
     """VOC mAP of `detections` on `gt` (mmdet 2.x `eval_map`, area mode): {"AP50": mAP, "per_class": {name: AP}}.
 
-    The key is `AP{round(100 * iou_thr)}`. Values are fractions 0-1; mAP is 0.0 when no class has a counted box.
+    The key is `AP{round(100 * iou_thr)}`. Values are fractions 0-1; mAP is None (undefined, as COCO's undefined
+    metrics are) when no class has a counted box: 0.0 would read as a detector that found nothing.
     """
     dets = detections if isinstance(detections, DetectionArrays) else to_arrays(gt, detections, path)
     tp, fp, num_counted = _match(dets, gt, iou_thr)
@@ -130,4 +132,4 @@ def evaluate_voc(gt: DetectionDataset, detections: list[dict] | DetectionArrays,
         per_class[name] = float(ap)
         aps.append(ap)
     key = f"AP{round(100 * iou_thr)}"
-    return {key: np.array(aps, dtype=np.float32).mean().item() if aps else 0.0, "per_class": per_class}
+    return {key: np.array(aps, dtype=np.float32).mean().item() if aps else None, "per_class": per_class}

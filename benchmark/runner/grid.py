@@ -65,8 +65,18 @@ def parse_levels(text: str) -> list[float]:
     return levels
 
 
+MAX_SEEDS = 10_000  # seeds in one sweep: far more than any paper runs; a bigger count is a typo, not a plan
+MAX_SEED = 2**32 - 1  # the largest seed every generator the suite seeds (numpy, torch, CUDA) takes as given
+
+
+def _too_many(n: int, what: str) -> None:
+    if n > MAX_SEEDS:
+        raise BenchError(f"--seeds: {what} gives {n} seeds; at most {MAX_SEEDS} in one sweep")
+
+
 def parse_seeds(text: str) -> list[int]:
-    """`3` -> seeds 0, 1, 2; `0,1,2` or `5,` -> those seeds; `2..4` -> 2, 3, 4."""
+    """`3` -> seeds 0, 1, 2; `0,1,2` or `5,` -> those seeds; `2..4` -> 2, 3, 4. Counts and ranges are checked
+    against `MAX_SEEDS` before a list is built (`--seeds 10000000000` would run out of memory building it)."""
     text = str(text).strip()
     try:
         if text.isdigit():
@@ -74,6 +84,7 @@ def parse_seeds(text: str) -> list[int]:
             if n < 1:  # "--seeds 0" usually means seed 0, but a lone number is a count
                 raise BenchError("--seeds 0: a single number is a count of seeds (3 -> 0, 1, 2); for seed 0 alone "
                                  "write --seeds 1 or --seeds 0,")
+            _too_many(n, f"the count {n}")
             return list(range(n))
         seeds: list[int] = []
         for part in _items(text, "--seeds"):
@@ -81,6 +92,7 @@ def parse_seeds(text: str) -> list[int]:
                 lo, hi = (int(p) for p in part.split("..", 1))
                 if hi < lo:
                     raise BenchError(f"--seeds: range {part!r} goes backwards (write {hi}..{lo})")
+                _too_many(len(seeds) + hi - lo + 1, f"the range {part}")
                 seeds += list(range(lo, hi + 1))
             else:
                 seeds.append(int(part))
@@ -88,6 +100,10 @@ def parse_seeds(text: str) -> list[int]:
         raise BenchError(f"--seeds: expected a count (3), a list (0,1,2) or a range (0..2), got {text!r}") from None
     if any(s < 0 for s in seeds):
         raise BenchError("--seeds: seeds must be non-negative")
+    if max(seeds, default=0) > MAX_SEED:
+        raise BenchError(f"--seeds: seed {max(seeds)} is too large (at most {MAX_SEED}: 32-bit seeds, which every "
+                         "generator the suite seeds accepts)")
+    _too_many(len(seeds), "the list")
     if not seeds:
         raise BenchError("--seeds: need at least one seed (e.g. --seeds 3 or --seeds 0,1,2)")
     return sorted(set(seeds))

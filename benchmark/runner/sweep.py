@@ -190,6 +190,9 @@ def ap_table(df, cell_ids: list[str], metric: str = "AP") -> str:
                     row.append("-")
                     continue
                 mean, std, n = grouped.loc[(m, lv)]
+                if not n:  # every cell's metric undefined (NaN): not zero
+                    row.append("–")
+                    continue
                 row.append(f"{mean:.1f}" + (f" ± {std:.1f}" if n > 1 else ""))
             rows.append(row)
         widths = [max(len(r[i]) for r in rows) for i in range(len(header))]

@@ -78,7 +78,7 @@ def _label(d: Path) -> str | None:
 
     try:
         return label(read_json(d / "config.json"))
-    except (BenchError, KeyError, TypeError, AttributeError, ValueError):
+    except (BenchError, KeyError, TypeError, AttributeError, ValueError):  # any config.json a user may have edited
         return None
 
 
@@ -92,9 +92,7 @@ def left_out_problem(d: Path) -> str:
 def unfinished_cell(d: Path) -> tuple[str, str, str, str | None]:
     """(cell, label, status, error) of a cell directory without DONE: what a sweep left failed, half-run or
     running."""
-    from benchmark.io import read_json
     from benchmark.runner import store as st
-    from benchmark.runner.cells import label
 
     status = st.cell_status(d)
     error = None
@@ -103,10 +101,7 @@ def unfinished_cell(d: Path) -> tuple[str, str, str, str | None]:
             error = str(read_json(d / st.FAILED).get("error") or "") or None
         except (BenchError, AttributeError):
             error = None
-    try:
-        name = label(read_json(d / st.CONFIG))
-    except (BenchError, KeyError, TypeError):
-        name = "unreadable config.json"
+    name = _label(d) or "unreadable config.json"
     return d.name, name, status, error
 
 

@@ -10,6 +10,7 @@ test says which in its output. `NOISYBOX_FAULT_SEED` varies the moments (default
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -127,7 +128,7 @@ def test_faults_end_with_the_uninterrupted_table_and_every_damaged_cell_redone(t
     expected = table(ref)
     assert len(expected) == CELLS
     per_cell = max(cell_bytes(d) for d in cell_dirs(ref))
-    damaged: dict[str, str] = {}  # cell -> what happened to it
+    damaged: list[tuple[str, str]] = []  # (cell, what happened to it)
 
     with small_disk(tmp_path / "disk", simulate=disk == "simulated") as disk:
         store = (disk or tmp_path) / "store"
@@ -152,6 +153,7 @@ def test_faults_end_with_the_uninterrupted_table_and_every_damaged_cell_redone(t
         wait_claims_gone(store)
         assert_intact(store)
         assert 0 < len(markers(store)) < CELLS, "the disk should fill part-way through the sweep"
+        damaged += [(d.name, "disk full") for d in cell_dirs(store) if (d / layout.FAILED).exists()]
 
         # 2. SIGKILL of a worker in the middle of a cell's training
         proc = start(store, 2, out)
@@ -166,7 +168,7 @@ def test_faults_end_with_the_uninterrupted_table_and_every_damaged_cell_redone(t
         assert victim is not None, "no worker was seen training"
         time.sleep(rng.uniform(0.0, 0.15))
         os.kill(victim[1], signal.SIGKILL)
-        damaged[victim[0].name] = "worker killed"
+        damaged.append((victim[0].name, "worker killed"))
         proc.wait(timeout=300)
         text = out.read_text()
         if not (victim[0] / layout.DONE).exists():  # it may have finished in the moment before the kill
@@ -189,6 +191,7 @@ def test_faults_end_with_the_uninterrupted_table_and_every_damaged_cell_redone(t
         wait_claims_gone(store)
         assert_intact(store)
         assert all(markers(store).get(c) == m for c, m in before.items()), "a done cell was lost or recomputed"
+        damaged += [(d.name, "runner killed") for d in cell_dirs(store) if st.cell_status(d) == st.PARTIAL]
 
         # 4. run to the end, then truncate a file under a finished cell
         assert finish(store, out) == 0, out.read_text()[-3000:]
@@ -198,7 +201,7 @@ def test_faults_end_with_the_uninterrupted_table_and_every_damaged_cell_redone(t
         name = rng.choice([layout.PREDICTIONS, layout.METRICS, layout.REFINED, layout.NOISY_TRAIN, layout.ENV])
         path = store / "cells" / victim / name
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-        damaged[victim] = f"{name} truncated"
+        damaged.append((victim, f"{name} truncated"))
         df = results.load(store)
         assert victim not in set(df["cell"])
         assert results.corrupt_line(results.left_out(store, df)[0]).startswith(f"left out: 1 corrupt cell(s): {victim}")
@@ -208,10 +211,12 @@ def test_faults_end_with_the_uninterrupted_table_and_every_damaged_cell_redone(t
         assert finish(store, out) == 0, out.read_text()[-3000:]
         assert_intact(store)
         final = markers(store)
-        assert len(final) == CELLS
+        assert len(final) == CELLS and all(c in final for c, _ in damaged)  # every damaged cell done and intact
         assert final[victim] != done[victim]
         assert (victim, 0) in trainings(env)[trained_before:], "the truncated cell was redone from scratch"
         assert all(final[c] == m for c, m in done.items() if c != victim), "an intact cell was recomputed"
         pdt.assert_frame_equal(table(store), expected, check_dtype=False)
-        with capsys.disabled():
-            print(f"\nfault injection ({mode}): damaged {damaged}; final table equals the uninterrupted run's")
+        with capsys.disabled():  # read by benchmarks/fault_injection.py
+            print("\nFAULT-INJECTION " + json.dumps({"disk": mode, "damaged": damaged, "cells": CELLS,
+                                                     "redone": sorted({c for c, _ in damaged}),
+                                                     "table_identical": True}))

@@ -28,6 +28,7 @@ import json
 from typing import Any
 
 from benchmark.errors import BenchError
+from benchmark.scalars import check_loggers
 
 PROFILES = ("cpu", "paper")
 DATASET_KINDS = ("coco", "voc", "yolo", "shapes")
@@ -57,12 +58,13 @@ _TRAIN_COMMON = {
     "find_unused_parameters": False,
     "checkpoint_every": 1,
     "checkpoint_minutes": 30.0,
+    "loggers": ["csv"],
 }
 
 # train keys that may differ between runs of the same experiment: left out of cell ids and of the check that a
 # resumed run continues the same experiment
 RUNTIME_KEYS = {"train": ("device", "workers", "log_every", "amp", "cache_images", "checkpoint_every",
-                          "checkpoint_minutes")}
+                          "checkpoint_minutes", "loggers")}
 
 
 def without_runtime_keys(cfg: dict, also: dict[str, tuple[str, ...]] | None = None) -> dict:
@@ -283,6 +285,7 @@ def validate(cfg: dict) -> dict:
             or steps != sorted(steps) or (t["scheduler"] == "step" and any(s <= 0 or s > t["epochs"] for s in steps)):
         # the epoch range only matters to the step schedule; cosine/constant runs may shorten `epochs` freely
         raise BenchError(f"train.steps must be increasing epochs in 1..train.epochs ({t['epochs']}), got {steps!r}")
+    check_loggers(t["loggers"])
     if not is_device(t["device"]):
         raise BenchError(f"train.device must be auto, cpu, cuda or cuda:N, got {t['device']!r}")
     if m["min_size"] > m["max_size"]:
@@ -366,3 +369,41 @@ def is_device(value) -> bool:
 def scaled_lr(train_cfg: dict) -> float:
     """Linear-scaling rule: lr is given for `base_batch_size` images."""
     return float(train_cfg["lr"]) * train_cfg["batch_size"] / train_cfg["base_batch_size"]
+
+
+def config_file_sets(path) -> list[str]:
+    """A YAML config file as `--set` items (given before the command line's, which win).
+
+    The file takes the keys `--set` takes: `train.lr: 0.01`, `ssd_det:method.topk: 3`, or sections as mappings
+    (`train: {lr: 0.01}`, `ssd_det:method: {topk: 3}`).
+    """
+    import yaml
+
+    from benchmark.io import read_bytes
+
+    raw = read_bytes(path)
+    try:
+        data = yaml.safe_load(raw.decode("utf-8")) or {}
+    except UnicodeDecodeError:
+        raise BenchError("a config file must be UTF-8 text", path) from None
+    except yaml.YAMLError as exc:
+        raise BenchError(f"not valid YAML: {str(exc).splitlines()[0]}", path) from None
+    if not isinstance(data, dict):
+        raise BenchError("a config file must be a mapping of keys (train.lr: 0.01) or sections (train: {lr: 0.01})",
+                         path)
+    items = []
+    for key, value in data.items():
+        if not isinstance(key, str):
+            raise BenchError(f"config key {key!r} is not text", path)
+        section = key.rpartition(":")[2]
+        if isinstance(value, dict) and section in SECTIONS:
+            for sub, v in value.items():
+                if not isinstance(sub, str) or "." in sub:
+                    raise BenchError(f"key {sub!r} under {key!r} must be a plain key name", path)
+                items.append(f"{key}.{sub}={json.dumps(v)}")
+        elif "." in section:
+            items.append(f"{key}={json.dumps(value)}")
+        else:
+            raise BenchError(f"config key {key!r} must be SECTION.KEY or a section (model, train, method) "
+                             "holding keys", path)
+    return items

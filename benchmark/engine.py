@@ -13,7 +13,7 @@
   `train.batch_size` is the total over all processes;
 - a non-finite loss (or, without AMP, a non-finite gradient of finite losses) stops the run with a `BenchError`
   naming the iteration and the batch's image ids;
-- `workdir/train.log`, `workdir/train_metrics.json`, a tqdm bar (loss, it/s, ETA) on stderr;
+- `workdir/train.log`, `workdir/train_metrics.json`, `workdir/scalars.csv` (+ `train.loggers`), a tqdm bar (loss, it/s, ETA) on stderr;
 - model hooks (see methods/base.py): `set_epoch`, `set_diagnostics`, `refined_boxes` (-> `refined_boxes.json`,
   gathered across processes), `diagnostics` (merged into the metrics).
 
@@ -36,6 +36,7 @@ from torch import nn
 from benchmark.config import is_device, scaled_lr, without_runtime_keys
 from benchmark.errors import BenchError
 from benchmark.io import dumps_json, write_json
+from benchmark.scalars import CSV_NAME, ScalarLog
 from methods._core.data import DetectionImages, IterationBatches, TrainOrder, collate
 from methods._core.geometry import xyxy_to_xywh
 from methods.base import TrainResult
@@ -251,7 +252,7 @@ def _fit(adapter, train, cfg, workdir, dist: _Dist, resume, diagnostics, progres
             raise BenchError("checkpoint was trained on different categories", ckpt_path)
     elif not resume and dist.main:
         for p in (ckpt_path, final_path, workdir / "train.log", workdir / "train_metrics.json",
-                  workdir / "refined_boxes.json"):
+                  workdir / "refined_boxes.json", workdir / CSV_NAME):
             p.unlink(missing_ok=True)
     dist.barrier()
 
@@ -303,6 +304,10 @@ def _fit(adapter, train, cfg, workdir, dist: _Dist, resume, diagnostics, progres
         log(f"config {dumps_json(cfg).decode()}")
     else:
         log(f"resume from epoch {start_epoch} (iteration {iteration}) world_size={dist.world_size}")
+    scalars = None
+    if dist.main:  # a cell trains in STORE/cells/<id>/train: the cell id names its tracker run
+        run_name = workdir.parent.name if workdir.name == "train" else workdir.name
+        scalars = ScalarLog(workdir, tcfg["loggers"], None if state is None else iteration, run_name, cfg)
 
     bar = None
     if progress and dist.main and iteration < total_iters:
@@ -379,6 +384,12 @@ def _fit(adapter, train, cfg, workdir, dist: _Dist, resume, diagnostics, progres
                     parts = " ".join(f"{k}={v:.4f}" for k, v in zip(names, reduced[:-1].tolist()))
                     log(f"epoch {epoch + 1}/{epochs} iter {iteration}/{total_iters} "
                         f"lr={optimizer.param_groups[0]['lr']:.3e} {parts}")
+                    if scalars is not None:
+                        scalars.log({"iteration": iteration, "epoch": round(iteration / ipe, 4),
+                                     "lr": optimizer.param_groups[0]["lr"],
+                                     "seconds": round(elapsed + time.perf_counter() - t0 + before, 3),
+                                     **dict(zip(names, reduced[:-1].tolist())),
+                                     **_numeric(_call_hook(model, "diagnostics"))})
                 if save_now and iteration < (epoch + 1) * ipe:  # the epoch's end saves anyway
                     save_checkpoint(epoch, {"sums": sums, "count": count,
                                             "seconds": time.perf_counter() - t0 + before})
@@ -395,6 +406,8 @@ def _fit(adapter, train, cfg, workdir, dist: _Dist, resume, diagnostics, progres
     finally:
         if bar is not None:
             bar.close()
+        if scalars is not None:
+            scalars.close()
 
     # ---- end of training: hooks, final weights, metrics --------------------------------------------------------
     refined = _call_hook(model, "refined_boxes")
@@ -427,6 +440,10 @@ def _fit(adapter, train, cfg, workdir, dist: _Dist, resume, diagnostics, progres
     log.close()
     dist.barrier()
     return TrainResult(checkpoint=final_path, metrics=metrics, refined_boxes=refined_path)
+
+
+def _numeric(diag: dict | None) -> dict[str, float]:
+    return {k: float(v) for k, v in (diag or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def _merge_diagnostics(parts: list, metrics: dict) -> dict:

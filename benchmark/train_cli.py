@@ -108,6 +108,8 @@ def _print_metrics(test, detections, metrics) -> None:
               help="local initial weights (backbone or detector state dict) instead of downloading")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="config override, repeatable (e.g. --set train.lr=0.01 --set train.epochs=6)")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="YAML file of config overrides, the keys --set takes (--set wins)")
 @click.option("--seed", type=int, help="initialisation seed (train.seed)")
 @click.option("--data-seed", type=int, help="data order / augmentation seed (train.data_seed)")
 @click.option("--noise-level", type=float, help="noise level for method defaults (else read from the noise file)")
@@ -116,11 +118,11 @@ def _print_metrics(test, detections, metrics) -> None:
               help="predict and evaluate on the test split after training")
 @click.option("--threads", type=click.IntRange(min=1), help=THREADS_HELP)
 @click.option("--quiet", is_flag=True, help="no progress bars")
-def train(method_name, dataset_spec, noise_file, profile, out, weights, sets, seed, data_seed, noise_level, resume,
-          do_eval, threads, quiet):
+def train(method_name, dataset_spec, noise_file, profile, out, weights, sets, config_file, seed, data_seed,
+          noise_level, resume, do_eval, threads, quiet):
     """Train one method on one dataset (noisy boxes from --noise-file), then evaluate on the clean test split."""
     _set_threads(threads)
-    from benchmark.config import dataset_kind, parse_overrides, resolve_config
+    from benchmark.config import config_file_sets, dataset_kind, parse_overrides, resolve_config
     from benchmark.io import write_json
     from methods import get_method
 
@@ -134,7 +136,7 @@ def train(method_name, dataset_spec, noise_file, profile, out, weights, sets, se
         if noise_level is None:  # `bench noise` records the level in the file's info
             level = (train_ds.info.get("noisybox") or {}).get("level")
             noise_level = float(level) if isinstance(level, (int, float)) and not isinstance(level, bool) else None
-    overrides = parse_overrides(sets)
+    overrides = parse_overrides([*(config_file_sets(config_file) if config_file else []), *sets])
     if weights is not None:
         overrides["model.weights"] = str(weights)
     if seed is not None:

@@ -218,6 +218,16 @@ def _image_prefix_beside(file: Path) -> str | None:
     return None
 
 
+def _is_box(b) -> bool:
+    return isinstance(b, list) and len(b) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                       for v in b)
+
+
+def _ids(items) -> list:
+    """Image ids as typed: integers where they read as integers (COCO ids usually are), else the text."""
+    return [int(i) if i.lstrip("-").isdigit() else i for i in items]
+
+
 @noise.command("show")
 @click.argument("file", type=click.Path())
 @click.option("--out", "-o", "out_png", required=True, type=click.Path(dir_okay=False),
@@ -228,7 +238,16 @@ def _image_prefix_beside(file: Path) -> str | None:
 @click.option("--dataset", "-d", default=None, help="take the image folder from this dataset's train split")
 @click.option("--n", "n_images", type=int, default=6, show_default=True, help="number of images")
 @click.option("--seed", type=int, default=0, show_default=True, help="which images (seeded choice)")
-def show_cmd(file, out_png, manifest, image_root, dataset, n_images, seed):
+@click.option("--image-id", "image_ids", multiple=True, help="draw this image (repeatable); instead of a random choice")
+@click.option("--worst", type=int, default=None, help="draw the N images whose noisy boxes have the lowest IoU")
+@click.option("--class", "category", default=None, help="only boxes of this class (name or id)")
+@click.option("--refined", type=click.Path(dir_okay=False), default=None,
+              help="a method's refined boxes (a cell's refined_boxes.json), drawn blue")
+@click.option("--predictions", type=click.Path(dir_okay=False), default=None,
+              help="detections (COCO results json, e.g. a cell's predictions.json), drawn dotted orange")
+@click.option("--min-score", type=float, default=0.3, show_default=True, help="predictions scored below are not drawn")
+def show_cmd(file, out_png, manifest, image_root, dataset, n_images, seed, image_ids, worst, category, refined,
+             predictions, min_score):
     """Draw a few images of a noisy file with clean (green) and noisy (red) boxes."""
     from noise.show import draw_noisy
 
@@ -241,8 +260,18 @@ def show_cmd(file, out_png, manifest, image_root, dataset, n_images, seed):
         image_root = load(dataset)["train"].image_root
     if image_root is None and not dataset:
         image_root = _image_prefix_beside(Path(file))
-    done = draw_noisy(noisy, out_png, man, image_root, n_images, seed)
+    extra = {}
+    for name, path in (("refined", refined), ("predictions", predictions)):
+        if path is not None:
+            boxes = read_json(path)
+            if not isinstance(boxes, list) or not all(isinstance(a, dict) and _is_box(a.get("bbox"))
+                                                      and "image_id" in a for a in boxes):
+                raise BenchError(f"--{name} must be a list of {{image_id, category_id, bbox}} records", path)
+            extra[name] = boxes
+    done = draw_noisy(noisy, out_png, man, image_root, n_images, seed, image_ids=_ids(image_ids), worst=worst,
+                      category=category, min_score=min_score, **extra)
     hint = "" if image_root or dataset else "; say where the images are with --image-root DIR or --dataset SPEC"
     note = f" ({done['missing_image_files']} image files not found: drawn on grey{hint})" \
         if done["missing_image_files"] else ""
-    click.echo(f"wrote {out_png}: {done['images']} images{note}")
+    ids = f" (ids {', '.join(map(str, done['image_ids']))})" if worst or image_ids else ""
+    click.echo(f"wrote {out_png}: {done['images']} images{ids}{note}")

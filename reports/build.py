@@ -20,6 +20,7 @@ from benchmark import __version__
 from reports import html
 from reports import plots as P
 from reports.analysis import NOISY_INPUT, Datasets, Skips
+from reports.headline import group_headline
 from reports.config import FORMATS, ReportConfig, parse_formats
 from reports.sections import cells_section, definitions, group_section
 from reports.store import CellCache, load_cells
@@ -54,8 +55,12 @@ def build_report(store_dir, out_dir=None, formats=FORMATS, config: ReportConfig 
     w.heading(1, title)
     w.para(f"store {store.resolve()} · {len(frame)} finished cell(s) · {frame['method'].nunique()} method(s) · "
            f"noisybox-bench {__version__}", css="meta")
-    nav = len(w.html)  # the navigation list goes here once the groups are known
     groups = sweep_groups(frame)
+    for key, g in groups if len(groups) > 1 else []:  # the answer first (one group leads with its own)
+        lines = group_headline(g, cfg.oracle_methods)
+        if lines:
+            w.para(f"{' · '.join(map(str, key))}: " + " ".join(lines), css="lead")
+    nav = len(w.html)  # the navigation list goes here once the groups are known
     colors = P.method_colors(list(frame["method"]) + [NOISY_INPUT])  # one colour per method across the page
     bar = _progress(2 * sum(len(g) for _, g in groups), progress)
     try:

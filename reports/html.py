@@ -15,6 +15,7 @@ h1 { font-size: 1.6rem; margin: .2rem 0 .4rem; }
 h2 { font-size: 1.3rem; border-bottom: 2px solid var(--accent); padding-bottom: .2rem; margin-top: 2.4rem; }
 h3 { font-size: 1.08rem; margin-top: 1.8rem; }
 h4 { font-size: .98rem; margin: 1.2rem 0 .4rem; }
+p.lead { font-size: 1rem; margin: .4rem 0; }
 p.meta, p.note { color: var(--muted); font-size: .85rem; margin: .3rem 0 .8rem; }
 nav ul { columns: 2; padding-left: 1.2rem; }
 table { border-collapse: collapse; margin: .6rem 0 .2rem; font-size: .82rem; font-variant-numeric: tabular-nums; }

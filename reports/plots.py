@@ -182,3 +182,34 @@ def tide_lines(tide: pd.DataFrame, oracles=(), colors=None, title: str = "",
         if title:
             fig.suptitle(title)
     return fig
+
+
+def training_curves(stats: pd.DataFrame, scalars: list[str], colors=None, title: str = "") -> Figure:
+    """A panel per scalar: mean over seeds vs iteration (std band where there are several seeds), a line per
+    method and noise level (solid at the highest level, fainter below)."""
+    colors = colors or method_colors(stats["method"])
+    levels = sorted(stats["noise_level"].unique())
+    with matplotlib.rc_context(_RC):
+        cols = min(len(scalars), 3) or 1
+        rows = -(-len(scalars) // cols) or 1
+        fig = _figure(4.0 * cols, 2.9 * rows)
+        axes = fig.subplots(rows, cols, squeeze=False).ravel()
+        for ax, scalar in zip(axes, scalars):
+            sub = stats[stats["scalar"] == scalar]
+            for (method, level), m in sub.groupby(["method", "noise_level"], sort=False):
+                alpha = 0.35 + 0.65 * (levels.index(level) + 1) / len(levels)
+                ax.plot(m["iteration"], m["mean"], color=colors[method], alpha=alpha, lw=1.2,
+                        label=f"{method} · {level:g}")
+                if (m["n"] > 1).any():
+                    sd = m["std"].fillna(0.0)
+                    ax.fill_between(m["iteration"], m["mean"] - sd, m["mean"] + sd, color=colors[method],
+                                    alpha=0.12 * alpha, lw=0)
+            ax.set_title(scalar)
+            ax.set_xlabel("iteration")
+        for ax in axes[len(scalars):]:
+            ax.set_visible(False)
+        if scalars:
+            axes[0].legend(fontsize=7, loc="best")
+        if title:
+            fig.suptitle(title)
+    return fig

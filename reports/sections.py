@@ -12,6 +12,8 @@ from reports.analysis import (NOISY_INPUT, Datasets, Skips, detection_failure_mo
                               refined_ious, tide_rows, training_failure_modes)
 from reports.boxes import is_ignored
 from reports.config import ReportConfig
+from reports.curves import is_loss, pooled, training_curves
+from reports.headline import group_headline
 from reports.failure_modes import BAD_MODES, MODES, UNASSIGNED, mode_rates, pool_rates
 from reports.store import CellCache
 from reports.tables import (MAIN_METRICS, SIZE_METRICS, VOC_METRICS, aggregate, metric_table, oracle_methods_in,
@@ -141,21 +143,42 @@ def group_section(w: Writer, key, g: pd.DataFrame, cfg: ReportConfig, cache: Cel
            f"{', '.join(f'{v:g}' for v in sorted(g['noise_level'].unique()))}; seeds per method and level: "
            f"{n_seeds.min()}–{n_seeds.max()}")
 
-    # 1. tables
+    for line in group_headline(g, cfg.oracle_methods):
+        w.para(line, css="lead")
+
+    # 1. tables: AP by level first; the other metrics one click away
     w.heading(3, "Results")
+    w.table(metric_table(g, ["AP"], "AP (COCO), points, mean ± std over seeds", cfg.oracle_methods),
+            f"{gslug}_ap")
+    w.table(summary_table(g, "Retention vs the clean oracle and area under the AP-vs-noise curve",
+                          oracle_methods=cfg.oracle_methods), f"{gslug}_summary")
+    start = len(w.html)
     main = [*MAIN_METRICS, *VOC_METRICS]
     w.table(metric_table(g, main, "AP, AP50, AP75 (COCO) and AP50 (VOC area), points", cfg.oracle_methods),
             f"{gslug}_main")
     w.table(metric_table(g, SIZE_METRICS, "AP by object size (COCO APs / APm / APl), points", cfg.oracle_methods),
             f"{gslug}_size")
-    w.table(summary_table(g, "Retention vs the clean oracle and area under the AP-vs-noise curve",
-                          oracle_methods=cfg.oracle_methods), f"{gslug}_summary")
+    w.collapse(start, "more metrics: AP50, AP75, VOC AP50, AP by object size")
 
     # 2. curves
     agg = aggregate(g, ["AP", "AP75"])
     if not agg.empty:
         w.figure(P.ap_vs_noise(agg, oracles=oracles, colors=colors), f"{gslug}_ap_vs_noise",
                  "AP and AP75 vs noise level (mean ± std over seeds; oracle dashed)")
+
+    # 2b. training curves (train/scalars.csv): losses, then method diagnostics
+    stats = pooled(training_curves(g, skips))
+    if not stats.empty:
+        names = list(dict.fromkeys(stats["scalar"]))
+        losses = [s for s in names if is_loss(s)]
+        diags = [s for s in names if not is_loss(s) and s != "lr"]
+        w.heading(3, "Training curves")
+        if losses:
+            w.figure(P.training_curves(stats, losses, colors), f"{gslug}_loss_curves",
+                     "training losses vs iteration, per method and noise level (mean ± std over seeds)")
+        if diags:
+            w.figure(P.training_curves(stats, diags, colors), f"{gslug}_diagnostic_curves",
+                     "method diagnostics vs iteration (running means the methods report while training)")
 
     # 3. realised noise and refined boxes
     noise, ious = noise_summary(g, cache, skips)
@@ -164,8 +187,10 @@ def group_section(w: Writer, key, g: pd.DataFrame, cfg: ReportConfig, cache: Cel
         w.heading(3, "Training-box noise")
     if ious:
         w.figure(P.realised_iou(ious), f"{gslug}_realised_iou", "realised IoU(noisy, clean) of the training boxes")
+        start = len(w.html)
         w.frame(_by_columns(noise), f"{gslug}_noise", "noisy training sets: realised IoU and the manifests' fields",
                 csv=noise)
+        w.collapse(start, "the noisy training sets' manifests")
     if panels:
         w.figure(P.iou_histograms(panels, colors=colors), f"{gslug}_refined_iou",
                  "IoU with the clean box: refined boxes (line) vs the noisy boxes they came from (grey)")

@@ -97,3 +97,11 @@ class Writer:
 
     def raw_html(self, text: str):
         self.html.append(text)
+
+    def collapse(self, start: int, summary: str) -> None:
+        """Fold the HTML added since `start` (`len(self.html)` then) into one closed <details>: detail one click
+        away; the Markdown keeps it inline."""
+        if len(self.html) > start:
+            inner = "\n".join(self.html[start:])
+            del self.html[start:]
+            self.html.append(html.details(summary, inner))

@@ -4,6 +4,7 @@ without a display, galleries, the CLI, and the self-contained HTML page in headl
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -578,3 +579,69 @@ def test_report_noise_figures_count_the_boxes_noise_stats_and_the_manifest_count
     same = [{"id": a["id"], "bbox": a["bbox"]} for a in noisy["annotations"]]  # a method refining every box
     assert len(refined_ious(noisy, same)[0]) == 24 - 5  # and so do the refined-box histograms
     assert round(float(ious.mean()), 4) == stats["mean_iou"] == manifest["mean"] < 0.9
+
+
+# ---- training curves -------------------------------------------------------------------------------------------
+
+def _write_scalars(cell: Path, seed: int, with_diagnostic: bool) -> None:
+    lines = ["iteration,epoch,lr,seconds,loss,loss_classifier" + (",oamil_mean_best_score" if with_diagnostic else "")]
+    for it in (20, 40):
+        loss = 1.0 + seed - it / 40  # seeds 0/1/2 at iteration 40: 0, 1, 2 -> mean 1, std 1
+        lines.append(f"{it},{it / 20:g},0.001,{it / 10:g},{loss:g},{loss / 2:g}" + (",0.5" if with_diagnostic else ""))
+    (cell / "train").mkdir(exist_ok=True)
+    (cell / "train" / "scalars.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_training_curves_pool_seeds_and_reach_the_report(tmp_path):
+    from reports.analysis import Skips
+    from reports.curves import pooled, training_curves
+
+    store = make_store(tmp_path, seeds=3)
+    for cell in (store / "cells").iterdir():
+        if cell.name != "unfinished":
+            seed = int(cell.name.rsplit("-", 1)[1])
+            _write_scalars(cell, seed, with_diagnostic=cell.name.startswith("oa_mil"))
+    (store / "cells" / "clean-0.1-2" / "train" / "scalars.csv").write_bytes(b"iteration,epoch\n\xff\xfe")
+    cells = load_cells(store)
+    skips = Skips()
+    stats = pooled(training_curves(cells, skips))
+    at = stats[(stats.method == "faster_rcnn") & (stats.noise_level == 0.3) & (stats.scalar == "loss")
+               & (stats.iteration == 40)].iloc[0]
+    assert (at["mean"], at["std"], at["n"]) == (pytest.approx(1.0), pytest.approx(1.0), 3)
+    assert set(stats.loc[stats.method == "oa_mil", "scalar"]) == {"loss", "loss_classifier", "lr",
+                                                                   "oamil_mean_best_score"}
+    assert "oamil_mean_best_score" not in set(stats.loc[stats.method == "faster_rcnn", "scalar"])
+    assert any("clean-0.1-2" in cells_ for cells_ in skips.reasons.values())  # unreadable file: a counted skip
+    out = tmp_path / "out"
+    build_report(store, out, config=FAST, progress=False)
+    plots = {p.name for p in (out / "plots").iterdir()}
+    assert any(n.endswith("_loss_curves.png") for n in plots)
+    assert any(n.endswith("_diagnostic_curves.png") for n in plots)
+    assert "Training curves" in (out / "report.md").read_text()
+
+
+def test_the_first_screen_answers_without_horizontal_scroll(built, tmp_path):
+    """At 1280 px wide the first screen holds the headline and the AP table, and nothing in it runs past the
+    right edge (measured in the browser on a copy of the page with a probe script; the page itself has none)."""
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no `chromium` on PATH (Debian/Ubuntu: apt-get install -y chromium)")
+    probe = ("<script>addEventListener('load', () => { let right = 0, lead = 0;"
+             " for (const e of document.body.querySelectorAll('*')) { const r = e.getBoundingClientRect();"
+             " if (r.top < 800 && r.height > 0) right = Math.max(right, r.right); }"
+             " for (const p of document.querySelectorAll('p.lead')) if (p.getBoundingClientRect().top < 800) lead++;"
+             " const t = document.querySelector('table.results'); const ap = t ? t.getBoundingClientRect().top : 1e9;"
+             " document.title = `probe ${Math.ceil(right)} ${document.documentElement.scrollWidth} ${lead} ${ap}`; });"
+             "</script>")
+    page = tmp_path / "probe.html"
+    page.write_text(built.read_text().replace("</body>", probe + "</body>"))
+    env = dict(os.environ, HOME=str(tmp_path))
+    r = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                        "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,800",
+                        "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+                       capture_output=True, text=True, timeout=120, env=env)
+    found = re.search(r"<title>probe (\d+) (\d+) (\d+) ([\d.e+]+)</title>", r.stdout)
+    assert found, r.stderr[-2000:]
+    right, scroll_width, leads, ap_top = (float(v) for v in found.groups())
+    assert right <= 1280 and scroll_width <= 1280, (right, scroll_width)
+    assert leads >= 1 and ap_top < 800, (leads, ap_top)  # the answer and the AP table are in the first screen

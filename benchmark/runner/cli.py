@@ -52,6 +52,8 @@ def _noise_seed(text: str | None) -> int | str | None:
               help="Training profile [default: paper on a GPU machine for COCO/VOC data, else cpu].")
 @click.option("--set", "sets", multiple=True, metavar="[METHOD:]SECTION.KEY=VALUE",
               help="Config override (train.lr=0.01, or ssd_det:method.KEY=V for one method); repeatable.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="YAML file of config overrides, the keys --set takes (--set wins).")
 @click.option("--no-baselines", is_flag=True, help="Leave out faster_rcnn at each level and the clean oracle.")
 @click.option("--out", "-o", "out", type=click.Path(file_okay=False), default="results", show_default=True,
               help="Results store directory.")
@@ -90,7 +92,7 @@ def _noise_seed(text: str | None) -> int | str | None:
 @click.option("--report/--no-report", default=True, show_default=True, help="Write the comparison report at the end.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars [default: when stderr is a terminal].")
 def run(methods, noise, seeds, datasets, noise_model, noise_params, noise_seed, noise_rng, profile, sets,
-        no_baselines, out, overwrite, dry_run, executor, jobs, threads, gpus_per_cell, partition, gpus_per_task,
+        config_file, no_baselines, out, overwrite, dry_run, executor, jobs, threads, gpus_per_cell, partition, gpus_per_task,
         cpus_per_task, timeout_min, mem_gb, array_parallelism, slurm_args, no_wait, cluster, imports, external,
         classes, category_ids, match_images, report, progress):
     """Run a sweep of METHOD x noise level x seed into a results store (skips done cells, resumes the rest).
@@ -103,6 +105,10 @@ def run(methods, noise, seeds, datasets, noise_model, noise_params, noise_seed, 
     """
     from benchmark.runner import api
 
+    if config_file is not None:
+        from benchmark.config import config_file_sets
+
+        sets = (*config_file_sets(config_file), *sets)
     options = api.SweepOptions(
         methods=methods, noise=noise, seeds=seeds, datasets=list(datasets), noise_model=noise_model,
         noise_params=_parse_kv(noise_params, "--noise-param"), noise_seed=_noise_seed(noise_seed),

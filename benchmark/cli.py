@@ -16,15 +16,17 @@ from benchmark.errors import BenchError, ReportedInterrupt
 
 # command name -> "module:attribute" of a click command or group
 COMMANDS: dict[str, tuple[str, str]] = {
-    "data": ("benchmark.datasets.cli:data", "list, check and convert datasets"),
+    "data": ("benchmark.datasets.cli:data", "list, check, convert and prepare (VOC, COCO) datasets"),
     "eval": ("benchmark.evaluation.cli:eval_cmd", "evaluate a COCO results file against ground truth"),
     "noise": ("noise.cli:noise", "make, inspect and list box-noise models"),
     "train": ("benchmark.train_cli:train", "train one method on one dataset"),
     "predict": ("benchmark.train_cli:predict", "predict (and evaluate) with a trained checkpoint"),
     "run": ("benchmark.runner.cli:run", "run a sweep: method x noise level x seed"),
     "report": ("reports.cli:report", "write comparison reports for a results store"),
+    "inspect": ("reports.inspect_cli:inspect_cmd", "look at clean, noisy, refined and predicted boxes (FiftyOne)"),
     "leaderboard": ("leaderboard.cli:leaderboard", "add, validate and render leaderboard rows"),
     "methods": ("methods.cli:methods", "list registered method adapters"),
+    "weights": ("benchmark.weights:weights_cli", "fetch ImageNet backbone weights into the torch cache"),
     "new-method": ("methods.cli:new_method", "scaffold a new method adapter package"),
 }
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from benchmark.errors import BenchError
-from benchmark.io import atomic_write_text
 from leaderboard.rows import ENTRIES, load_rows, validate_all
 
 ENTRIES_HELP = ("leaderboard entries folder; the default is the suite's own leaderboard inside the installed package "
@@ -64,17 +63,14 @@ def validate(entries):
 @click.option("--tolerance", type=float, default=1.0, show_default=True, help="flag |reported - reproduced| above this")
 @click.option("--latex", is_flag=True, help="also write leaderboard.tex")
 def render(entries, out, metric, sort_level, tolerance, latex):
-    """Write README.md and index.html (and leaderboard.tex) from the rows."""
-    from leaderboard.render import build_tables, to_html, to_latex, to_markdown
+    """Write README.md and index.html (and leaderboard.tex) from the rows; a file of those names that this
+    command did not write is never overwritten."""
+    from leaderboard.render import build_tables, write_views
 
     rows = [r for _, r in load_rows(entries)]
     if not rows:
         raise BenchError("no leaderboard rows", entries)
     tables = build_tables(rows, metric, sort_level)
     out = Path(out) if out else Path(entries).resolve().parent
-    written = [atomic_write_text(out / "README.md", to_markdown(tables, tolerance)),
-               atomic_write_text(out / "index.html", to_html(tables, tolerance))]
-    if latex:
-        written.append(atomic_write_text(out / "leaderboard.tex", to_latex(tables)))
-    for p in written:
+    for p in write_views(out, tables, tolerance, latex):
         click.echo(f"wrote {p}")

@@ -10,9 +10,10 @@ from pathlib import Path
 import click
 
 from benchmark.errors import BenchError
-from benchmark.io import atomic_write_text, read_json, write_json
+from benchmark.io import atomic_write_bytes, atomic_write_text, dumps_json, read_json, sha256_bytes, sha256_file
 from noise.levels import parse_levels
-from noise.make import RNG_MODES, calibrate, check_levels, iter_noisy, try_levels, write_levels
+from noise.make import (MANIFEST_FORMAT, RNG_MODES, calibrate, check_levels, iter_noisy, params_record, try_levels,
+                        write_levels)
 from noise.make import model_from_spec as make_model_from_spec
 from noise.registry import NOISE_MODELS, NoiseModel, get_model
 
@@ -59,12 +60,46 @@ def model_from_spec(spec: str, params: tuple[str, ...]) -> tuple[str | NoiseMode
     return make_model_from_spec(spec, parsed)
 
 
-def _tag(label: str, level: float, seed: int) -> str:
+def _tag(label: str, level: float, seed: int, variant: str = "") -> str:
     """The folder of one level: the level as written back exactly (`0.4`, `1e-05`, `0.1000000001`), so two
-    levels never share a folder and 0.99999999 is not named `r1`."""
+    levels never share a folder and 0.99999999 is not named `r1`; `variant` (`_variant`) tells apart outputs of
+    other parameters or generators."""
     text = repr(float(level))
     text = text[:-2] if text.endswith(".0") else text
-    return re.sub(r"[^A-Za-z0-9_.+=-]", "_", f"{label}-r{text}-s{seed}")
+    return re.sub(r"[^A-Za-z0-9_.+=-]", "_", f"{label}-r{text}-s{seed}" + (f"-{variant}" if variant else ""))
+
+
+def _variant(manifest: dict, default_params: dict, layout: str) -> str:
+    """What besides model, level and seed makes this output differ from the default run's, for its folder name:
+    the generator (`oamil-legacy`, and the --layout given), and `p<hash>` of parameters other than the defaults.
+    Empty for the default run, which keeps its plain name."""
+    parts = []
+    if manifest["rng"] != "numpy":
+        parts.append(manifest["rng"] + (f"-{layout}" if layout != "auto" else ""))
+    if dumps_json(manifest["params"]) != dumps_json(default_params) or manifest.get("param_files"):
+        recorded = {"params": manifest["params"], "param_files": manifest.get("param_files") or {}}
+        parts.append("p" + sha256_bytes(dumps_json(recorded))[:8])
+    return "-".join(parts)
+
+
+def _refuse_other_output(folder: Path, payload: bytes, manifest: dict) -> Path:
+    """`folder`, unless it holds another noisy output than this one (a run on other data, or of another suite
+    version): replacing the same bytes is harmless, replacing other ones would destroy them."""
+    data, old = folder / "train.json", folder / "manifest.json"
+    sha = sha256_bytes(payload)
+    if data.is_file() and sha256_file(data) != sha:
+        raise BenchError("holds another noisy training set than this run makes (other data, parameters or suite "
+                         "version): not overwriting it; choose another --out or remove the folder", folder)
+    if old.is_file():
+        try:
+            recorded = read_json(old)
+            same = recorded.get("format") == MANIFEST_FORMAT and recorded["output"]["sha256"] == sha
+        except (BenchError, AttributeError, KeyError, TypeError):
+            same = False
+        if not same:
+            raise BenchError("holds a manifest.json of another output than this run makes: not overwriting it; "
+                             "choose another --out or remove the folder", folder)
+    return folder
 
 
 @noise.command("make")
@@ -83,7 +118,8 @@ def _tag(label: str, level: float, seed: int) -> str:
 @click.option("--mmdet-base", default=None, help="detector config the mmdet config inherits")
 def make_cmd(dataset, model, levels, seed, rng, layout, params, out, emit, mmdet_base):
     """Write noisy training sets: OUT/<model>-r<level>-s<seed>/{train.json,manifest.json}; the test split is
-    written clean once, to OUT/test.json."""
+    written clean once, to OUT/test.json. Other parameters than the model's defaults add `-p<hash>` to the folder
+    name, another --rng adds its name; a folder (or test.json) holding another output is never overwritten."""
     from tqdm import tqdm
 
     from benchmark.datasets import load
@@ -103,10 +139,22 @@ def make_cmd(dataset, model, levels, seed, rng, layout, params, out, emit, mmdet
     results = iter_noisy(train, model_arg, levels, seed=seed, rng=rng, layout=layout, **model_params)
     test_file = None
     if test is not None:
-        test_file = out / "test.json"
-        write_json(test_file, test.to_coco())
+        test_file, payload = out / "test.json", dumps_json(test.to_coco())
+        if test_file.is_file() and sha256_file(test_file) != sha256_bytes(payload):
+            raise BenchError("holds the test split of another dataset (or of another version of this one): not "
+                             "overwriting it; choose another --out or remove it", test_file)
+        atomic_write_bytes(test_file, payload)
     rows = []
-    written = write_levels(results, lambda r: out / _tag(r.manifest["model"], r.manifest["level"], r.manifest["seed"]))
+    default_model, default_params = make_model_from_spec(model, {})
+    default_nm = get_model(default_model) if isinstance(default_model, str) else default_model
+    default_record = params_record(default_nm, default_params)["params"]
+
+    def folder(r):
+        m = r.manifest
+        return _refuse_other_output(out / _tag(m["model"], m["level"], m["seed"], _variant(m, default_record, layout)),
+                                    r.payload, m)
+
+    written = write_levels(results, folder)
     for result, paths in tqdm(written, total=len(levels), desc="noise", unit="level", file=sys.stderr,
                               disable=len(levels) < 2):
         m = result.manifest

@@ -7,8 +7,9 @@ Output layout (default `STORE/report/`):
   plots/<group>_<name>.{png,svg}       always (the pages use them)
   galleries/<group>_<source>_<mode>.png
 A group is one (dataset, noise model, profile) of the sweep; methods and noise levels vary inside it.
-Rebuilding into the same folder removes what the earlier report wrote there and this one does not (a group, a
-format, a gallery that is gone): the folder holds exactly the report.
+The folder keeps a record of the files the report wrote (`.noisybox-written.json`, `benchmark.owned`): rebuilding
+into it removes what the earlier report wrote and this one does not (a group, a format, a gallery that is gone),
+and nothing else. A file the user added or edited there is kept; a non-empty folder without the record is refused.
 """
 
 from __future__ import annotations
@@ -42,15 +43,27 @@ def build_report(store_dir, out_dir=None, formats=FORMATS, config: ReportConfig 
     if line and echo is not None:
         echo(line)
     out = Path(out_dir) if out_dir is not None else store / "report"
-    out.mkdir(parents=True, exist_ok=True)  # sub-folders appear with their first file
+    w = Writer(out, formats)  # refuses a folder holding files an earlier report did not write
+    try:
+        index = _write(w, store, frame, formats, cfg, progress)
+    except BaseException:
+        w.abandon()
+        raise
+    changed = w.prune()
+    if changed:
+        print(f"note: kept {len(changed)} file(s) of the earlier report edited since it wrote them "
+              f"(e.g. {out / changed[0]}); they are no longer part of the report", file=sys.stderr)
+    return index
 
+
+def _write(w: Writer, store: Path, frame, formats, cfg: ReportConfig, progress: bool) -> Path:
+    out = w.out
     cache, datasets, skips = CellCache(), Datasets(), Skips()
     for cid, name, problem, redone in frame.attrs.get("unloaded", []):
         skips.add(_left_out(cid, name, problem, redone), cid)
     for cid, name, status, error in frame.attrs.get("unfinished", []):
         state = "not started" if status == "missing" else status
         skips.add(f"not finished: {name}, {state}{': ' + error if error else ''} (log: cells/{cid}/cell.log)", cid)
-    w = Writer(out, formats)
     title = f"noisybox-bench report: {store.resolve().name}"
     w.heading(1, title)
     w.para(f"store {store.resolve()} · {len(frame)} finished cell(s) · {frame['method'].nunique()} method(s) · "
@@ -86,7 +99,6 @@ def build_report(store_dir, out_dir=None, formats=FORMATS, config: ReportConfig 
         index = w.write_text(out / "report.md", "\n".join(w.md))
     if "html" in formats:
         index = w.write_text(out / "index.html", html.page(title, "\n".join(w.html)))
-    w.prune()
     return index
 
 

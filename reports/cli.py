@@ -33,3 +33,4 @@ def report(results_dir: Path, out_dir: Path | None, formats: str, config_path: P
     index = build_report(results_dir, out_dir, fmts, cfg, progress=not quiet,
                          echo=lambda line: click.echo(line, err=True))
     click.echo(f"report: {index}")
+

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.io import atomic_write_bytes, atomic_write_text
+from benchmark.owned import OwnedFolder
 from reports import html
 from reports import plots as P
 from reports.tables import Table, plain_html, plain_latex, plain_markdown, to_html, to_latex, to_long, to_markdown
@@ -25,21 +26,23 @@ class Writer:
         self.out, self.formats = out, formats
         self.md: list[str] = []
         self.html: list[str] = []
-        self.written: set[Path] = set()  # every file of this report, so `prune` can drop an earlier one's leftovers
+        # what this report writes, against the record of the earlier one: never replaces or deletes a user's file
+        self.folder = OwnedFolder(out, "bench report").open("report folder")
 
     def write_text(self, path: Path, text: str) -> Path:
-        self.written.add(path)
-        return atomic_write_text(path, text)
+        return self.folder.add(atomic_write_text(self.folder.claim(path), text))
 
-    def prune(self, folders=("tables", "plots", "galleries"), top=("report.md", "index.html")) -> list[Path]:
-        """Delete files an earlier report left in this report's folders that this one did not write (a method,
-        group or format no longer in it): the folder then holds exactly what its pages show."""
-        stale = [f for d in folders if (self.out / d).is_dir() for f in (self.out / d).iterdir() if f.is_file()]
-        stale += [self.out / name for name in top if (self.out / name).is_file()]
-        removed = [f for f in stale if f not in self.written]
-        for f in removed:
-            f.unlink(missing_ok=True)
-        return removed
+    def prune(self) -> list[str]:
+        """Delete the files the earlier report wrote and this one did not (a method, group or format no longer in
+        it), unless edited since, and record this report's files. Returns the edited ones (kept)."""
+        _, changed = self.folder.remove_earlier()
+        self.folder.save()
+        return changed
+
+    def abandon(self) -> None:
+        """After a failed build: record this run's files with the earlier ones still there, deleting nothing."""
+        if self.folder.now or self.folder.before:
+            self.folder.save(keep_earlier=True)
 
     def heading(self, level: int, text: str, anchor: str | None = None):
         self.md.append(f"{'#' * level} {text}\n")
@@ -80,14 +83,16 @@ class Writer:
         self.html.append(f"<div class='scroll'>{plain_html(df, title, decimals)}</div>")
 
     def figure(self, fig, name: str, caption: str):
+        for fmt in ("png", "svg"):
+            self.folder.claim(self.out / "plots" / f"{name}.{fmt}")
         paths = P.save_figure(fig, self.out / "plots" / name)
-        self.written.update(paths.values())
+        for p in paths.values():
+            self.folder.add(p)
         self.md.append(f"![{caption}](plots/{name}.png)\n")
         self.html.append(html.figure(paths["png"].read_bytes(), caption))
 
     def picture(self, png: bytes, rel: str, caption: str):
-        atomic_write_bytes(self.out / rel, png)
-        self.written.add(self.out / rel)
+        self.folder.add(atomic_write_bytes(self.folder.claim(self.out / rel), png))
         self.md.append(f"![{caption}]({rel})\n")
         self.html.append(html.figure(png, caption))
 

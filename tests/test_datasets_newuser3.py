@@ -14,7 +14,7 @@ from PIL import Image
 
 from benchmark.cli import cli
 from benchmark.datasets import load, load_coco, load_voc, load_yolo, save_voc
-from benchmark.datasets.yolo import yolo_class_names
+from benchmark.datasets.yolo import save_yolo, yolo_class_names
 from benchmark.errors import BenchError
 
 
@@ -240,16 +240,19 @@ def test_convert_refuses_to_mix_into_an_earlier_export_or_overwrite_its_source(t
     runner = CliRunner()
     first = runner.invoke(cli, ["data", "convert", str(src), str(tmp_path / "out"), "--to", "yolo"])
     assert first.exit_code == 0, first.output
-    again = runner.invoke(cli, ["data", "convert", str(src), str(tmp_path / "out"), "--to", "yolo"])
-    assert again.exit_code == 0, again.output  # the same export again is fine
+    again = runner.invoke(cli, ["data", "convert", str(src), str(tmp_path / "out"), "--to", "yolo", "--overwrite"])
+    assert again.exit_code == 0, again.output  # the same export again, replacing the earlier one
     other = tmp_path / "z"
     write_image(other / "images" / "train" / "b.jpg")
     write_text(other / "labels" / "train" / "b.txt", "0 0.5 0.5 0.2 0.2\n")
     write_text(other / "data.yaml", "names: {0: cat, 1: dog}\n")
     mixed = runner.invoke(cli, ["data", "convert", str(other), str(tmp_path / "out"), "--to", "yolo"])
     assert isinstance(mixed.exception, BenchError)
-    assert "labels/train already holds 1 file(s) this export does not write (e.g. 0001.txt)" in str(mixed.exception)
+    assert "DST is not empty" in str(mixed.exception) and "--overwrite" in str(mixed.exception)
     assert len(load_yolo(tmp_path / "out", "train").images) == 1  # nothing of `z` was mixed in
+    # the API refuses to mix too
+    with pytest.raises(BenchError, match=r"labels/train already holds 1 file\(s\) this export does not write"):
+        save_yolo(load_yolo(other, "train"), tmp_path / "out", "train")
     for dst in (src, src / "data.yaml"):
         inplace = runner.invoke(cli, ["data", "convert", str(dst), str(src), "--to", "yolo"])
         assert isinstance(inplace.exception, BenchError) and "own folder" in str(inplace.exception)

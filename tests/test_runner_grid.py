@@ -310,7 +310,7 @@ def test_runtime_keys_leave_the_cell_id_unchanged():
     from benchmark.config import RUNTIME_KEYS
 
     knobs = {"device": "cpu", "workers": 3, "log_every": 7, "amp": False, "cache_images": True,
-             "checkpoint_every": 2, "checkpoint_minutes": 5.0}
+             "checkpoint_every": 2, "checkpoint_minutes": 5.0, "loggers": ["csv", "tensorboard"]}
     assert set(knobs) == set(RUNTIME_KEYS["train"])
     changed = {**GOLDEN_CONFIG, "method_config": {**GOLDEN_CONFIG["method_config"],
                                                   "train": {**GOLDEN_CONFIG["method_config"]["train"], **knobs}}}

@@ -1,11 +1,13 @@
 """`load(spec)`: one entry point from a dataset name or path to its `train` and `test` splits.
 
 A spec is
-- a catalog name: `shapes` (default synthetic set), `shapes-mini` (tiny, for tests), `bccd` (real, VOC);
+- a catalog name: `shapes` (default synthetic set), `shapes-mini` (tiny, for tests), `bccd` (real, VOC), and the
+  datasets `bench data prepare` makes: `voc2007`, `voc2012`, `voc0712` (07+12 trainval / 07 test), `coco2017`
+  (found through `ROOT/prepared.json`, ROOT = `$NOISYBOX_DATA` or `~/.cache/noisybox/data`: `prepare.data_root`);
 - `shapes:train=N,val=N,size=PX,seed=S` (or `train_seed=` / `val_seed=`) for another synthetic set;
 - a path whose layout tells the format: a COCO json file, a folder of COCO jsons (`train.json` + `val.json` /
-  `test.json`, or `annotations/instances_{train,val}*.json`), a VOC root (`Annotations/`), a YOLO root
-  (`images/` + `labels/`);
+  `test.json`, or `annotations/instances_{train,val}*.json`), a VOC root (`Annotations/`), a `VOCdevkit/` holding
+  `VOC2007/` and/or `VOC2012/` (both: the 07+12 union, as `voc0712`), a YOLO root (`images/` + `labels/`);
 - `coco:TRAIN.json,TEST.json`.
 
 Split names are always `train` and `test`: VOC `trainval` (else `train`) -> train and `test` (else `val`) -> test;
@@ -26,8 +28,9 @@ from benchmark.errors import BenchError
 
 from .coco import load_coco
 from .core import DetectionDataset
+from .problems import UNCLIPPED_BOXES
 from .shapes import ShapesConfig, cache_dir, ensure_shapes
-from .voc import load_voc, voc_splits
+from .voc import LEGACY_DRAW_SLOTS, load_voc, voc_splits
 from .yolo import load_yolo, lone_export_split, yolo_splits
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,6 +69,32 @@ def _bccd_location() -> tuple[Path | None, str]:
 
 SHAPES_MINI = ShapesConfig(train=64, val=32)
 
+
+def _prepared_location(name: str) -> tuple[Path | None, str]:
+    from .prepare import data_root, status
+
+    try:
+        st = status(name)
+    except BenchError as exc:  # e.g. an unreadable prepared.json: `bench data ls` still lists the rest
+        return None, f"unknown: {exc}"
+    where = ", ".join(st["locations"]) or None
+    if not st["prepared"]:
+        return None, f"not prepared: bench data prepare {name} (data root {data_root()})"
+    if st["missing"]:
+        return where, f"prepared: {', '.join(st['prepared'])} only (bench data prepare {name} for the rest)"
+    return where, "prepared" + ("" if st["images"] else " (annotations only, --no-images)")
+
+
+def _prepared_entry(name: str, description: str) -> CatalogEntry:
+    return CatalogEntry(name, description, lambda: _prepared_location(name),
+                        lambda progress=True: load_prepared(name))
+
+
+def _prepared_entries() -> dict[str, CatalogEntry]:
+    from .prepare import load_sources
+
+    return {n: _prepared_entry(n, d["description"]) for n, d in load_sources()["datasets"].items()}
+
 CATALOG: dict[str, CatalogEntry] = {
     "shapes": CatalogEntry("shapes", "synthetic shapes, 128 px, 4 classes, 1500 train / 300 test (built in)",
                            lambda: _shapes_location(ShapesConfig()),
@@ -75,6 +104,7 @@ CATALOG: dict[str, CatalogEntry] = {
                                 lambda progress=True: load_shapes(SHAPES_MINI, "shapes-mini", progress)),
     "bccd": CatalogEntry("bccd", "BCCD blood cells (VOC), 3 classes, 292 trainval / 72 test",
                          _bccd_location, lambda progress=True: _load_bccd()),
+    **_prepared_entries(),
 }
 
 
@@ -147,6 +177,108 @@ def _load_voc_root(root: Path, name: str) -> dict[str, DetectionDataset]:
     if not pairs:
         raise BenchError("VOC folder has no split files in ImageSets/Main (expected trainval/train and test/val)", root)
     return _align_by_name({k: load_voc(root, s, name=f"{name}/{k}") for k, s in pairs})
+
+
+def _concat(parts: list[DetectionDataset], name: str) -> DetectionDataset:
+    """One dataset from several VOC splits (the 07+12 union): categories aligned by name, image ids of each part
+    shifted past the previous part's largest, annotation ids renumbered, file names relative to the parts' common
+    folder. The order is the parts' order (mmdet's ConcatDataset order), which per-box noise draws follow."""
+    if len(parts) == 1:
+        return parts[0]
+    parts = list(_align_by_name(dict(enumerate(parts))).values())
+    roots = [Path(p.image_root).resolve() for p in parts]
+    common = Path(os.path.commonpath(roots))
+    images, anns, info = [], [], {"format": "voc", "parts": [p.source for p in parts]}
+    img_shift, ann_shift = 0, 0
+    for p, r in zip(parts, roots):
+        rel = r.relative_to(common)
+        for im in p.images:
+            images.append({**im, "id": im["id"] + img_shift, "file_name": (rel / im["file_name"]).as_posix()})
+        for a in p.annotations:
+            anns.append({**a, "id": a["id"] + ann_shift, "image_id": a["image_id"] + img_shift})
+        for key, value in p.info.items():
+            if key == UNCLIPPED_BOXES:
+                value = [[r0 + ann_shift, *rest] for r0, *rest in value]
+            elif key == LEGACY_DRAW_SLOTS:
+                value = [[iid + img_shift, before] for iid, before in value]
+            if isinstance(value, list):
+                info.setdefault(key, []).extend(value)
+            elif isinstance(value, dict) and key != "problem_examples":
+                merged = info.setdefault(key, {})
+                for k, v in value.items():
+                    merged[k] = merged.get(k, 0) + v if isinstance(v, (int, float)) else v
+            elif isinstance(value, dict):
+                merged = info.setdefault(key, {})
+                for k, v in value.items():
+                    merged.setdefault(k, []).extend(v)
+        img_shift = max((im["id"] for im in images), default=img_shift)
+        ann_shift = max((a["id"] for a in anns), default=ann_shift)
+    return DetectionDataset(images, anns, parts[0].categories, image_root=common, name=name,
+                            source=str(common), info=info)
+
+
+def _load_voc_parts(splits: dict[str, list[tuple[Path, str]]], name: str) -> dict[str, DetectionDataset]:
+    """{split: [(VOC year folder, VOC split), ...]} -> aligned splits, several parts concatenated (`_concat`)."""
+    out = {k: _concat([load_voc(root, s, name=f"{name}/{k}") for root, s in parts], f"{name}/{k}")
+           for k, parts in splits.items() if parts}
+    return _align_by_name(out)
+
+
+def voc_devkit_years(path: Path) -> dict[str, Path]:
+    """{'2007': folder, ...} of the `VOC<year>/` folders with `Annotations/` in a `VOCdevkit/` folder."""
+    if not path.is_dir() or (path / "Annotations").is_dir():
+        return {}
+    return {m.group(1): c for c in sorted(path.iterdir())
+            if (m := re.fullmatch(r"VOC(\d{4})", c.name, re.IGNORECASE)) and (c / "Annotations").is_dir()}
+
+
+def voc_devkit_name(path: Path) -> str | None:
+    """The catalog name a `VOCdevkit/` loads as: `voc0712` for 2007 + 2012, else `voc<year>` of its one year."""
+    years = voc_devkit_years(path)
+    if set(years) >= {"2007", "2012"}:
+        return "voc0712"
+    return f"voc{next(iter(years))}" if len(years) == 1 else None
+
+
+def _load_voc_devkit(path: Path) -> dict[str, DetectionDataset]:
+    """A `VOCdevkit/`: one year loads as that year's folder; 2007 + 2012 as the 07+12 union (train: 2007 trainval
+    + 2012 trainval, test: 2007 test), as `voc0712` does."""
+    years = voc_devkit_years(path)
+    name = voc_devkit_name(path) or path.name
+    if len(years) == 1:
+        return _load_voc_root(next(iter(years.values())), name)
+    if not {"2007", "2012"} <= set(years):
+        raise BenchError(f"VOCdevkit with years {', '.join(years)}: only one year, or 2007 + 2012 (the 07+12 "
+                         "union), is understood; point at one VOC<year> folder instead", path)
+    v07, v12 = years["2007"], years["2012"]
+    test = [(v07, "test")] if "test" in voc_splits(v07) else []
+    return _load_voc_parts({"train": [(v07, "trainval"), (v12, "trainval")], "test": test}, name)
+
+
+def load_prepared(name: str, root: str | Path | None = None) -> dict[str, DetectionDataset]:
+    """A dataset `bench data prepare` made, from the stamp in the data root: the splits that are prepared."""
+    from .prepare import data_root, load_sources, read_stamp
+
+    sources = load_sources()
+    root = data_root(root)
+    stamp = read_stamp(root)
+    entry = sources["datasets"][name]
+    wanted: dict[str, list[tuple[Path, str | None]]] = {}
+    for split in ("train", "test"):
+        locs = [(stamp["parts"].get(p) or {}).get("location") for p, _ in entry[split]]
+        if all(loc and Path(loc).is_dir() for loc in locs):
+            wanted[split] = [(Path(loc), vs) for loc, (_, vs) in zip(locs, entry[split])]
+    if not wanted:
+        raise BenchError(f"dataset {name!r} is not prepared in {root}: run `bench data prepare {name}` (with --from "
+                         "DIR for archives fetched by hand), or set NOISYBOX_DATA to the folder it was prepared in")
+    part_of = {split: entry[split][0][0] for split in wanted}
+    if sources["parts"][part_of[next(iter(wanted))]]["format"] == "coco":
+        out = {}
+        for split, [(loc, _)] in wanted.items():
+            spec = sources["parts"][part_of[split]]
+            out[split] = load_coco(loc / spec["annotations"], loc / spec["image_dir"], name=f"{name}/{split}")
+        return _same_categories(out)
+    return _load_voc_parts(wanted, name)
 
 
 def _load_yolo_root(root: Path, name: str) -> dict[str, DetectionDataset]:
@@ -227,7 +359,7 @@ def _coco_dir_files(root: Path) -> dict[str, Path]:
 
 
 def detect_format(path: Path) -> str:
-    """'coco-file', 'coco-dir', 'voc' or 'yolo', from what the path holds."""
+    """'coco-file', 'coco-dir', 'voc', 'vocdevkit' or 'yolo', from what the path holds."""
     if path.is_file():
         if path.suffix.lower() == ".json":
             return "coco-file"
@@ -237,6 +369,8 @@ def detect_format(path: Path) -> str:
                          "dataset folder", path)
     if (path / "Annotations").is_dir():
         return "voc"
+    if voc_devkit_years(path):
+        return "vocdevkit"
     if (path / "labels").is_dir() and (path / "images").is_dir():
         return "yolo"
     if _coco_dir_files(path):
@@ -273,6 +407,8 @@ def load(spec: str | Path, progress: bool = True, keep_columns: bool = False) ->
         return _load_coco_file(path, keep_columns)
     if fmt == "voc":
         return _load_voc_root(path, name)
+    if fmt == "vocdevkit":
+        return _load_voc_devkit(path)
     if fmt == "yolo":
         return _load_yolo_root(path, name)
     files = _coco_dir_files(path)

@@ -32,6 +32,7 @@ REASONS: dict[str, str] = {
     "unknown_category": "box of a category not in the category list (dropped)",
     "unknown_image": "annotation for an image id not in the image list (dropped)",
     "unreadable_image": "image file missing or unreadable where its size was needed (image dropped)",
+    "box_of_unreadable_image": "box of an image dropped as unreadable (dropped with it)",
     "label_without_image": "label file with no matching image (ignored)",
     "duplicate_image_in_split": "image listed twice in a split (file or folders; second listing ignored)",
     "polygon_label": "YOLO segmentation polygon read as its bounding box",

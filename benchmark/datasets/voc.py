@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import unicodedata
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path, PurePosixPath
@@ -143,6 +144,8 @@ def load_voc(root: str | Path, split: str, classes: list[str] | None = None, nam
                 width, height = image_size(img_dir / file_name)
             except BenchError as exc:
                 log.skip("unreadable_image", f"{rel}: no <size> and {exc}")
+                if el.findall("object"):  # its boxes go with it: counted, so a conversion says so
+                    log.skip("box_of_unreadable_image", rel, n=len(el.findall("object")))
                 continue
         image_id = id_of[stem]
         images.append({"id": image_id, "file_name": file_name, "width": int(width), "height": int(height)})
@@ -224,16 +227,53 @@ def _xml(img: dict, stem: str, ext: str, objects: list[str]) -> str:
     )
 
 
-def _object(name: str, box: list[float], difficult: int) -> str:
+def _object(name: str, box: list[float], difficult: int, width: int, height: int) -> tuple[str, bool]:
+    """One <object>, and whether its box had to be widened: VOC's integer pixels read back as xmax - xmin + 1 wide,
+    so a box rounding to under 2 px is widened (kept inside the image, where the reader would drop it)."""
     x, y, w, h = box
     xmin, ymin = math.floor(x + 0.5) + 1, math.floor(y + 0.5) + 1
     xmax = max(math.floor(x + w + 0.5), xmin + 1)  # xmax == xmin would read back as a zero-size point
     ymax = max(math.floor(y + h + 0.5), ymin + 1)
+    widened = xmax != math.floor(x + w + 0.5) or ymax != math.floor(y + h + 0.5)
+    if xmax > width >= 2:
+        xmax, xmin = width, min(xmin, width - 1)
+    if ymax > height >= 2:
+        ymax, ymin = height, min(ymin, height - 1)
     return (
         f"\t<object>\n\t\t<name>{escape(name)}</name>\n\t\t<pose>Unspecified</pose>\n\t\t<truncated>0</truncated>\n"
         f"\t\t<difficult>{difficult}</difficult>\n\t\t<bndbox>\n\t\t\t<xmin>{xmin}</xmin>\n\t\t\t<ymin>{ymin}</ymin>\n"
         f"\t\t\t<xmax>{xmax}</xmax>\n\t\t\t<ymax>{ymax}</ymax>\n\t\t</bndbox>\n\t</object>\n"
-    )
+    ), widened
+
+
+def unwritable_class_names(names: list[str]) -> list[str]:
+    """The class names a VOC export would not read back as themselves: empty, leading or trailing white space (the
+    reader strips it), control characters or line breaks (XML cannot carry most; it turns CR into LF), surrogates
+    and non-characters."""
+    bad = []
+    for n in names:
+        n = str(n)
+        odd = any(unicodedata.category(ch) in ("Cc", "Cs") or (ord(ch) & 0xFFFE) == 0xFFFE
+                  or 0xFDD0 <= ord(ch) <= 0xFDEF for ch in n)
+        if not n or n != n.strip() or odd:
+            bad.append(n)
+            continue
+        try:
+            back = ET.fromstring(f"<name>{escape(n)}</name>").text
+        except ET.ParseError:
+            back = None
+        if (back or "").strip() != n:
+            bad.append(n)
+    return bad
+
+
+def refuse_unwritable_names(fmt: str, bad: list[str], where=None) -> None:
+    """One line naming the class names (`bad`) the format `fmt` cannot carry."""
+    if bad:
+        raise BenchError(f"{len(bad)} class name(s) cannot be written as {fmt}: "
+                         + ", ".join(repr(n) for n in bad[:5]) + (" ..." if len(bad) > 5 else "")
+                         + f" (leading/trailing spaces, control characters and line breaks do not survive {fmt}); "
+                           "rename them first", where)
 
 
 def _free_stem(stem: str, content: tuple, written: dict) -> str:
@@ -247,32 +287,41 @@ def _free_stem(stem: str, content: tuple, written: dict) -> str:
 
 
 def save_voc(ds: DetectionDataset, root: str | Path, split: str, images: str = "symlink",
-             written: dict | None = None) -> dict:
+             written: dict | None = None, files: list | None = None) -> dict:
     """Write `ds` as a VOC split: one xml per image, `ImageSets/Main/<split>.txt`, images placed in
     `JPEGImages/` ('symlink', 'copy' or 'none').
 
     Coordinates are written as integers (VOC's precision: edges move by at most 0.5 px, except that a box under
-    1 px wide or high is widened to 1 px); ignored boxes (VOC difficult, COCO crowd) are written with
-    `<difficult>1</difficult>`. `written` (image id -> content, shared by
-    the splits of one export) keeps ids unique: an image whose id is taken by another one is renamed `<id>__2`.
-    Returns counts of what was written."""
+    2 px wide or high is widened, counted as `widened_boxes`); ignored boxes (VOC difficult, COCO crowd) are
+    written with `<difficult>1</difficult>`. Class names VOC cannot carry are refused (`unwritable_class_names`).
+    `written` (image id -> content, shared by the splits of one export) keeps ids unique: an image whose id is
+    taken by another one is renamed `<id>__2`. `files` collects every path written. Returns counts of what was
+    written."""
     root = Path(root)
     names = ds.category_names()
+    refuse_unwritable_names("VOC", unwritable_class_names(list(names.values())))
     by_image = ds.annotations_by_image()
     written = {} if written is None else written
-    stems, missing, boxes, renamed = [], 0, 0, 0
+    files = [] if files is None else files
+    stems, missing, boxes, renamed, widened = [], 0, 0, 0, 0
     for img in ds.images:
         ext = PurePosixPath(img["file_name"]).suffix or ".jpg"
-        objects = [_object(names[a["category_id"]], a["bbox"], int(bool(a.get("ignore", 0))))
-                   for a in by_image.get(img["id"], [])]
+        objects = []
+        for a in by_image.get(img["id"], []):
+            text, wide = _object(names[a["category_id"]], a["bbox"], int(bool(a.get("ignore", 0))),
+                                 int(img["width"]), int(img["height"]))
+            objects.append(text)
+            widened += wide
         content = (os.path.abspath(ds.image_path(img)), int(img["width"]), int(img["height"]), tuple(objects))
         stem = _free_stem(voc_stem(img["file_name"]), content, written)
         renamed += stem != voc_stem(img["file_name"])
         boxes += len(objects)
-        atomic_write_text(root / "Annotations" / f"{stem}.xml", _xml(img, stem, ext, objects))
+        files.append(atomic_write_text(root / "Annotations" / f"{stem}.xml", _xml(img, stem, ext, objects)))
         if not place_image(ds.image_path(img), root / "JPEGImages" / f"{stem}{ext}", images):
             missing += 1
+        elif images != "none":
+            files.append(root / "JPEGImages" / f"{stem}{ext}")
         stems.append(stem)
-    atomic_write_text(root / "ImageSets" / "Main" / f"{split}.txt", "".join(s + "\n" for s in stems))
+    files.append(atomic_write_text(root / "ImageSets" / "Main" / f"{split}.txt", "".join(s + "\n" for s in stems)))
     return {"images": len(stems), "boxes": boxes, "missing_source_images": missing,
-            "renamed_images": renamed}
+            "renamed_images": renamed, "widened_boxes": widened}

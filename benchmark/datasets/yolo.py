@@ -20,7 +20,7 @@ import ast
 import math
 import os
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from benchmark.errors import BenchError
 from benchmark.io import atomic_write_text
@@ -28,7 +28,7 @@ from benchmark.io import atomic_write_text
 from .core import DetectionDataset
 from .images import image_size, is_image_file, place_image
 from .problems import ProblemLog, clean_box
-from .voc import safe_relpath
+from .voc import refuse_unwritable_names, safe_relpath, unwritable_class_names
 
 YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml")
 WRITTEN_BY = "# written by noisybox-bench"  # first line of the data.yaml `save_yolo` writes
@@ -370,6 +370,16 @@ def _unique_images(sources: list[Path], log: ProblemLog) -> list[Path]:
     return list(files.values())
 
 
+def _count_lost_labels(label: Path, where: str, log: ProblemLog) -> None:
+    """The boxes of an image dropped as unreadable go with it: counted, so a conversion says so."""
+    try:
+        n = sum(1 for line in label.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip())
+    except OSError:
+        return
+    if n:
+        log.skip("box_of_unreadable_image", where, n=n)
+
+
 def load_yolo(root: str | Path, split: str, name: str = "") -> DetectionDataset:
     """One split of a YOLO dataset given as its folder or its .yaml file (see the module docstring)."""
     root = Path(root)
@@ -389,6 +399,7 @@ def load_yolo(root: str | Path, split: str, name: str = "") -> DetectionDataset:
             width, height = image_size(path)
         except BenchError as exc:
             log.skip("unreadable_image", str(exc))
+            _count_lost_labels(label_path(path), str(exc), log)
             continue
         images.append({"id": i, "file_name": rel, "width": width, "height": height})
         label = label_path(path)
@@ -419,10 +430,44 @@ def _yaml_str(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _refuse_foreign_files(root: Path, split: str, ds: DetectionDataset, images: str) -> None:
+def unwritable_yolo_names(names: list[str]) -> list[str]:
+    """The class names a YOLO export would not read back as themselves: those VOC cannot carry either (white space
+    at an end, control characters, line breaks: YAML tools strip or fold them) and any the data.yaml written for
+    them does not give back."""
+    bad = unwritable_class_names(names)
+    for n in names:
+        if n not in bad and parse_yaml_names(f"names:\n  0: {_yaml_str(str(n))}\n") != {0: str(n)}:
+            bad.append(n)
+    return bad
+
+
+def _export_names(ds: DetectionDataset, images: str) -> list[PurePosixPath]:
+    """Each image's path in `images/<split>` (its label: the same path with .txt). Images that share a stem in
+    one folder (`a.jpg`, `a.png`) would share one label file: the later ones are renamed `a__2.png`, ... (with
+    `images='none'` the export places no image to rename, so it is refused, naming the pair)."""
+    rels = [safe_relpath(img["file_name"]) for img in ds.images]
+    taken: dict[str, PurePosixPath] = {}
+    out = []
+    for rel in rels:
+        label = str(rel.with_suffix(".txt"))
+        if label in taken:
+            if images == "none":
+                raise BenchError(f"images {taken[label]} and {rel} would share the label file {label} (YOLO finds "
+                                 "a label by the image's name without extension): rename one, or export with "
+                                 "--images symlink or copy, which renames the second")
+            k = 2
+            while str(rel.with_name(f"{rel.stem}__{k}.txt")) in taken:
+                k += 1
+            rel = rel.with_name(f"{rel.stem}__{k}{rel.suffix}")
+            label = str(rel.with_suffix(".txt"))
+        taken[label] = rel
+        out.append(rel)
+    return out
+
+
+def _refuse_foreign_files(root: Path, split: str, rels: list[PurePosixPath], images: str) -> None:
     """A YOLO split is whatever its folders hold: label or image files of an earlier, different export left in
     `labels/<split>` / `images/<split>` would load as part of this one. Refuse to mix them in."""
-    rels = [safe_relpath(img["file_name"]) for img in ds.images]
     folders = [("labels", {str(r.with_suffix(".txt")) for r in rels}, lambda name: name.endswith(".txt"))]
     if images != "none":
         folders.append(("images", {str(r) for r in rels}, is_image_file))
@@ -437,23 +482,27 @@ def _refuse_foreign_files(root: Path, split: str, ds: DetectionDataset, images: 
                              root)
 
 
-def save_yolo(ds: DetectionDataset, root: str | Path, split: str, images: str = "symlink") -> dict:
+def save_yolo(ds: DetectionDataset, root: str | Path, split: str, images: str = "symlink",
+              files: list | None = None) -> dict:
     """Write `ds` as a YOLO split (labels with 6 decimals, images placed by 'symlink', 'copy' or 'none') and
     (re)write data.yaml. YOLO has no ignore flag: ignored boxes (difficult / crowd) are left out, as the usual
-    VOC->YOLO converters do, and counted in the returned summary."""
+    VOC->YOLO converters do, and counted in the returned summary. Class names the data.yaml cannot carry are
+    refused; images sharing a stem get unique names (`_export_names`). `files` collects every path written."""
     root = Path(root)
+    files = [] if files is None else files
     cats = sorted(ds.categories, key=lambda c: c["id"])
     index = {c["id"]: k for k, c in enumerate(cats)}
     names = [c["name"] for c in cats]
+    refuse_unwritable_names("YOLO", unwritable_yolo_names(names))
     yaml_path = root / "data.yaml"
     if yaml_path.is_file() and yolo_class_names(root) != names:
         raise BenchError(f"data.yaml lists other class names than the dataset ({names})", yaml_path)
 
-    _refuse_foreign_files(root, split, ds, images)
+    rels = _export_names(ds, images)
+    _refuse_foreign_files(root, split, rels, images)
     by_image = ds.annotations_by_image()
     written = boxes = dropped = missing = 0
-    for img in ds.images:
-        rel = safe_relpath(img["file_name"])
+    for img, rel in zip(ds.images, rels):
         W, H = float(img["width"]), float(img["height"])
         lines = []
         for a in by_image.get(img["id"], []):
@@ -464,9 +513,11 @@ def save_yolo(ds: DetectionDataset, root: str | Path, split: str, images: str = 
             lines.append(f"{index[a['category_id']]} {(x + w / 2) / W:.6f} {(y + h / 2) / H:.6f} "
                          f"{w / W:.6f} {h / H:.6f}\n")
         boxes += len(lines)
-        atomic_write_text(root / "labels" / split / rel.with_suffix(".txt"), "".join(lines))
+        files.append(atomic_write_text(root / "labels" / split / rel.with_suffix(".txt"), "".join(lines)))
         if not place_image(ds.image_path(img), root / "images" / split / rel, images):
             missing += 1
+        elif images != "none":
+            files.append(root / "images" / split / rel)
         written += 1
 
     splits = sorted(set(yolo_splits(root)) | {split})
@@ -476,5 +527,7 @@ def save_yolo(ds: DetectionDataset, root: str | Path, split: str, images: str = 
         keys["test"] = "test"
     text = f"{WRITTEN_BY}; paths relative to this file's folder\n" + "".join(f"{k}: images/{v}\n" for k, v in keys.items())
     text += f"nc: {len(names)}\nnames:\n" + "".join(f"  {k}: {_yaml_str(n)}\n" for k, n in enumerate(names))
-    atomic_write_text(yaml_path, text)
-    return {"images": written, "boxes": boxes, "ignored_boxes_left_out": dropped, "missing_source_images": missing}
+    files.append(atomic_write_text(yaml_path, text))
+    renamed = sum(r != safe_relpath(img["file_name"]) for img, r in zip(ds.images, rels))
+    return {"images": written, "boxes": boxes, "ignored_boxes_left_out": dropped, "missing_source_images": missing,
+            "renamed_images": renamed}

@@ -50,6 +50,8 @@ class SweepOptions:
     progress: bool = True
     external: list[str] = field(default_factory=list)  # detections files: score them as cells, train nothing
     external_options: dict = field(default_factory=dict)  # classes / category_ids / match_images (load_detections)
+    weights: Path | None = None  # local initial weights for every cell (cells.weights_identity)
+    offline: bool = False  # the cells cannot download: pretrained weights must be in the torch cache (preflight)
 
 
 def grid(o: SweepOptions):
@@ -95,7 +97,17 @@ def planned_cells(o: SweepOptions, store: st.Store):
                              noise_model=o.noise_model, noise_params=o.noise_params, noise_seed=o.noise_seed,
                              noise_rng=o.noise_rng, profile=o.profile, read_options=o.external_options,
                              overwrite=o.overwrite, cache=DatasetCache(progress=o.progress))
-    return plan(grid(o), store, o.overwrite, DatasetCache(progress=o.progress), gpu=runs_on_gpu(o))
+    return plan(grid(o), store, o.overwrite, DatasetCache(progress=o.progress), gpu=runs_on_gpu(o), weights=o.weights)
+
+
+def preflight(o: SweepOptions, planned) -> list[str]:
+    """Before any cell is submitted: the ImageNet weights the cells to run need (`benchmark.weights.preflight`):
+    one error naming them when downloads are off, else notes to print."""
+    from benchmark.weights import preflight as weights_preflight
+
+    configs = [p.cell.config.get("method_config", {}).get("model", {}) for p in planned
+               if p.action in ("run", "resume", "redo") and "external" not in p.cell.config]
+    return weights_preflight(configs, offline=o.offline)
 
 
 def make_executor(o: SweepOptions, store: st.Store):
@@ -146,7 +158,12 @@ def dry_run(o: SweepOptions) -> str:
     from benchmark.runner.run_cell import import_modules
 
     import_modules(o.imports)
-    return format_plan(planned_cells(o, st.Store(o.store)))
+    planned = planned_cells(o, st.Store(o.store))
+    try:
+        notes = preflight(o, planned)
+    except BenchError as exc:  # a dry run reports what a real run would refuse, and still lists the cells
+        notes = [f"bench run would stop: {exc}"]
+    return "\n".join([format_plan(planned), *notes])
 
 
 def run_sweep(o: SweepOptions, echo: Callable[[str], None] = print) -> Summary:
@@ -156,6 +173,8 @@ def run_sweep(o: SweepOptions, echo: Callable[[str], None] = print) -> Summary:
     import_modules(o.imports)
     store = st.Store(o.store)
     planned = planned_cells(o, store)
+    for note in preflight(o, planned):
+        echo(note)
     executor = make_executor(o, store)
     todo = sum(p.action in ("run", "resume", "redo") for p in planned)
     how = ""

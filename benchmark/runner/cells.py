@@ -8,6 +8,7 @@ workers, logging, AMP, image caching, checkpoint frequency), so the same cell is
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,12 +83,23 @@ def _named(path: Path) -> str:
 def dataset_name(spec: str) -> str:
     """Catalog name, or the dataset's own name from its train file / folder path: the first file or folder name
     that is not a generic one (`train`, `annotations`, `instances_train2017`, ...). Two different datasets that
-    still end up with one name are told apart in the results table (`benchmark.results.load`)."""
+    still end up with one name are told apart in the results table (`benchmark.results.load`).
+
+    VOC folders take the catalog's (and leaderboard's) names: `.../VOC2007` is `voc2007` and a `VOCdevkit/` with
+    2007 and 2012 is `voc0712`, so a sweep on the folder and one on the prepared catalog dataset are the same
+    cells. (Before this, a `VOC2007` folder was named `VOC2007`: such cells get new ids once.)"""
     if spec.startswith("coco:"):
         return _named(Path(spec[5:].split(",")[0]).expanduser())
     p = Path(spec).expanduser()
     if p.exists():
-        return _named(p)
+        if p.is_dir():
+            from benchmark.datasets.catalog import voc_devkit_name
+
+            devkit = voc_devkit_name(p)
+            if devkit:
+                return devkit
+        name = _named(p)
+        return name.lower() if re.fullmatch(r"VOC\d{4}", name, re.IGNORECASE) else name
     return spec
 
 
@@ -202,8 +214,25 @@ def _cell(spec: CellSpec, facts: dict, profile: str, method_config: dict, extra:
     return Cell(cid, config, spec)
 
 
-def resolve(spec: CellSpec, datasets: DatasetCache, gpu: bool | None = None) -> Cell:
-    """The full config of one cell (method config resolved against its profile, dataset fingerprinted)."""
+def weights_identity(path: str | Path, model_cfg: dict) -> tuple[str | None, str]:
+    """(`model.weights` as the identity holds it, absolute path) of `bench run --weights PATH`: None when the file
+    is torchvision's own ImageNet file for the backbone the profile loads pretrained (the same experiment as
+    letting torchvision download it), else `sha256:<hex>` of the file, so the cell id follows the content, not
+    the path. The path goes to the cell's locator (`locator.weights`)."""
+    from benchmark.weights import file_sha256, is_torchvision_file
+
+    p = Path(path).expanduser().resolve()
+    if not p.is_file():
+        raise BenchError("--weights: file not found", p)
+    sha = file_sha256(p)
+    if model_cfg.get("pretrained") and is_torchvision_file(sha, str(model_cfg.get("backbone"))):
+        return None, str(p)
+    return f"sha256:{sha}", str(p)
+
+
+def resolve(spec: CellSpec, datasets: DatasetCache, gpu: bool | None = None, weights: str | Path | None = None) -> Cell:
+    """The full config of one cell (method config resolved against its profile, dataset fingerprinted).
+    `weights`: a local initial-weights file for the cell (`bench run --weights`, see `weights_identity`)."""
     from benchmark.config import resolve_config
     from methods import get_method
 
@@ -219,8 +248,11 @@ def resolve(spec: CellSpec, datasets: DatasetCache, gpu: bool | None = None) -> 
     method_config = resolve_config(adapter, profile, facts["kind"], spec.noise_level, overrides)
     version = getattr(adapter, "version", None)
     extra = {} if version is None else {"method_version": version}
-    # what the user changed (--set), for labelling results: not identity (the resolved config is)
-    return _cell(spec, facts, profile, method_config, extra, {"overrides": dict(spec.overrides)})
+    locator = {"overrides": dict(spec.overrides)}  # what the user changed (--set), for labels: not identity
+    if weights is not None:
+        model = method_config.setdefault("model", {})
+        model["weights"], locator["weights"] = weights_identity(weights, model)
+    return _cell(spec, facts, profile, method_config, extra, locator)
 
 
 def resolve_external(spec: CellSpec, datasets: DatasetCache, detections: Path, read_options: dict) -> Cell:
@@ -240,13 +272,14 @@ def resolve_external(spec: CellSpec, datasets: DatasetCache, detections: Path, r
                  {"detections": str(path)})
 
 
-def resolve_all(specs: list[CellSpec], datasets: DatasetCache | None = None, gpu: bool | None = None) -> list[Cell]:
+def resolve_all(specs: list[CellSpec], datasets: DatasetCache | None = None, gpu: bool | None = None,
+                weights: str | Path | None = None) -> list[Cell]:
     """Resolve a grid; cells that resolve to the same id (e.g. a repeated level) are kept once. `gpu` says whether
     the cells will run on GPUs (for the default profile; None: whether this machine has one)."""
     datasets = datasets or DatasetCache()
     cells: dict[str, Cell] = {}
     for spec in specs:
-        cell = resolve(spec, datasets, gpu)
+        cell = resolve(spec, datasets, gpu, weights)
         cells.setdefault(cell.id, cell)
     _try_noise(specs, datasets)
     return list(cells.values())

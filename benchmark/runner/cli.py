@@ -89,12 +89,18 @@ def _noise_seed(text: str | None) -> int | str | None:
 @click.option("--match-images", type=click.Choice(["id", "file_stem"]), default="id", show_default=True,
               help="--external (json or pickle): match image ids to GT ids or to image file stems (ultralytics, "
                    "mmdet 3.x on VOC).")
+@click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Local initial weights (backbone or detector state dict) for every cell instead of downloading; "
+                   "torchvision's own ImageNet file keeps the cells' ids.")
+@click.option("--offline", is_flag=True,
+              help="The cells cannot download (also NOISYBOX_OFFLINE=1 or HF_HUB_OFFLINE=1): stop before any cell "
+                   "starts if ImageNet weights the profile needs are not in the torch cache.")
 @click.option("--report/--no-report", default=True, show_default=True, help="Write the comparison report at the end.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars [default: when stderr is a terminal].")
 def run(methods, noise, seeds, datasets, noise_model, noise_params, noise_seed, noise_rng, profile, sets,
         config_file, no_baselines, out, overwrite, dry_run, executor, jobs, threads, gpus_per_cell, partition, gpus_per_task,
         cpus_per_task, timeout_min, mem_gb, array_parallelism, slurm_args, no_wait, cluster, imports, external,
-        classes, category_ids, match_images, report, progress):
+        classes, category_ids, match_images, weights, offline, report, progress):
     """Run a sweep of METHOD x noise level x seed into a results store (skips done cells, resumes the rest).
 
     \b
@@ -118,7 +124,7 @@ def run(methods, noise, seeds, datasets, noise_model, noise_params, noise_seed, 
         mem_gb=mem_gb, array_parallelism=array_parallelism, slurm_args=_parse_kv(slurm_args, "--slurm-arg"),
         wait=not no_wait, cluster=cluster, imports=list(imports), report=report,
         progress=sys.stderr.isatty() if progress is None else progress,
-        external=list(external),
+        external=list(external), weights=weights, offline=offline,
         external_options={"category_ids": category_ids, "match_images": match_images,
                           **({"classes": [c.strip() for c in classes.split(",")]} if classes else {})},
     )

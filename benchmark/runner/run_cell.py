@@ -136,6 +136,26 @@ def _noise_params(config: dict) -> dict:
     return params
 
 
+def _with_weights_file(config: dict) -> dict:
+    """The method config to train with: `bench run --weights` files come from the locator, checked to be the
+    content the cell's identity holds (`cells.weights_identity`)."""
+    cfg = config["method_config"]
+    path = (config.get("locator") or {}).get("weights")
+    if not path:
+        return cfg
+    from benchmark.weights import file_sha256, is_torchvision_file
+
+    model = cfg.get("model") or {}
+    want = model.get("weights")
+    if not Path(path).is_file():
+        raise BenchError("--weights: the file is gone; rerun `bench run` to plan the sweep again", path)
+    sha = file_sha256(path)
+    ok = want == f"sha256:{sha}" if want else is_torchvision_file(sha, str(model.get("backbone")))
+    if not ok:
+        raise BenchError("--weights: the file changed since the sweep was planned; rerun `bench run`", path)
+    return {**cfg, "model": {**model, "weights": path}}
+
+
 def _noisy_train(cell_dir: Path, config: dict, train):
     """The cell's training set: clean at level 0, else the configured noise (written once to noise/)."""
     n = config["noise"]
@@ -182,7 +202,7 @@ def _execute(cell_dir: Path, config: dict, claim: st.Claim | None, progress: boo
         timing["read_s"] = time.perf_counter() - t
     else:
         adapter = get_method(config["method"])
-        cfg = config["method_config"]
+        cfg = _with_weights_file(config)
         t = time.perf_counter()
         trained = adapter.train(noisy, cfg, cell_dir / st.TRAIN_DIR, resume=True, diagnostics=noisy,
                                 progress=progress)

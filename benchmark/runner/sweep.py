@@ -66,8 +66,8 @@ def action_for(status: str, overwrite: str) -> str:
 
 
 def plan(specs: list[CellSpec], store: st.Store, overwrite: str = "missing",
-         datasets: DatasetCache | None = None, gpu: bool | None = None) -> list[Planned]:
-    cells = resolve_all(specs, datasets, gpu)
+         datasets: DatasetCache | None = None, gpu: bool | None = None, weights: str | Path | None = None) -> list[Planned]:
+    cells = resolve_all(specs, datasets, gpu, weights)
     out = []
     for cell in cells:
         status = store.status(cell.id)

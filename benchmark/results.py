@@ -29,8 +29,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmark import store_layout as layout
 from benchmark.errors import BenchError
-from benchmark.io import atomic_write_bytes, dumps_json, read_json, sha256_bytes, sha256_file
+from benchmark.io import atomic_write_bytes, dumps_json, sha256_bytes
 
 COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 IDENTITY_COLUMNS = ("cell", "method", "dataset", "dataset_kind", "profile", "noise_model", "noise_level",
@@ -38,6 +39,7 @@ IDENTITY_COLUMNS = ("cell", "method", "dataset", "dataset_kind", "profile", "noi
 # what a table holds fixed while it averages over training seeds (as reports.tables and leaderboard.add group)
 SEED_GROUP = ["dataset", "profile", "method", "noise_model", "noise_level", "noise_rng"]
 SORT_COLUMNS = ["dataset", "method", "noise_model", "noise_level", "seed", "cell"]
+CORRUPT = "corrupt"  # a done cell whose files changed since (the runner's status word: `bench run` redoes it)
 CSV_NAME = "results.csv"
 PARQUET_NAME = "results.parquet"
 
@@ -47,41 +49,26 @@ def _number(v) -> bool:
 
 
 def cell_row(cell_dir: Path) -> dict | None:
-    """The table row of one done cell, or None if it is not done or its metrics differ from what DONE recorded."""
+    """The table row of one done cell, or None if it is not done or not intact (`benchmark.store_layout`)."""
     return read_cell(cell_dir)[0]
 
 
 def read_cell(cell_dir: Path) -> tuple[dict | None, str | None]:
-    """(table row, None) of a done cell, or (None, why it has none): the one sequence of checks behind the table
-    and behind the report's list of DONE cells it left out."""
-    if not (cell_dir / "DONE").is_file():
+    """(table row, None) of a done and intact cell, or (None, why it has none: "not done", or "corrupt: <what
+    changed>"). The store's one check (`store_layout.done_problem`, the same `bench run` uses to redo a cell) has
+    already read and checked config.json and metrics.json when this reads them again."""
+    cell_dir = Path(cell_dir)
+    if not layout.is_marked_done(cell_dir):
         return None, "not done"
-    read = {}
-    for name in ("DONE", "config.json"):
-        try:
-            read[name] = read_json(cell_dir / name)
-        except BenchError:
-            return None, f"unreadable {name}"
-    done, config = read["DONE"], read["config.json"]
+    problem = layout.done_problem(cell_dir)
+    if problem is not None:
+        return None, f"{CORRUPT}: {problem}"
     try:
-        want = done["files"]["metrics.json"]["sha256"]
-    except (KeyError, TypeError):
-        return None, "DONE does not record metrics.json"
-    metrics_path = cell_dir / "metrics.json"
-    if not metrics_path.is_file():
-        return None, "metrics.json missing"
-    try:
-        if sha256_file(metrics_path) != want:
-            return None, "metrics.json changed after DONE"
-        metrics = read_json(metrics_path)
-    except (BenchError, OSError):
-        return None, "unreadable metrics.json"
-    if not isinstance(metrics, dict):
-        return None, "unreadable metrics.json"
-    try:
+        config = layout.read_checked(cell_dir / layout.CONFIG, layout.CONFIG)
+        metrics = layout.read_checked(cell_dir / layout.METRICS, layout.METRICS)
         row = _identity_row(cell_dir, config, config["noise"])
-    except (KeyError, TypeError, ValueError):  # e.g. a config.json that is not an object
-        return None, "config.json is not a cell config"
+    except (BenchError, KeyError, TypeError, ValueError, AttributeError) as exc:  # changed between the two reads
+        return None, f"{CORRUPT}: {exc}"
     return _metrics_row(row, metrics, cell_dir), None
 
 
@@ -172,15 +159,16 @@ def _distinct_names(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def load(store_dir: str | Path) -> pd.DataFrame:
-    """All done cells of `store_dir` as a DataFrame (empty, with the identity and metric columns, if none)."""
-    cells = Path(store_dir) / "cells"
+    """All done and intact cells of `store_dir` as a DataFrame (empty, with the identity and metric columns, if
+    none). Corrupt cells are left out: `left_out` names them, `corrupt_line` says so."""
+    cells = Path(store_dir) / layout.CELLS_DIR
     if not Path(store_dir).is_dir():
         raise BenchError("results directory not found", store_dir)
     if not cells.is_dir():  # e.g. the cells/ folder itself, or a cell: an empty table would read as "no results"
         raise BenchError("not a results store (no cells/ directory)", store_dir)
     rows = []
     for d in sorted(cells.iterdir()):
-        if d.is_dir():
+        if d.is_dir() and not d.name.startswith("."):
             row = cell_row(d)
             if row is not None:
                 rows.append(row)
@@ -198,17 +186,26 @@ def load(store_dir: str | Path) -> pd.DataFrame:
 
 
 def left_out(store_dir: str | Path, table: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """What `table` (`load(store_dir)`) leaves out of the store: (done cells it could not read, cells with a config
-    but not done: failed, half-run or running), as sorted cell ids. Reports and the leaderboard say so."""
+    """What `table` (`load(store_dir)`) leaves out of the store: (DONE cells that are not intact: corrupt, cells with
+    a config but not done: failed, half-run or running), as sorted cell ids. Reports and the leaderboard say so."""
     loaded = set(table["cell"].astype(str))
-    unread, unfinished = [], []
-    for d in sorted((Path(store_dir) / "cells").iterdir()):
-        if (d / "DONE").is_file():
+    corrupt, unfinished = [], []
+    for d in sorted((Path(store_dir) / layout.CELLS_DIR).iterdir()):
+        if not d.is_dir() or d.name.startswith("."):
+            continue
+        if layout.is_marked_done(d):
             if d.name not in loaded:
-                unread.append(d.name)
-        elif d.is_dir() and (d / "config.json").is_file():
+                corrupt.append(d.name)
+        elif (d / layout.CONFIG).is_file():
             unfinished.append(d.name)
-    return unread, unfinished
+    return corrupt, unfinished
+
+
+def corrupt_line(ids: list[str]) -> str | None:
+    """The one line every reader prints for the DONE cells it left out (None when there are none)."""
+    if not ids:
+        return None
+    return f"left out: {len(ids)} {CORRUPT} cell(s): {', '.join(ids)} (`bench run` with the same options redoes them)"
 
 
 def _distinct_methods(df: pd.DataFrame) -> pd.DataFrame:

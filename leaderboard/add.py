@@ -168,15 +168,14 @@ def _entries_folder(root: str | Path) -> Path:
 
 
 def _not_in_rows(store: Path, df) -> list[str]:
-    """A line on the store's cells the rows leave out (`benchmark.results.left_out`): their seeds are simply
-    absent from the rows' n, so say so (`bench report` says why for each)."""
-    from benchmark.results import left_out
+    """A line on the store's cells the rows leave out (`benchmark.results.left_out`: corrupt cells, by the store's
+    one check, and unfinished ones): their seeds are simply absent from the rows' n, so say so."""
+    from benchmark.results import corrupt_line, left_out
 
-    unread, unfinished = left_out(store, df)
+    corrupt, unfinished = left_out(store, df)
     lines = []
-    if unread:
-        lines.append(f"{store}: {len(unread)} done cell(s) could not be read (e.g. {unread[0]}) and are left out of "
-                     "the rows; `bench report` says why")
+    if corrupt:
+        lines.append(f"{store}: {corrupt_line(corrupt)}; `bench report` says what changed in each")
     if unfinished:
         lines.append(f"{store}: {len(unfinished)} cell(s) are not finished (e.g. {unfinished[0]}) and are left out "
                      "of the rows")

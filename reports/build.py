@@ -30,12 +30,18 @@ from reports.writer import Writer, slug
 
 
 def build_report(store_dir, out_dir=None, formats=FORMATS, config: ReportConfig | None = None,
-                 progress: bool = True) -> Path:
-    """Write the comparison report for a results store; returns the HTML index path (report.md without html)."""
+                 progress: bool = True, echo=None) -> Path:
+    """Write the comparison report for a results store; returns the HTML index path (report.md without html).
+    `echo` (e.g. `click.echo`) gets the line naming the corrupt cells left out, if any."""
+    from benchmark.results import corrupt_line
+
     store = Path(store_dir)
     formats = parse_formats(formats)
     cfg = config or ReportConfig()
     frame = load_cells(store)
+    line = corrupt_line(frame.attrs.get("corrupt", []))
+    if line and echo is not None:
+        echo(line)
     out = Path(out_dir) if out_dir is not None else store / "report"
     w = Writer(out, formats)  # refuses a folder holding files an earlier report did not write
     try:
@@ -78,6 +84,8 @@ def _write(w: Writer, store: Path, frame, formats, cfg: ReportConfig, progress: 
             bar.close()
     cells_section(w, frame, cache)
     definitions(w, cfg)
+    for cid, why in cache.problems():
+        skips.add(f"{why} (its analyses skipped)", cid)
     if skips.reasons:
         w.heading(2, "Skipped", anchor="skipped")
         w.bullets(skips.lines(), css="skips")

@@ -30,6 +30,7 @@ def report(results_dir: Path, out_dir: Path | None, formats: str, config_path: P
     cfg = ReportConfig.from_json(config_path) if config_path else ReportConfig()
     if tide_iou_range:
         cfg = replace(cfg, tide_iou_range=True)
-    index = build_report(results_dir, out_dir, fmts, cfg, progress=not quiet)
+    index = build_report(results_dir, out_dir, fmts, cfg, progress=not quiet,
+                         echo=lambda line: click.echo(line, err=True))
     click.echo(f"report: {index}")
 

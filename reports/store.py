@@ -27,10 +27,11 @@ def dataset_spec(config: dict) -> str | None:
 
 
 def load_cells(store: str | Path) -> pd.DataFrame:
-    """One row per finished cell (`benchmark.results.load`), with the cell directory as `path`.
+    """One row per finished and intact cell (`benchmark.results.load`), with the cell directory as `path`.
 
-    Cells with a DONE marker that the results table leaves out are listed in `frame.attrs["unloaded"]` as (cell,
-    label or None, problem, whether `bench run` redoes it), and cells that are not done (failed, half-run, running)
+    Cells with a DONE marker that the results table leaves out (corrupt: `benchmark.store_layout.done_problem`, the
+    check `bench run` redoes them by) are listed in `frame.attrs["unloaded"]` as (cell, label or None, problem,
+    whether `bench run` redoes it) and their ids in `frame.attrs["corrupt"]`, and cells that are not done (failed, half-run, running)
     in `frame.attrs["unfinished"]` as (cell, label, status, one-line error or None), so the report can say so.
     """
     from benchmark.results import left_out, load
@@ -38,22 +39,24 @@ def load_cells(store: str | Path) -> pd.DataFrame:
     store = Path(store)
     frame = normalise(load(store))  # raises for a folder that is no results store
     unread, unfinished = left_out(store, frame)
+    frame.attrs["corrupt"] = unread
     if frame.empty:
-        raise BenchError(f"no finished cells{_why_none(store, unfinished)}", store / "cells")
+        raise BenchError(f"no finished cells{_why_none(store, unfinished, unread)}", store / "cells")
     frame.attrs["unloaded"] = [unloaded_cell(store / "cells" / cid) for cid in unread]
     frame.attrs["unfinished"] = [unfinished_cell(store / "cells" / cid) for cid in unfinished]
     return frame
 
 
-def _why_none(store: Path, unfinished_ids: list[str]) -> str:
+def _why_none(store: Path, unfinished_ids: list[str], corrupt_ids: list[str] = ()) -> str:
     """What the store holds instead, in a few words: `(2 failed, 1 running; e.g. cell ab12cd34 (ssd_det noise 0.4):
     CUDA out of memory)`, or the empty-store hint."""
     from collections import Counter
 
     unfinished = [unfinished_cell(store / "cells" / cid) for cid in unfinished_ids]
-    if not unfinished:
+    if not unfinished and not corrupt_ids:
         return " (no cells/*/DONE)"
     counts = Counter(status for _, _, status, _ in unfinished)
+    counts.update({"corrupt": len(corrupt_ids)} if corrupt_ids else {})
     text = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     failed = next(((cid, name, err) for cid, name, status, err in unfinished if err), None)
     if failed is not None:
@@ -65,14 +68,18 @@ def _why_none(store: Path, unfinished_ids: list[str]) -> str:
 
 def unloaded_cell(d: Path) -> tuple[str, str | None, str, bool]:
     """(cell, label or None, problem, redone by `bench run`) of a DONE cell the results table left out."""
-    from benchmark.runner import store as st
+    from benchmark import store_layout as layout
+
+    return d.name, _label(d), left_out_problem(d), layout.done_problem(d) is not None
+
+
+def _label(d: Path) -> str | None:
     from benchmark.runner.cells import label
 
     try:
-        name = label(read_json(d / st.CONFIG))
-    except (BenchError, KeyError, TypeError):
-        name = None
-    return d.name, name, left_out_problem(d), st.done_problem(d) is not None
+        return label(read_json(d / "config.json"))
+    except (BenchError, KeyError, TypeError, AttributeError, ValueError):  # any config.json a user may have edited
+        return None
 
 
 def left_out_problem(d: Path) -> str:
@@ -85,9 +92,7 @@ def left_out_problem(d: Path) -> str:
 def unfinished_cell(d: Path) -> tuple[str, str, str, str | None]:
     """(cell, label, status, error) of a cell directory without DONE: what a sweep left failed, half-run or
     running."""
-    from benchmark.io import read_json
     from benchmark.runner import store as st
-    from benchmark.runner.cells import label
 
     status = st.cell_status(d)
     error = None
@@ -96,10 +101,7 @@ def unfinished_cell(d: Path) -> tuple[str, str, str, str | None]:
             error = str(read_json(d / st.FAILED).get("error") or "") or None
         except (BenchError, AttributeError):
             error = None
-    try:
-        name = label(read_json(d / st.CONFIG))
-    except (BenchError, KeyError, TypeError):
-        name = "unreadable config.json"
+    name = _label(d) or "unreadable config.json"
     return d.name, name, status, error
 
 
@@ -121,12 +123,18 @@ class Cell:
 
     Small files are parsed once and kept; the large ones (noisy training set, refined boxes, predictions: hundreds
     of MB for COCO) are parsed on every access and never kept, so a report's memory does not grow with the sweep.
+    An optional file that cannot be read or has the wrong shape (`benchmark.store_layout.CONTENT_CHECKS`: the store
+    check parses files up to its size limit, this one any size) also reads as None, with the reason in `problems`
+    for the report's Skipped list: one bad file costs its analyses, never the report.
     """
 
     path: Path
     _cache: dict = field(default_factory=dict, repr=False)
+    problems: dict = field(default_factory=dict, repr=False)  # file -> why it was read as None
 
     def _json(self, rel: str, required: bool = False, keep: bool = True):
+        from benchmark import store_layout as layout
+
         if rel in self._cache:
             return self._cache[rel]
         p = self.path / rel
@@ -134,8 +142,16 @@ class Cell:
             if required:
                 raise BenchError("file not found", p)
             value = None
-        else:
+        elif required or rel not in layout.CONTENT_CHECKS:
             value = read_json(p)
+        else:
+            try:
+                value = layout.read_checked(p, rel)
+            except BenchError as exc:
+                msg = str(exc)[len(exc.path) + 2:] if exc.path and str(exc).startswith(exc.path) else str(exc)
+                self.problems[rel] = msg if msg.startswith(rel) else f"{rel}: {msg}"
+                value = None
+                keep = True  # known bad: do not parse it again
         if keep:
             self._cache[rel] = value
         return value
@@ -186,3 +202,7 @@ class CellCache:
         if key not in self._cells:
             self._cells[key] = Cell(Path(path))
         return self._cells[key]
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(cell id, why one of its files was read as None) for every bad file met so far."""
+        return [(c.path.name, why) for c in self._cells.values() for why in c.problems.values()]

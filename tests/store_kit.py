@@ -71,6 +71,22 @@ def _predictions(test_anns, rng, quality: float) -> list[dict]:
     return dets
 
 
+def _config(method: str, level: float, seed: int) -> dict:
+    """A cell config as the runner writes it, named by its real cell id (the store's check hashes it)."""
+    from benchmark.runner.cells import cell_id
+
+    config = {"schema": 1, "method": method, "method_config": {}, "profile": "cpu",
+              "dataset": {"name": "toy", "kind": "coco"},
+              "noise": {"model": "oamil", "level": level, "params": {}, "seed": 0, "rng": "numpy"}, "seed": seed}
+    config["cell_id"] = cell_id(config)
+    return config
+
+
+def cid(method: str, level: float, seed: int) -> str:
+    """The cell id `make_store` gives (method, level, seed)."""
+    return _config(method, level, seed)["cell_id"]
+
+
 def make_store(tmp_path: Path, with_images: bool = True, seeds: int = 3) -> Path:
     """A results store with 3 methods x 2 noise levels x `seeds` seeds on a tiny COCO dataset with image files."""
     rng = np.random.default_rng(0)
@@ -88,11 +104,9 @@ def make_store(tmp_path: Path, with_images: bool = True, seeds: int = 3) -> Path
     for (method, level), aps in AP.items():
         noisy = _noisy(train_anns, level, np.random.default_rng(int(level * 100)))
         for seed, ap in enumerate(aps[:seeds]):
-            cell = store / "cells" / f"{method}-{level:g}-{seed}"
-            config = {"schema": 1, "method": method, "method_config": {}, "profile": "cpu",
-                      "dataset": {"name": "toy", "kind": "coco"},
-                      "noise": {"model": "oamil", "level": level, "params": {}, "seed": 0, "rng": "numpy"},
-                      "seed": seed, "cell_id": cell.name, "locator": {"dataset_spec": spec}}
+            config = _config(method, level, seed)
+            cell = store / "cells" / config["cell_id"]
+            config["locator"] = {"dataset_spec": spec}
             write_json(cell / "config.json", config)
             write_json(cell / "env.json", {"python": "3.11", "packages": {"torch": "2.x"}, "git_commit": "abc123",
                                            "device": "cpu"})

@@ -139,7 +139,7 @@ def test_phi_is_score_power_gamma_clamped_at_theta():
     phi = oais_phi(s, 7.5, 0.85)
     want = torch.tensor([min(v ** 7.5, 0.85) for v in s.tolist()])
     assert torch.allclose(phi, want)
-    assert phi[-1] == pytest.approx(0.85) and phi[3] == pytest.approx(0.9 ** 7.5)  # 0.4538: not clamped
+    assert phi[-1].item() == pytest.approx(0.85) and phi[3].item() == pytest.approx(0.9 ** 7.5)  # 0.4538: not clamped
 
 
 def test_correction_uses_the_most_confident_instance_of_each_bag():

@@ -16,14 +16,15 @@ import pytest
 from PIL import Image
 
 from benchmark.errors import BenchError
-from benchmark.io import write_json
+from benchmark.io import read_json, write_json
 from benchmark.owned import OwnedFolder
+from benchmark.runner import store as st
 from benchmark.runner.store import mark_done
 from reports import ReportConfig, build_report
 from reports.store import load_cells
 from reports.tables import auc, metric_table, summary_table, to_latex, to_markdown
 
-from store_kit import make_store
+from store_kit import cid, make_store
 
 # a cheaper report for the tests that check plumbing rather than content
 FAST = ReportConfig(gallery_per_mode=2, tide_styles=("coco",), tide_sizes=("all",), sensitivity=(("bad_iou", (0.5,)),))
@@ -47,7 +48,7 @@ def test_load_cells_reads_done_cells_only(store):
     assert len(frame) == 18
     assert "unfinished" not in set(frame["cell"])
     assert set(frame["method"]) == {"faster_rcnn", "oa_mil", "clean"}
-    row = frame[frame["cell"] == "faster_rcnn-0.1-1"].iloc[0]
+    row = frame[frame["cell"] == cid("faster_rcnn", 0.1, 1)].iloc[0]
     assert row["AP"] == pytest.approx(0.42) and row["VOC_AP50"] == pytest.approx(0.74)
     assert row["noise_level"] == 0.1 and row["dataset"] == "toy" and Path(row["path"]).is_dir()
 
@@ -172,15 +173,20 @@ def test_report_html_is_self_contained(built):
 
 def test_missing_images_and_predictions_are_reported_skips(tmp_path):
     store = make_store(tmp_path, with_images=False, seeds=1)
-    (store / "cells" / "faster_rcnn-0.1-0" / "predictions.json").unlink()
-    (store / "cells" / "oa_mil-0.3-0" / "metrics.json").write_text('{"coco": {"AP": 0.9}}')  # altered after DONE
-    index = build_report(store, formats=("html",), config=FAST, progress=False)
+    lost, altered = cid("faster_rcnn", 0.1, 0), cid("oa_mil", 0.3, 0)
+    (store / "cells" / lost / "predictions.json").unlink()
+    (store / "cells" / altered / "metrics.json").write_text('{"coco": {"AP": 0.9}}')  # altered after DONE
+    lines = []
+    index = build_report(store, formats=("html",), config=FAST, progress=False, echo=lines.append)
     assert index == store / "report" / "index.html"
     text = index.read_text()
-    assert "1 cell(s): no predictions.json: detection analyses skipped" in text
-    assert ("1 cell(s): DONE but left out of the results table: oa_mil oamil=0.3 seed=0 (toy), metrics.json changed "
-            "after DONE (cells/oa_mil-0.3-0; rerun the sweep to redo it: `bench run --dry-run` lists it as corrupt "
-            "→ redo)") in text
+    assert lines == [f"left out: 2 corrupt cell(s): {', '.join(sorted([lost, altered]))} (`bench run` with the "
+                     "same options redoes them)"]
+    redo = "rerun the sweep to redo it: `bench run --dry-run` lists it as corrupt → redo"
+    assert (f"1 cell(s): DONE but left out of the results table: faster_rcnn oamil=0.1 seed=0 (toy), corrupt: "
+            f"predictions.json is missing (cells/{lost}; {redo})") in text
+    assert (f"1 cell(s): DONE but left out of the results table: oa_mil oamil=0.3 seed=0 (toy), corrupt: "
+            f"metrics.json changed size since the cell finished (cells/{altered}; {redo})") in text
     assert "1 cell(s): not finished: unreadable config.json, not started (log: cells/unfinished/cell.log)" in text
     assert not (store / "report" / "report.md").exists() and not list((store / "report" / "tables").glob("*"))
     # galleries still drawn, on a grey canvas
@@ -209,14 +215,15 @@ def test_a_rebuilt_report_holds_only_its_own_files(tmp_path):
 
 def test_failed_and_half_run_cells_are_listed_in_the_report(tmp_path):
     store = make_store(tmp_path, with_images=False, seeds=1)
-    failed = store / "cells" / "oa_mil-0.3-0"
+    failed = store / "cells" / cid("oa_mil", 0.3, 0)
     (failed / "DONE").unlink()
     write_json(failed / "FAILED", {"error": "BenchError: out of memory"})
-    (store / "cells" / "faster_rcnn-0.1-0" / "DONE").unlink()  # interrupted: outputs but no marker
+    (store / "cells" / cid("faster_rcnn", 0.1, 0) / "DONE").unlink()  # interrupted: outputs but no marker
     text = build_report(store, formats=("md",), config=FAST, progress=False).read_text()
     assert "not finished: oa_mil oamil=0.3 seed=0 (toy), failed: BenchError: out of memory " \
-           "(log: cells/oa_mil-0.3-0/cell.log)" in text
-    assert "not finished: faster_rcnn oamil=0.1 seed=0 (toy), partial (log: cells/faster_rcnn-0.1-0/cell.log)" in text
+           f"(log: cells/{failed.name}/cell.log)" in text
+    assert (f"not finished: faster_rcnn oamil=0.1 seed=0 (toy), partial (log: cells/{cid('faster_rcnn', 0.1, 0)}/"
+            "cell.log)") in text
 
 
 def test_a_store_without_finished_cells_says_what_it_holds(tmp_path):
@@ -224,33 +231,35 @@ def test_a_store_without_finished_cells_says_what_it_holds(tmp_path):
     store = make_store(tmp_path, with_images=False, seeds=1)
     for d in (store / "cells").iterdir():
         (d / "DONE").unlink(missing_ok=True)
-    write_json(store / "cells" / "oa_mil-0.3-0" / "FAILED", {"error": "BenchError: out of\nmemory"})
+    write_json(store / "cells" / cid("oa_mil", 0.3, 0) / "FAILED", {"error": "BenchError: out of\nmemory"})
     with pytest.raises(BenchError) as info:
         build_report(store, formats=("md",), config=FAST, progress=False)
     text = str(info.value)
     assert "no finished cells (1 failed, " in text and "partial" in text and "\n" not in text
-    assert "e.g. cell oa_mil-0 (oa_mil oamil=0.3 seed=0 (toy)): BenchError: out of memory" in text
+    assert f"e.g. cell {cid('oa_mil', 0.3, 0)[:8]} (oa_mil oamil=0.3 seed=0 (toy)): BenchError: out of memory" in text
 
 
 def test_done_cells_left_out_of_the_table_are_named_with_their_problem(tmp_path):
     store = make_store(tmp_path, with_images=False, seeds=1)
     cells = store / "cells"
-    (cells / "faster_rcnn-0.3-0" / "metrics.json").unlink()
-    (cells / "clean-0.1-0" / "DONE").write_text("{not json")
-    (cells / "clean-0.3-0" / "config.json").write_text("{not json")
+    lost, bad_done, bad_config = cid("faster_rcnn", 0.3, 0), cid("clean", 0.1, 0), cid("clean", 0.3, 0)
+    (cells / lost / "metrics.json").unlink()
+    (cells / bad_done / "DONE").write_text("{not json")
+    (cells / bad_config / "config.json").write_text("{not json")
     text = build_report(store, formats=("md",), config=FAST, progress=False).read_text()
     skipped = text[text.index("## Skipped"):]
     redo = "rerun the sweep to redo it: `bench run --dry-run` lists it as corrupt → redo"
-    assert (f"DONE but left out of the results table: faster_rcnn oamil=0.3 seed=0 (toy), metrics.json missing "
-            f"(cells/faster_rcnn-0.3-0; {redo})") in skipped
-    assert (f"DONE but left out of the results table: clean oamil=0.1 seed=0 (toy), unreadable DONE "
-            f"(cells/clean-0.1-0; {redo})") in skipped
-    assert f"DONE but left out of the results table: unreadable config.json (cells/clean-0.3-0; {redo})" in skipped
-    assert "changed" not in skipped  # no file was altered, one was lost
+    assert (f"DONE but left out of the results table: faster_rcnn oamil=0.3 seed=0 (toy), corrupt: metrics.json is "
+            f"missing (cells/{lost}; {redo})") in skipped
+    assert (f"DONE but left out of the results table: clean oamil=0.1 seed=0 (toy), corrupt: unreadable DONE ("
+            in skipped and f"(cells/{bad_done}; {redo})" in skipped)
+    assert (f"DONE but left out of the results table: corrupt: config.json changed size since the cell finished "
+            f"(cells/{bad_config}; {redo})") in skipped
 
 
-def test_a_left_out_cell_the_runner_would_not_redo_says_so(tmp_path):
-    """A DONE that recorded an unparsable metrics.json: the runner sees an intact cell, so rerunning won't help."""
+def test_a_cell_the_table_leaves_out_is_one_the_runner_redoes(tmp_path):
+    """A DONE that recorded an unparsable metrics.json: one check for every reader, so the runner calls it corrupt
+    too and redoes it (it used to count it done while the table left it out)."""
     from benchmark.runner.cells import cell_id
     from reports.store import unloaded_cell
 
@@ -262,7 +271,8 @@ def test_a_left_out_cell_the_runner_would_not_redo_says_so(tmp_path):
     write_json(cell / "predictions.json", [])
     (cell / "metrics.json").write_text("{not json")
     mark_done(cell)
-    assert unloaded_cell(cell) == (cid, "m oamil=0.1 seed=0 (toy)", "unreadable metrics.json", False)
+    assert unloaded_cell(cell) == (cid, "m oamil=0.1 seed=0 (toy)", "corrupt: metrics.json is not valid JSON", True)
+    assert st.cell_status(cell) == st.CORRUPT
 
 
 # ---- CLI ---------------------------------------------------------------------------------------------------------
@@ -479,9 +489,10 @@ def test_training_curves_pool_seeds_and_reach_the_report(tmp_path):
     store = make_store(tmp_path, seeds=3)
     for cell in (store / "cells").iterdir():
         if cell.name != "unfinished":
-            seed = int(cell.name.rsplit("-", 1)[1])
-            _write_scalars(cell, seed, with_diagnostic=cell.name.startswith("oa_mil"))
-    (store / "cells" / "clean-0.1-2" / "train" / "scalars.csv").write_bytes(b"iteration,epoch\n\xff\xfe")
+            config = read_json(cell / "config.json")
+            _write_scalars(cell, config["seed"], with_diagnostic=config["method"] == "oa_mil")
+    unreadable = cid("clean", 0.1, 2)
+    (store / "cells" / unreadable / "train" / "scalars.csv").write_bytes(b"iteration,epoch\n\xff\xfe")
     cells = load_cells(store)
     skips = Skips()
     stats = pooled(training_curves(cells, skips))
@@ -491,7 +502,7 @@ def test_training_curves_pool_seeds_and_reach_the_report(tmp_path):
     assert set(stats.loc[stats.method == "oa_mil", "scalar"]) == {"loss", "loss_classifier", "lr",
                                                                    "oamil_mean_best_score"}
     assert "oamil_mean_best_score" not in set(stats.loc[stats.method == "faster_rcnn", "scalar"])
-    assert any("clean-0.1-2" in cells_ for cells_ in skips.reasons.values())  # unreadable file: a counted skip
+    assert any(unreadable in cells_ for cells_ in skips.reasons.values())  # unreadable file: a counted skip
     out = tmp_path / "out"
     build_report(store, out, config=FAST, progress=False)
     plots = {p.name for p in (out / "plots").iterdir()}

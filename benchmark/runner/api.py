@@ -198,6 +198,9 @@ def run_sweep(o: SweepOptions, echo: Callable[[str], None] = print) -> Summary:
     if not store.cells_dir.is_dir():
         return summary
     df = results.load(store.root)
+    corrupt = results.corrupt_line(results.left_out(store.root, df)[0])
+    if corrupt:  # done cells this run was told not to redo (--overwrite never, or another run's cells)
+        echo(corrupt)
     paths = results.write_tables(store.root, df)
     ids = [c.id for c in summary.cells]
     for metric in ("AP", "AP50"):

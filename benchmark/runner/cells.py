@@ -13,15 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark import __version__
-from benchmark.config import without_runtime_keys
 from benchmark.errors import BenchError
-from benchmark.io import dumps_json, sha256_bytes
+from benchmark.io import dumps_json
 from benchmark.runner.devices import visible_gpus
 from benchmark.runner.grid import CellSpec
+from benchmark.store_layout import ID_LENGTH, NON_IDENTITY, cell_id, identity  # noqa: F401 -- with the store check
 
 SCHEMA = 1
-ID_LENGTH = 16  # hex digits of the sha256 used as the directory name (64 bits)
-NON_IDENTITY = ("cell_id", "locator")
 PAPER_KINDS = ("coco", "voc")  # datasets on which a GPU machine defaults to the R50-FPN `fair` recipe
 EXTERNAL_PROFILE = "external"  # default profile of cells scored from external detections (benchmark.runner.external)
 
@@ -46,19 +44,6 @@ def label(config: dict) -> str:
     n = config["noise"]
     noise = "clean" if n["level"] == 0 else f"{n['model']}={n['level']:g}"
     return f"{config['method']} {noise} seed={config['seed']} ({config['dataset']['name']})"
-
-
-def identity(config: dict) -> dict:
-    """The part of a cell config that is hashed."""
-    ident = {k: v for k, v in config.items() if k not in NON_IDENTITY}
-    ident["method_config"] = without_runtime_keys(ident.get("method_config", {}))
-    if "external" in ident:  # an external run is its name, data, noise and seed; its file can be replaced
-        ident["external"] = True
-    return ident
-
-
-def cell_id(config: dict) -> str:
-    return sha256_bytes(dumps_json(identity(config)))[:ID_LENGTH]
 
 
 # ---- datasets ---------------------------------------------------------------------------------------------------

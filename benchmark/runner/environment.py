@@ -1,28 +1,82 @@
-"""What a cell ran on (env.json): package versions, git commit, device, threads — so a number can be traced."""
+"""What a cell ran on (env.json): resolved package versions (the suite's runtime requirements, optional packages,
+plug-ins with their distributions), CUDA / cuDNN, git commit, device, threads — so a number can be traced."""
 
 from __future__ import annotations
 
 import functools
 import os
 import platform
+import re
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("noisybox-bench", "torch", "torchvision", "numpy", "faster-coco-eval", "pycocotools", "pandas",
-            "orjson", "submitit", "mmengine", "mmdet", "mmcv")
+SUITE = "noisybox-bench"
+# pyproject's `dependencies`, for a checkout run without being pip-installed (no metadata to read them from)
+RUNTIME = ("torch", "torchvision", "numpy", "pandas", "faster-coco-eval", "pillow", "orjson", "click", "matplotlib",
+           "pyyaml", "tqdm")
+# besides the suite's own runtime requirements (read from its installed metadata): what a cell may also run with
+OPTIONAL = ("pycocotools", "scipy", "pyarrow", "submitit", "mmengine", "mmdet", "mmcv")
+PLUGIN_GROUPS = {"methods": "noisybox_bench.methods", "noise": "noisybox_bench.noise"}
+
+
+def _requirement_name(req: str) -> str | None:
+    """`pillow>=9.0` -> `pillow`; None for a requirement that belongs to an extra (`...; extra == "test"`)."""
+    if "extra ==" in req.replace("extra==", "extra =="):
+        return None
+    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
+    return match.group(1) if match else None
+
+
+def runtime_requirements() -> list[str]:
+    """The suite's runtime dependencies as its installed metadata declares them (pyproject `dependencies`)."""
+    try:
+        reqs = metadata.requires(SUITE) or []
+    except metadata.PackageNotFoundError:  # running from a checkout that was never pip-installed
+        reqs = []
+    names = [n for n in map(_requirement_name, reqs) if n]
+    return list(dict.fromkeys(names))
 
 
 @functools.lru_cache(maxsize=1)
 def package_versions() -> dict[str, str]:
+    """Resolved versions of the suite, every runtime dependency and the optional packages installed."""
     out = {}
-    for name in PACKAGES:
+    for name in dict.fromkeys((SUITE, *runtime_requirements(), *RUNTIME, *OPTIONAL)):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
     return out
+
+
+def plugin_versions() -> dict[str, dict[str, dict]]:
+    """Every plug-in registered under the suite's entry points: {group: {name: {dist, version, value}}}, whether
+    or not the cell used it (a plug-in can register noise models and methods that shadow nothing yet)."""
+    out: dict[str, dict[str, dict]] = {}
+    for key, group in PLUGIN_GROUPS.items():
+        found = {}
+        for ep in metadata.entry_points(group=group):
+            dist = getattr(ep, "dist", None)
+            found[ep.name] = {"dist": dist.name if dist else None, "version": dist.version if dist else None,
+                              "value": ep.value}
+        out[key] = dict(sorted(found.items()))
+    return out
+
+
+def accelerator_libraries() -> dict:
+    """CUDA (torch's build) and cuDNN versions, when the cell imported torch (None where torch has none)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return {}
+    cudnn = None
+    try:
+        if torch.backends.cudnn.is_available():
+            cudnn = torch.backends.cudnn.version()
+    except Exception:  # noqa: BLE001 -- a broken CUDA install must not fail a finished cell
+        cudnn = None
+    return {"cuda": torch.version.cuda, "cudnn": cudnn}
 
 
 @functools.lru_cache(maxsize=1)
@@ -74,6 +128,8 @@ def capture() -> dict:
         "platform": platform.platform(),
         "host": platform.node(),
         "packages": package_versions(),
+        "plugins": plugin_versions(),
+        "libraries": accelerator_libraries(),
         "git": git_state(),
         "device": device_info(),
         "slurm_job": os.environ.get("SLURM_JOB_ID"),

@@ -233,6 +233,10 @@ def _execute(cell_dir: Path, config: dict, claim: st.Claim | None, progress: boo
     if claim is not None and not claim.heartbeat():
         raise BenchError("another runner took over this cell's claim; its results were not marked done", cell_dir)
     st.mark_done(cell_dir, owner=claim.owner if claim else "")
+    problem = st.done_problem(cell_dir, deep=True)  # never mark done what a reader would reject
+    if problem is not None:
+        (cell_dir / st.DONE).unlink(missing_ok=True)
+        raise BenchError(f"the cell's results fail the store check ({problem}); not marked done", cell_dir)
 
 
 def import_modules(names) -> None:

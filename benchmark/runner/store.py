@@ -1,8 +1,9 @@
 """The results store: one directory per cell, completion state owned by the files themselves.
 
 Layout (docs/architecture.md): `STORE/cells/<cell_id>/` with config.json, env.json, noise/, train/, predictions.json,
-metrics.json, refined_boxes.json, cell.log, and `DONE` written last. `DONE` lists the size and sha256 of the result
-files, so a cell whose files were lost or altered afterwards is detected (`corrupt`) and redone.
+metrics.json, refined_boxes.json, cell.log, and `DONE` written last. The file names, `DONE` and the check of a done
+cell against it live in `benchmark.store_layout` (shared with the results table, the reports and the leaderboard),
+so a cell whose files were lost or altered afterwards is `corrupt` for every reader, and redone here.
 
 Who runs a cell is decided by an atomic claim: `claim` is created exclusively (hard link of a complete temp file,
 so it is never seen half-written; `O_EXCL` where links are unsupported) and holds owner, pid, host and start time.
@@ -24,22 +25,11 @@ import uuid
 from pathlib import Path
 
 from benchmark.errors import BenchError
-from benchmark.io import atomic_write_bytes, dumps_json, read_json, sha256_file, write_json
+from benchmark.io import atomic_write_bytes, dumps_json, read_json, write_json
+from benchmark.store_layout import (  # noqa: F401 -- the layout's one owner; re-exported for the runner
+    CELLS_DIR, CLAIM, CONFIG, DONE, ENV, FAILED, LOG, METRICS, NOISE_DIR, PREDICTIONS, QUEUED, REFINED, RESULT_FILES,
+    TRAIN_DIR, done_problem, mark_done)
 
-CELLS_DIR = "cells"
-CONFIG = "config.json"
-ENV = "env.json"
-NOISE_DIR = "noise"
-TRAIN_DIR = "train"
-PREDICTIONS = "predictions.json"
-METRICS = "metrics.json"
-REFINED = "refined_boxes.json"
-LOG = "cell.log"
-FAILED = "FAILED"
-DONE = "DONE"
-CLAIM = "claim"
-QUEUED = "queued"  # a scheduler job that will run the cell was submitted (job id inside); see `queued_job`
-RESULT_FILES = (CONFIG, ENV, PREDICTIONS, METRICS, REFINED)  # recorded in DONE when present
 OUTPUTS = (ENV, NOISE_DIR, TRAIN_DIR, PREDICTIONS, METRICS, REFINED, FAILED, LOG)
 
 # statuses
@@ -50,7 +40,6 @@ STATUSES = (DONE_S, RUNNING, QUEUED_S, FAILED_S, PARTIAL, CORRUPT, MISSING)
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 600.0
 HOST = socket.gethostname()
-_HASH_LIMIT = 8 << 20  # DONE verification re-hashes files up to this size, checks only the size of larger ones
 
 
 class Store:
@@ -111,55 +100,12 @@ def is_disk_full(message: str) -> bool:
     return "no space left on device" in message.lower()
 
 
-# ---- done marker ------------------------------------------------------------------------------------------------
-def mark_done(cell_dir: Path, owner: str = "") -> None:
-    """Write DONE (last): the size and sha256 of every result file present."""
-    files = {}
-    for name in RESULT_FILES:
-        p = cell_dir / name
-        if p.is_file():
-            files[name] = {"size": p.stat().st_size, "sha256": sha256_file(p)}
-    write_json(cell_dir / DONE, {"cell_id": cell_dir.name, "finished": time.time(), "owner": owner, "files": files},
-               indent=True)
-    (cell_dir / QUEUED).unlink(missing_ok=True)
-
-
-def done_problem(cell_dir: Path) -> str | None:
-    """Why a cell with a DONE marker cannot be trusted, or None if it is intact."""
-    from benchmark.runner.cells import cell_id
-
-    try:
-        marker = read_json(cell_dir / DONE)
-        files = marker["files"]
-        config = read_json(cell_dir / CONFIG)
-    except (BenchError, KeyError, TypeError) as exc:
-        return f"unreadable {DONE} or {CONFIG} ({exc})"
-    for name in (CONFIG, METRICS, PREDICTIONS):
-        if name not in files:
-            return f"{DONE} does not list {name}"
-    for name, rec in files.items():
-        p = cell_dir / name
-        try:
-            size = p.stat().st_size
-        except OSError:
-            return f"{name} is missing"
-        if size != rec.get("size"):
-            return f"{name} changed size since the cell finished"
-        if size <= _HASH_LIMIT and sha256_file(p) != rec.get("sha256"):
-            return f"{name} changed since the cell finished"
-    try:
-        if config.get("cell_id") != cell_dir.name or cell_id(config) != cell_dir.name:
-            return f"{CONFIG} does not hash to the cell id {cell_dir.name}"
-    except Exception as exc:  # a config that cannot even be hashed
-        return f"{CONFIG} is not a cell config ({exc})"
-    return None
-
-
+# ---- status -----------------------------------------------------------------------------------------------------
 def cell_status(cell_dir: Path, ignore_claim: bool = False) -> str:
     """done / running / failed / partial / corrupt / missing (see module docstring)."""
     if not cell_dir.is_dir():
         return MISSING
-    if (cell_dir / DONE).exists():
+    if (cell_dir / DONE).exists():  # the store's one integrity check (benchmark.store_layout)
         return DONE_S if done_problem(cell_dir) is None else CORRUPT
     if not ignore_claim and claim_holder(cell_dir) is not None:
         return RUNNING

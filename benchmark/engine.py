@@ -37,9 +37,9 @@ from benchmark.config import is_device, option, scaled_lr, without_runtime_keys
 from benchmark.errors import BenchError
 from benchmark.io import dumps_json, write_json
 from benchmark.scalars import CSV_NAME, ScalarLog
+from benchmark.train_result import TrainResult
 from methods._core.data import DetectionImages, IterationBatches, TrainOrder, aspect_groups, collate
 from methods._core.geometry import xyxy_to_xywh
-from methods.base import TrainResult
 
 CHECKPOINT = "checkpoint.pth"
 FINAL = "model_final.pth"

@@ -24,9 +24,11 @@ Clean boxes (`true_bbox`) are never visible to a method: `training_view` strips 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from benchmark.train_result import TrainResult  # the engine's result type, re-exported for adapters
 
 if TYPE_CHECKING:  # keep `import methods` free of torch for fast CLI start-up
     import torch
@@ -64,15 +66,6 @@ class Diagnostics:
                 x, y, w, h = (float(v) for v in tb)
                 boxes[int(a["id"])] = (x, y, x + w, y + h)
         return cls(boxes) if boxes else None
-
-
-@dataclass
-class TrainResult:
-    """What a training run leaves behind (all paths inside the run's work directory)."""
-
-    checkpoint: Path
-    metrics: dict[str, Any] = field(default_factory=dict)
-    refined_boxes: Path | None = None
 
 
 class MethodAdapter:

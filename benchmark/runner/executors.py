@@ -18,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import deque
 from multiprocessing.connection import wait as wait_any
@@ -28,35 +27,9 @@ from typing import Callable, Sequence
 from benchmark.errors import BenchError
 from benchmark.io import read_json, write_json
 from benchmark.runner import store as st
+from benchmark.runner.process import pdeathsig, die_with_parent
 
 OnResult = Callable[[dict], None]
-
-
-# ---- process hygiene ------------------------------------------------------------------------------------------
-def _pdeathsig() -> None:
-    """Linux: have the kernel SIGKILL this process when its parent dies."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def die_with_parent(parent_pid: int | None = None) -> None:
-    """Exit when the parent dies (even by SIGKILL): Linux PDEATHSIG plus a watcher thread elsewhere."""
-    parent_pid = parent_pid or os.getppid()
-    _pdeathsig()
-    if os.getppid() != parent_pid:
-        os._exit(1)
-
-    def watch():
-        while True:
-            time.sleep(0.5)
-            if os.getppid() != parent_pid:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def set_threads(threads: int) -> None:
@@ -112,7 +85,7 @@ def run_torchrun(cell_dir: str | Path, nproc: int, *, overwrite: str = "missing"
             cmd += ["--import", mod]
         if not progress:
             cmd.append("--no-progress")
-        rc = subprocess.call(cmd, preexec_fn=_pdeathsig)
+        rc = subprocess.call(cmd, preexec_fn=pdeathsig)
         status = st.cell_status(cell_dir, ignore_claim=True)
         seconds = time.perf_counter() - t0
         if status == st.DONE_S:

@@ -288,7 +288,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if "LOCAL_RANK" in os.environ:  # a torchrun worker: never outlive the launcher
-        from benchmark.runner.executors import die_with_parent
+        from benchmark.runner.process import die_with_parent
 
         die_with_parent()
     try:

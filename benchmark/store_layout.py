@@ -46,11 +46,26 @@ REQUIRED = (CONFIG, METRICS, PREDICTIONS)  # every finished cell has these
 LARGE = (PREDICTIONS, REFINED, NOISY_TRAIN)  # hundreds of MB on COCO: above HASH_LIMIT, checked by size only
 HASH_LIMIT = 8 << 20
 
+OUTPUTS = (ENV, NOISE_DIR, TRAIN_DIR, PREDICTIONS, METRICS, REFINED, FAILED, LOG)  # what a run writes
+
+# statuses: `file_status` reads them from the files; the runner adds whether a claim's process or a queued job is
+# alive (`benchmark.runner.store.cell_status`): a dead claim is then partial, a finished job's record stale
+DONE_S, RUNNING, FAILED_S, PARTIAL, CORRUPT, MISSING = "done", "running", "failed", "partial", "corrupt", "missing"
+QUEUED_S = "queued"
+STATUSES = (DONE_S, RUNNING, QUEUED_S, FAILED_S, PARTIAL, CORRUPT, MISSING)
+
 ID_LENGTH = 16  # hex digits of the sha256 used as the cell directory name (64 bits)
 NON_IDENTITY = ("cell_id", "locator")
 
 
 # ---- cell identity ----------------------------------------------------------------------------------------------
+def label(config: dict) -> str:
+    """A cell's name for people: method, noise, seed and dataset."""
+    n = config["noise"]
+    noise = "clean" if n["level"] == 0 else f"{n['model']}={n['level']:g}"
+    return f"{config['method']} {noise} seed={config['seed']} ({config['dataset']['name']})"
+
+
 def identity(config: dict) -> dict:
     """The part of a cell config that is hashed."""
     from benchmark.config import without_runtime_keys
@@ -82,6 +97,25 @@ def mark_done(cell_dir: Path, owner: str = "") -> None:
 
 def is_marked_done(cell_dir: Path) -> bool:
     return (Path(cell_dir) / DONE).is_file()
+
+
+def file_status(cell_dir: Path, claimed: bool | None = None, queued: bool | None = None) -> str:
+    """done / corrupt / running / queued / failed / partial / missing from the cell's files. `claimed` / `queued`:
+    whether the claim's process and the queued job are alive (the runner knows); None takes a claim or queued
+    record at its word, which is what a reader without the runner can say."""
+    if not cell_dir.is_dir():
+        return MISSING
+    if (cell_dir / DONE).exists():
+        return DONE_S if done_problem(cell_dir) is None else CORRUPT
+    if (cell_dir / CLAIM).exists() if claimed is None else claimed:
+        return RUNNING
+    if (cell_dir / QUEUED).exists() if queued is None else queued:
+        return QUEUED_S
+    if (cell_dir / FAILED).exists():
+        return FAILED_S
+    if any((cell_dir / name).exists() for name in OUTPUTS):
+        return PARTIAL
+    return MISSING
 
 
 def done_problem(cell_dir: Path, deep: bool = False) -> str | None:

@@ -74,7 +74,7 @@ def unloaded_cell(d: Path) -> tuple[str, str | None, str, bool]:
 
 
 def _label(d: Path) -> str | None:
-    from benchmark.runner.cells import label
+    from benchmark.store_layout import label
 
     try:
         return label(read_json(d / "config.json"))
@@ -92,9 +92,9 @@ def left_out_problem(d: Path) -> str:
 def unfinished_cell(d: Path) -> tuple[str, str, str, str | None]:
     """(cell, label, status, error) of a cell directory without DONE: what a sweep left failed, half-run or
     running."""
-    from benchmark.runner import store as st
+    from benchmark import store_layout as st
 
-    status = st.cell_status(d)
+    status = st.file_status(d)  # a claim or queued record taken at its word: whether it is alive is the runner's
     error = None
     if status == st.FAILED_S:
         try:

@@ -17,7 +17,7 @@ from benchmark.errors import BenchError
 from benchmark.io import dumps_json
 from benchmark.runner.devices import visible_gpus
 from benchmark.runner.grid import CellSpec
-from benchmark.store_layout import ID_LENGTH, NON_IDENTITY, cell_id, identity  # noqa: F401 -- with the store check
+from benchmark.store_layout import ID_LENGTH, NON_IDENTITY, cell_id, identity, label  # noqa: F401 -- with the store check
 
 SCHEMA = 1
 PAPER_KINDS = ("coco", "voc")  # datasets on which a GPU machine defaults to the R50-FPN `fair` recipe
@@ -38,12 +38,6 @@ class Cell:
 
     def label(self) -> str:
         return label(self.config)
-
-
-def label(config: dict) -> str:
-    n = config["noise"]
-    noise = "clean" if n["level"] == 0 else f"{n['model']}={n['level']:g}"
-    return f"{config['method']} {noise} seed={config['seed']} ({config['dataset']['name']})"
 
 
 # ---- datasets ---------------------------------------------------------------------------------------------------

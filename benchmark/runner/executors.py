@@ -42,7 +42,7 @@ def set_threads(threads: int) -> None:
 
 
 def _died_result(cell_dir: Path, exitcode: int | None) -> dict:
-    from benchmark.runner.cells import label
+    from benchmark.store_layout import label
 
     how = f"signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"exit code {exitcode}"
     hint = "; out of memory?" if exitcode == -signal.SIGKILL else ""
@@ -64,7 +64,7 @@ def _died_result(cell_dir: Path, exitcode: int | None) -> dict:
 def run_torchrun(cell_dir: str | Path, nproc: int, *, overwrite: str = "missing", imports: Sequence[str] = (),
                  progress: bool = True) -> dict:
     """Claim the cell here, then run it as `nproc` torchrun processes (rank 0 re-enters this claim)."""
-    from benchmark.runner.cells import label
+    from benchmark.store_layout import label
     from benchmark.runner.run_cell import overwrite_decision, result
 
     cell_dir = Path(cell_dir).resolve()

@@ -21,7 +21,8 @@ from pathlib import Path
 from benchmark.errors import BenchError
 from benchmark.io import read_json, write_json
 from benchmark.runner import store as st
-from benchmark.runner.cells import DatasetCache, label
+from benchmark.runner.cells import DatasetCache
+from benchmark.store_layout import label
 
 _log = logging.getLogger("benchmark.runner")
 _DATASETS = DatasetCache()  # one load per dataset per worker process

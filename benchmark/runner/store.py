@@ -27,15 +27,33 @@ from pathlib import Path
 from benchmark.errors import BenchError
 from benchmark.io import atomic_write_bytes, dumps_json, read_json, write_json
 from benchmark.store_layout import (  # noqa: F401 -- the layout's one owner; re-exported for the runner
-    CELLS_DIR, CLAIM, CONFIG, DONE, ENV, FAILED, LOG, METRICS, NOISE_DIR, PREDICTIONS, QUEUED, REFINED, RESULT_FILES,
-    TRAIN_DIR, done_problem, mark_done)
-
-OUTPUTS = (ENV, NOISE_DIR, TRAIN_DIR, PREDICTIONS, METRICS, REFINED, FAILED, LOG)
-
-# statuses
-DONE_S, RUNNING, FAILED_S, PARTIAL, CORRUPT, MISSING = "done", "running", "failed", "partial", "corrupt", "missing"
-QUEUED_S = "queued"
-STATUSES = (DONE_S, RUNNING, QUEUED_S, FAILED_S, PARTIAL, CORRUPT, MISSING)
+    CELLS_DIR,
+    CLAIM,
+    CONFIG,
+    CORRUPT,
+    DONE,
+    DONE_S,
+    ENV,
+    FAILED,
+    FAILED_S,
+    LOG,
+    METRICS,
+    MISSING,
+    NOISE_DIR,
+    OUTPUTS,
+    PARTIAL,
+    PREDICTIONS,
+    QUEUED,
+    QUEUED_S,
+    REFINED,
+    RESULT_FILES,
+    RUNNING,
+    STATUSES,
+    TRAIN_DIR,
+    done_problem,
+    file_status,
+    mark_done,
+)
 
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 600.0
@@ -102,20 +120,12 @@ def is_disk_full(message: str) -> bool:
 
 # ---- status -----------------------------------------------------------------------------------------------------
 def cell_status(cell_dir: Path, ignore_claim: bool = False) -> str:
-    """done / running / failed / partial / corrupt / missing (see module docstring)."""
-    if not cell_dir.is_dir():
-        return MISSING
-    if (cell_dir / DONE).exists():  # the store's one integrity check (benchmark.store_layout)
-        return DONE_S if done_problem(cell_dir) is None else CORRUPT
-    if not ignore_claim and claim_holder(cell_dir) is not None:
-        return RUNNING
-    if not ignore_claim and queued_job(cell_dir) is not None:
-        return QUEUED_S
-    if (cell_dir / FAILED).exists():
-        return FAILED_S
-    if any((cell_dir / name).exists() for name in OUTPUTS):
-        return PARTIAL
-    return MISSING
+    """done / running / queued / failed / partial / corrupt / missing: the files' status
+    (`store_layout.file_status`) with the claim's process and the queued job checked for life."""
+    if not cell_dir.is_dir() or (cell_dir / DONE).exists():
+        return file_status(cell_dir)
+    return file_status(cell_dir, claimed=not ignore_claim and claim_holder(cell_dir) is not None,
+                       queued=not ignore_claim and queued_job(cell_dir) is not None)
 
 
 def reset(cell_dir: Path, keep_progress: bool) -> None:

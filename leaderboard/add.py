@@ -115,7 +115,8 @@ def _match_names(groups: list[tuple], by_key: dict, notes: list[str] | None) -> 
     loses the tag, which `noise.rng` states, so it meets the paper's `faster_rcnn` row. A group whose rng differs from
     the row already at its key (the paper's rows say `oamil-legacy`) gets the tag instead: filling that row would
     show the paper's boxes beside a number trained on others."""
-    names, owner = [], {}
+    names: list = []
+    owner: dict = {}
     for method, name, split, nmodel, level, rng, profile, _ in groups:
         plain = method.replace(f" [noise rng {rng}]", "") if rng not in ("none", "numpy") else method
         key = row_key({"dataset": name, "test_split": split, "method": plain, "profile": str(profile),

@@ -22,7 +22,8 @@ def entries_dir(root: str | Path) -> Path:
 def load_rows(root: str | Path = ENTRIES, strict: bool = True) -> list[tuple[Path, dict]]:
     """All rows under `root`, each validated; with `strict` the first bad row raises a one-line error."""
     root = entries_dir(root)
-    rows, seen = [], {}
+    rows: list[tuple[Path, dict]] = []
+    seen: dict = {}
     for path in sorted(root.rglob("*.json")):
         try:
             row = validate_row(read_json(path), path)
@@ -43,7 +44,8 @@ def validate_all(root: str | Path = ENTRIES) -> list[str]:
     from leaderboard.schema import row_errors
 
     root = entries_dir(root)
-    problems, seen = [], {}
+    problems: list = []
+    seen: dict = {}
     for path in sorted(root.rglob("*.json")):
         try:
             row = read_json(path)

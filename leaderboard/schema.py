@@ -20,7 +20,7 @@ from benchmark.errors import BenchError
 SCHEMA_VERSION = 1
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100", "VOC_AP50")
 RNG_MODES = ("numpy", "oamil-legacy", "none", "unknown")
-REQUIRED = {
+REQUIRED: dict[str, type] = {
     "schema_version": int,
     "method": str,
     "method_name": str,
@@ -33,7 +33,7 @@ REQUIRED = {
     "schedule": str,
     "extra_supervision": str,
 }
-OPTIONAL = {"code": str, "profile": str, "reported": (dict, type(None)), "reproduced": (dict, type(None)),
+OPTIONAL: dict[str, Any] = {"code": str, "profile": str, "reported": (dict, type(None)), "reproduced": (dict, type(None)),
             "notes": str}
 
 
@@ -43,7 +43,7 @@ class RowError(BenchError, ValueError):
     A `BenchError`, so the CLI prints it as one line instead of a traceback."""
 
 
-def _looks_like_fractions(values: dict[str, float]) -> bool:
+def _looks_like_fractions(values: dict[str, Any]) -> bool:
     """Every value in [0, 1] and one above 0: fractions (results-store style, 0.748) where AP points (74.8) belong.
     A real detector under 1 AP point on every metric it reports has no place on a leaderboard, so the rule refuses
     no honest row; all zeros stay valid (a detector that found nothing)."""
@@ -54,11 +54,11 @@ def _looks_like_fractions(values: dict[str, float]) -> bool:
 def _mixed_units(means: dict) -> str | None:
     """A fraction among points: COCO AP is the mean of AP at 10 IoU thresholds, 0.5 and 0.75 among them, so it is
     never below AP50 / 10 or AP75 / 10 (0.1 of slack for one-decimal rounding)."""
-    ap = means.get("AP")
+    ap: Any = means.get("AP")
     if not _plain_number(ap):
         return None
     for other in ("AP50", "AP75"):
-        v = means.get(other)
+        v: Any = means.get(other)
         if _plain_number(v) and ap + 0.1 < v / 10:
             return (f"AP {ap!r} is below {other} / 10 ({other} {v!r}), which cannot be: AP averages {other} with 9 "
                     "other IoU thresholds; a fraction among AP points?")
@@ -137,8 +137,8 @@ def row_errors(row: Any) -> list[str]:
             errors.append(f"{key}: must be {typ.__name__}")
     for key in set(row) - set(REQUIRED) - set(OPTIONAL):
         errors.append(f"{key}: unknown field")
-    for key, typ in OPTIONAL.items():
-        if key in row and not isinstance(row[key], typ):
+    for key, optional_type in OPTIONAL.items():
+        if key in row and not isinstance(row[key], optional_type):
             errors.append(f"{key}: wrong type")
     if errors:
         return errors

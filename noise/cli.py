@@ -259,8 +259,7 @@ def _image_prefix_beside(file: Path) -> str | None:
     except (OSError, SyntaxError, UnicodeDecodeError):
         return None
     for node in tree.body:
-        names = [getattr(t, "id", None) for t in node.targets] if isinstance(node, ast.Assign) else []
-        if TRAIN_IMAGES_VAR in names:
+        if isinstance(node, ast.Assign) and TRAIN_IMAGES_VAR in [getattr(t, "id", None) for t in node.targets]:
             value = node.value.value if isinstance(node.value, ast.Constant) else None
             return value if isinstance(value, str) and Path(value).is_dir() else None
     return None

@@ -35,7 +35,7 @@ def _scaled(u: np.ndarray, g: np.ndarray | float) -> np.ndarray:
     """Unit draws in [-1, 1) (from U[0, 1)) scaled by the level, in place."""
     u *= 2.0
     u -= 1.0
-    u *= g if np.ndim(g) == 0 else g[:, None]
+    u *= g if np.ndim(g) == 0 else np.asarray(g)[:, None]
     return u
 
 
@@ -66,7 +66,7 @@ def gaussian(bs: BoxSet, level, rng):
     idx = bs.active_index()
     g = _levels(level, idx)
     z = _draws(rng, idx.size, 4, normal=True)
-    z *= g if np.ndim(g) == 0 else g[:, None]
+    z *= g if np.ndim(g) == 0 else np.asarray(g)[:, None]
     cx, cy, w, h = bs.sizes(idx)
     return _moved(bs, idx, g, from_centre(cx + w * z[:, 0], cy + h * z[:, 1], w * np.exp(z[:, 2]),
                                           h * np.exp(z[:, 3])))

@@ -159,7 +159,7 @@ def compose(steps: Sequence[Any], name: str | None = None) -> NoiseModel:
     steps_meta = tuple({"model": nm.name, "level": lv, "params": params} for nm, lv, params in parsed)
     files = tuple(dict.fromkeys(f"{nm.name}.{key}" for nm, _, _ in parsed for key in nm.file_params))
     return NoiseModel(label, composed, kind if kind in KINDS else "mixed", max_level, inclusive, False,
-                      "composition: " + ", ".join(s["model"] for s in steps_meta), steps_meta, files)
+                      "composition: " + ", ".join(str(s["model"]) for s in steps_meta), steps_meta, files)
 
 
 def try_levels(ds: DetectionDataset, model: str | NoiseModel, levels: Iterable[float], seed: int | None = None,
@@ -446,7 +446,7 @@ class OutputTemplate:
 
     def __init__(self, anns: list[dict]):
         self.anns = anns
-        dicts = []
+        dicts: list[dict] = []
         append = dicts.append
         for a in anns:
             b = a.copy()

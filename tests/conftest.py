@@ -45,3 +45,16 @@ def _one_thread():
     except ImportError:
         pass
     yield
+
+
+def pytest_collection_modifyitems(config, items):
+    """`@pytest.mark.gpu` tests need CUDA: skipped, saying so, on machines without it."""
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_items:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs CUDA (torch.cuda.is_available() is false)")
+        for item in gpu_items:
+            item.add_marker(skip)

@@ -66,8 +66,10 @@ def free_anchor_loss(cls_logits, bbox_pred, anchors, boxes, labels, box_coder, *
     import torch.nn.functional as F
     from torchvision.ops import box_iou
 
-    pos_sum, neg_sum, num_obj = cls_logits[0].sum() * 0.0, cls_logits[0].sum() * 0.0, 0
+    pos_sum, neg_sum, num_obj = cls_logits[0].float().sum() * 0.0, cls_logits[0].float().sum() * 0.0, 0
     for logits, deltas, anc, gt, lab in zip(cls_logits, bbox_pred, anchors, boxes, labels):
+        # float32 throughout: under CUDA autocast the head's outputs are half precision
+        logits, deltas, anc, gt = logits.float(), deltas.float(), anc.float(), gt.float()
         prob = torch.sigmoid(logits)
         with torch.no_grad():  # P{a_j in A+} per class: max over that class's objects
             box_prob = torch.zeros_like(prob)
@@ -88,7 +90,7 @@ def free_anchor_loss(cls_logits, bbox_pred, anchors, boxes, labels, box_coder, *
         reg = F.smooth_l1_loss(deltas[bag].reshape(-1, 4), target, beta=beta, reduction="none").sum(-1)
         loc_p = torch.exp(-box_weight * reg).reshape(-1, k)
         bag_p = mean_max(cls_p * loc_p)
-        pos_sum = pos_sum + (alpha * F.binary_cross_entropy(bag_p, torch.ones_like(bag_p), reduction="none")).sum()
+        pos_sum = pos_sum + (alpha * -torch.log(bag_p.clamp(min=EPS))).sum()  # BCE with target 1
         num_obj += len(gt)
     return pos_sum, neg_sum, num_obj
 

@@ -329,7 +329,8 @@ class DiscoRoIHeads(RoIHeads):
                 order = torch.argsort(s, descending=True)[: self.detections_per_img]
                 b, s, lab = clip_boxes_to_image(b[order], shape), s[order], lab[order]
             else:
-                b, s, lab = boxes.new_zeros(0, 4), scores.new_zeros(0), torch.zeros(0, dtype=torch.int64)
+                b, s, lab = boxes.new_zeros(0, 4), scores.new_zeros(0), torch.zeros(0, dtype=torch.int64,
+                                                                                     device=boxes.device)
             out.append({"boxes": b, "scores": s, "labels": lab})
         return out, {}
 

@@ -137,14 +137,16 @@ def _head(base, p: dict):
             gt_labels = torch.cat([t["labels"] for t in targets])
             # stability of every annotation under the current detector (no gradient) + features for the prior
             feats = self.box_head(self.box_roi_pool(features, mem, image_shapes))
-            with torch.no_grad():
-                _, reg = self.box_predictor(feats.detach())
-                n = len(gt_labels)
-                deltas = reg.reshape(n, -1, 4)[torch.arange(n), gt_labels]
-                pred = self.box_coder.decode_single(deltas.float(), torch.cat(mem).float())
-                pred = torch.cat([clip_boxes(b, hw) for b, hw in zip(pred.split([len(m) for m in mem]),
-                                                                          image_shapes)]) if n else pred
-                s = stability(pred, torch.cat(mem).float()) if n else pred.new_zeros(0)
+            n = len(gt_labels)
+            pred, s = feats.new_zeros(0, 4).float(), feats.new_zeros(0).float()
+            if n:
+                with torch.no_grad():
+                    _, reg = self.box_predictor(feats.detach())
+                    deltas = reg.reshape(n, -1, 4)[torch.arange(n), gt_labels]
+                    pred = self.box_coder.decode_single(deltas.float(), torch.cat(mem).float())
+                    pred = torch.cat([clip_boxes(b, hw) for b, hw in zip(pred.split([len(m) for m in mem]),
+                                                                              image_shapes)])
+                    s = stability(pred, torch.cat(mem).float())
             reliable = s >= self.p["reliable_iou"]
             props, matched, labels, reg_targets = self.select_training_samples(proposals, targets)
             logits, box_reg = self.box_predictor(self.box_head(self.box_roi_pool(features, props, image_shapes)))

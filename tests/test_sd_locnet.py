@@ -68,3 +68,14 @@ def test_box_loss_is_weighted_by_stability(monkeypatch):
         torch.manual_seed(1)
         got[value] = model([image], t)["loss_box_reg"].item()
     assert got[0.0] == 0.0 and got[1.0] > 0.0
+
+
+def test_a_batch_without_boxes_trains():
+    m = get_method("sd_locnet")
+    cfg = resolve_config(m, "cpu", "shapes", 0.4, TINY_OVERRIDES)
+    model = m.build_model(cfg, 2).train()
+    t = [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
+          "ann_ids": torch.zeros(0, dtype=torch.int64), "orig_size": torch.tensor([64, 64]),
+          "flip": torch.tensor([False, False])}]
+    losses = model([torch.rand(3, 64, 64)], t)
+    assert all(torch.isfinite(v) for v in losses.values()) and model.refined_boxes() == {}

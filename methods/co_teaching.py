@@ -137,10 +137,13 @@ class CoTeachingAdapter(MethodAdapter):
     relative_cost = 2.2
 
     def default_config(self, profile: str, noise_level: float | None = None, dataset_kind: str = "coco") -> dict:
-        level = 0.2 if noise_level is None or noise_level <= 0 else min(float(noise_level), 0.9)
-        return {"forget_rate": round(level, 4),
-                "forget_rate_source": "default: the noise level (Han et al. set tau to the noise rate); unpublished "
-                                      "for detection" if noise_level else "default 0.2: noise level unknown",
+        if noise_level is None:
+            tau, source = 0.2, "default 0.2: the noise level is unknown"
+        else:
+            tau = round(min(max(float(noise_level), 0.0), 0.9), 4)
+            source = ("default: the noise level (Han et al. set tau to the noise rate); the detection value is "
+                      "unpublished")
+        return {"forget_rate": tau, "forget_rate_source": source,
                 "tk_fraction": 0.05, "loss_beta": 1.0 / 9}
 
     def build_model(self, cfg: dict, num_classes: int) -> "torch.nn.Module":

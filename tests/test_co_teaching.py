@@ -69,3 +69,10 @@ def test_predicts_with_the_first_network():
     with torch.no_grad():
         a, both = model.a(x)[0], model(x)[0]
     torch.testing.assert_close(both["boxes"], a["boxes"])
+
+
+def test_forget_rate_defaults_to_the_noise_level():
+    m = get_method("co_teaching")
+    assert m.default_config("cpu", 0.4)["forget_rate"] == 0.4
+    assert m.default_config("cpu", 0.0)["forget_rate"] == 0.0  # clean data: nothing to forget
+    assert m.default_config("cpu", None)["forget_rate"] == 0.2

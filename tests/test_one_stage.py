@@ -79,6 +79,9 @@ def test_bad_one_stage_settings_are_one_line_errors():
     with pytest.raises(BenchError, match="same number of sizes"):
         cfg = _tiny(**{"model.anchor_sizes": [[8], [16, 24], [32, 48], [64, 96]]})
         build_retinanet(cfg["model"], 2, cfg["method"])
+    with pytest.raises(BenchError, match="head_norm"):
+        cfg = _tiny(**{"method.head_norm": "batch"})
+        build_retinanet(cfg["model"], 2, cfg["method"])
     with pytest.raises(BenchError, match="bg_iou_thresh"):
         cfg = _tiny(**{"method.bg_iou_thresh": 0.6})
         build_retinanet(cfg["model"], 2, cfg["method"])
@@ -100,3 +103,10 @@ def test_one_stage_defaults_are_the_published_values():
     d = one_stage_defaults("paper")
     assert (d["focal_alpha"], d["focal_gamma"], d["fg_iou_thresh"], d["bg_iou_thresh"]) == (0.25, 2.0, 0.5, 0.4)
     assert d["octave_scales"] == pytest.approx([1.0, 2 ** (1 / 3), 2 ** (2 / 3)])
+
+
+def test_group_norm_head_option():
+    cfg = _tiny(**{"method.head_norm": "group"})
+    model = build_retinanet(cfg["model"], 2, cfg["method"])
+    norms = [m for m in model.head.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert len(norms) == 8 and norms[0].num_groups == 16  # 4 convs x 2 towers; 16-channel tiny FPN

@@ -47,6 +47,8 @@ ONE_STAGE_SOURCES = {
     "fg_iou_thresh": "0.5 (RetinaNet §4.1; mmdet MaxIoUAssigner pos_iou_thr)",
     "bg_iou_thresh": "0.4 (RetinaNet §4.1; mmdet MaxIoUAssigner neg_iou_thr)",
     "topk_candidates": "1000 per level before NMS (RetinaNet §4.1 inference; mmdet test_cfg nms_pre)",
+    "head_norm": "none: RetinaNet's head has no normalisation (§4.1); `group` puts GroupNorm(32) in its conv towers "
+                 "(torchvision's RetinaNet v2 head), for detectors trained from scratch",
     "lr": "paper profile 0.01 for batch 16 (mmdet retinanet_r50_fpn_1x_coco optimizer), via profile_overrides",
 }
 
@@ -55,7 +57,7 @@ def one_stage_defaults(profile: str) -> dict:
     """The one-stage core's `method` keys for a profile (every one-stage method starts from these)."""
     octave = [1.0] if profile == "cpu" else [1.0, 2 ** (1 / 3), 2 ** (2 / 3)]
     return {"focal_alpha": 0.25, "focal_gamma": 2.0, "octave_scales": octave, "fg_iou_thresh": 0.5,
-            "bg_iou_thresh": 0.4, "topk_candidates": 1000}
+            "bg_iou_thresh": 0.4, "topk_candidates": 1000, "head_norm": "none"}
 
 
 def one_stage_profile_overrides(profile: str) -> dict:
@@ -124,6 +126,8 @@ def check_one_stage(method_cfg: dict) -> None:
     if not isinstance(octave, list) or not octave or not all(
             isinstance(o, (int, float)) and not isinstance(o, bool) and o > 0 for o in octave):
         raise BenchError(f"method.octave_scales must be a non-empty list of positive numbers, got {octave!r}")
+    if method_cfg["head_norm"] not in ("none", "group"):
+        raise BenchError(f"method.head_norm must be none or group, got {method_cfg['head_norm']!r}")
     if not (isinstance(method_cfg["topk_candidates"], int) and method_cfg["topk_candidates"] > 0):
         raise BenchError(f"method.topk_candidates must be a positive integer, got {method_cfg['topk_candidates']!r}")
 
@@ -167,6 +171,14 @@ def build_retinanet(model_cfg: dict, num_classes: int, method_cfg: dict | None =
         detections_per_img=model_cfg["box_detections_per_img"], fg_iou_thresh=m["fg_iou_thresh"],
         bg_iou_thresh=m["bg_iou_thresh"], topk_candidates=m["topk_candidates"],
     )
+    if m["head_norm"] == "group":
+        from functools import partial
+
+        from torchvision.models.detection.retinanet import RetinaNetHead
+
+        groups = min(32, backbone.out_channels)
+        model.head = RetinaNetHead(backbone.out_channels, anchors.num_anchors_per_location()[0], num_classes,
+                                   norm_layer=partial(nn.GroupNorm, groups))
     set_focal(model, m["focal_alpha"], m["focal_gamma"])
     model.transform = ResizeTransform(model_cfg["min_size"], model_cfg["max_size"], IMAGENET_MEAN, IMAGENET_STD,
                                       upscale=bool(model_cfg.get("upscale", True)))

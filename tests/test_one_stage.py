@@ -103,6 +103,7 @@ def test_one_stage_defaults_are_the_published_values():
     d = one_stage_defaults("paper")
     assert (d["focal_alpha"], d["focal_gamma"], d["fg_iou_thresh"], d["bg_iou_thresh"]) == (0.25, 2.0, 0.5, 0.4)
     assert d["octave_scales"] == pytest.approx([1.0, 2 ** (1 / 3), 2 ** (2 / 3)])
+    assert d["head_norm"] == "none" and one_stage_defaults("cpu")["head_norm"] == "group"
 
 
 def test_group_norm_head_option():

@@ -48,7 +48,8 @@ ONE_STAGE_SOURCES = {
     "bg_iou_thresh": "0.4 (RetinaNet §4.1; mmdet MaxIoUAssigner neg_iou_thr)",
     "topk_candidates": "1000 per level before NMS (RetinaNet §4.1 inference; mmdet test_cfg nms_pre)",
     "head_norm": "none: RetinaNet's head has no normalisation (§4.1); `group` puts GroupNorm(32) in its conv towers "
-                 "(torchvision's RetinaNet v2 head), for detectors trained from scratch",
+                 "(torchvision's RetinaNet v2 head), the cpu profile's default: its backbone trains from scratch "
+                 "and without it RetinaNet barely learns in the cpu schedule (clean shapes, seed 0: AP 1.8 -> 6.5)",
     "lr": "paper profile 0.01 for batch 16 (mmdet retinanet_r50_fpn_1x_coco optimizer), via profile_overrides",
 }
 
@@ -57,7 +58,7 @@ def one_stage_defaults(profile: str) -> dict:
     """The one-stage core's `method` keys for a profile (every one-stage method starts from these)."""
     octave = [1.0] if profile == "cpu" else [1.0, 2 ** (1 / 3), 2 ** (2 / 3)]
     return {"focal_alpha": 0.25, "focal_gamma": 2.0, "octave_scales": octave, "fg_iou_thresh": 0.5,
-            "bg_iou_thresh": 0.4, "topk_candidates": 1000, "head_norm": "none"}
+            "bg_iou_thresh": 0.4, "topk_candidates": 1000, "head_norm": "group" if profile == "cpu" else "none"}
 
 
 def one_stage_profile_overrides(profile: str) -> dict:

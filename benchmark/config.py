@@ -1,7 +1,7 @@
 """Run configuration: the `cpu` and `paper` profiles, overrides and validation.
 
 A resolved config is a plain dict with four sections, recorded with every run:
-- `profile`: {name, dataset_kind, noise_level}
+- `profile`: {name, dataset_kind, noise_level} (+ `detector` for a method on the one-stage core)
 - `model`:   the detector (backbone, FPN, anchors, image size, RPN/RoI sampling) -> `methods._core.model`
 - `train`:   optimisation, schedule, augmentation, seeds, device -> `benchmark.engine`
 - `method`:  the adapter's own settings (`MethodAdapter.default_config`)
@@ -37,6 +37,8 @@ from benchmark.scalars import check_loggers
 PROFILES = ("cpu", "fair", "paper")  # cpu: in code below; fair, paper: benchmark/recipes/
 DATASET_KINDS = ("coco", "voc", "yolo", "shapes")
 SECTIONS = ("profile", "model", "train", "method")
+DETECTORS = ("two_stage", "one_stage")  # MethodAdapter.detector: the detection core a method builds on
+DEFAULT_DETECTOR = "two_stage"
 
 _MODEL_COMMON = {
     "aspect_ratios": [0.5, 1.0, 2.0],
@@ -387,8 +389,13 @@ def resolve_with_origin(method, profile: str, dataset_kind: str = "coco", noise_
                     raise BenchError(f"recipe sets unknown config key {sec}.{key} for method {name!r}", layer.path)
                 sections[sec][key] = copy.deepcopy(v)
                 origin[f"{sec}.{key}"] = (layer.label, layer.sources.get(sec, {}).get(key, ""))
+    detector = getattr(method, "detector", "two_stage")
+    if detector not in DETECTORS:
+        raise BenchError(f"method {method.name!r} declares detector {detector!r} (known: {', '.join(DETECTORS)})")
     cfg = {
-        "profile": {"name": profile, "dataset_kind": dataset_kind, "noise_level": noise_level},
+        "profile": {"name": profile, "dataset_kind": dataset_kind, "noise_level": noise_level,
+                    # only a non-default core is recorded: two-stage configs (and so their cell ids) are unchanged
+                    **({"detector": detector} if detector != DEFAULT_DETECTOR else {})},
         "model": base["model"],
         "train": base["train"],
         "method": method_defaults,

@@ -6,7 +6,8 @@ Columns (metrics are fractions 0-1, as in metrics.json):
   fingerprints), `variant` (what the cell changed from the method's defaults: its `--set` overrides, noise-model
   parameters and a non-default noise rng, e.g. `method.topk=3; noise direction=shrink`; empty for defaults),
   `recipe` (the first 8 hex digits of a hash of the resolved method config without seeds and runtime keys: the
-  same command gives another recipe when a release changes a profile's defaults).
+  same command gives another recipe when a release changes a profile's defaults), `detector` (the detection
+  core: `two_stage` Faster R-CNN or `one_stage` RetinaNet, from the cell's resolved config; absent = two-stage).
   Two different datasets with the same name (two folders called `coco`) get `dataset` values
   `coco [<dataset_id>]`, so tables, reports and leaderboard rows never average one with the other. Likewise a
   method run in several variants on one dataset is labelled `ssd_det [method.topk=3]` (the default variant keeps
@@ -35,7 +36,7 @@ from benchmark.io import atomic_write_bytes, dumps_json, sha256_bytes
 
 COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 IDENTITY_COLUMNS = ("cell", "method", "dataset", "dataset_kind", "profile", "noise_model", "noise_level",
-                    "noise_seed", "noise_rng", "seed", "code_version", "dataset_id", "variant", "recipe")
+                    "noise_seed", "noise_rng", "seed", "code_version", "dataset_id", "variant", "recipe", "detector")
 # what a table holds fixed while it averages over training seeds (as reports.tables and leaderboard.add group)
 SEED_GROUP = ["dataset", "profile", "method", "noise_model", "noise_level", "noise_rng"]
 SORT_COLUMNS = ["dataset", "method", "noise_model", "noise_level", "seed", "cell"]
@@ -79,6 +80,7 @@ def _identity_row(cell_dir: Path, config: dict, noise: dict) -> dict:
         "noise_model": noise["model"], "noise_level": float(noise["level"]), "noise_seed": noise["seed"],
         "noise_rng": noise["rng"], "seed": config["seed"], "code_version": config.get("code_version"),
         "dataset_id": _dataset_id(config["dataset"]), "variant": variant(config), "recipe": recipe(config),
+        "detector": detector(config),
     }
 
 
@@ -93,6 +95,18 @@ def _metrics_row(row: dict, metrics: dict, cell_dir: Path) -> dict:
                 row[prefix + key] = value
     row["cell_dir"] = str(cell_dir)
     return row
+
+
+def detector(config: dict) -> str:
+    """The detection core a cell trained (`two_stage` or `one_stage`): recorded in the resolved config's `profile`
+    section by methods on a non-default core; cells without it (every two-stage cell) read as two-stage. An
+    external run's detector is unknown: empty."""
+    from benchmark.config import DEFAULT_DETECTOR
+
+    if config.get("external"):
+        return ""
+    profile = (config.get("method_config") or {}).get("profile")
+    return str((profile if isinstance(profile, dict) else {}).get("detector") or DEFAULT_DETECTOR)
 
 
 def base_method(label: str) -> str:

@@ -17,10 +17,13 @@ seeds, train wall time per run) and writes benchmarks/out/noise_effect.json.
     python benchmarks/noise_effect.py --datasets shapes --seeds 0 --jobs 2
     python benchmarks/noise_effect.py --methods faster_rcnn,oa_mil,ssd_det --levels 0.2,0.4
     python benchmarks/noise_effect.py --extra oa_mil,ssd_det:0.4   # + the robust methods at 0.4 only (issue #7)
+    python benchmarks/noise_effect.py --extra retinanet,free_anchor,co_teaching,sd_locnet,disco:0.4 \
+        --extra retinanet_clean:0.4                                # issue #31's rows (one-stage oracle once)
 
 For methods that export refined training boxes (OA-MIL's corrected boxes, SSD-Det's pseudo boxes) each row also
 records `refined_iou`: the mean IoU of those boxes with the clean boxes, next to `noisy_iou`, the same for the noisy
-boxes they started from. With several methods at the highest level, the script prints the AP ordering.
+boxes they started from. With several methods at the highest level, the script prints the AP ordering. `step/FR`
+is a method's training-step time relative to faster_rcnn's on the same dataset (engine seconds per iteration).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ sys.path.insert(0, str(REPO))
 
 ORACLE = "clean"
 BASELINE = "faster_rcnn"  # the oracle is this detector on the clean boxes
+ORACLES = (ORACLE, "retinanet_clean")  # trained on the clean boxes: one row per dataset whatever the level
 NOISE_SEED = 0
 _SPLITS: dict = {}
 
@@ -133,16 +137,22 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 def summarise(rows: list[dict]) -> list[dict]:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        level = None if r["method"] == ORACLE else r["level"]
+        level = None if r["method"] in ORACLES else r["level"]
         groups.setdefault((r["dataset"], r["method"], level), []).append(r)
     out = []
     for (dataset, method, level), rs in groups.items():
         s = {"dataset": dataset, "method": method, "level": level, "seeds": sorted(r["seed"] for r in rs)}
         for k in ("AP", "AP50", "AP75", "train_s", "noisy_iou", "refined_iou"):
             s[k], s[f"{k}_std"] = _mean_std([r.get(k) for r in rs])
+        s["step_s"], _ = _mean_std([r["engine_train_s"] / r["iterations"] for r in rs
+                                    if r.get("engine_train_s") and r.get("iterations")])
         out.append(s)
+    for s in out:  # training-step cost relative to faster_rcnn on the same dataset (its rows, or the oracle's)
+        base = [b["step_s"] for b in out if b["dataset"] == s["dataset"] and b["method"] in (BASELINE, ORACLE)
+                and b["step_s"] == b["step_s"]]
+        s["step_vs_faster_rcnn"] = s["step_s"] / statistics.fmean(base) if base else float("nan")
     order = {m: i for i, m in enumerate(["faster_rcnn", "oa_mil", "ssd_det"])}
-    out.sort(key=lambda s: (s["dataset"], s["method"] == ORACLE, order.get(s["method"], 9), s["method"],
+    out.sort(key=lambda s: (s["dataset"], s["method"] in ORACLES, order.get(s["method"], 9), s["method"],
                             -1 if s["level"] is None else s["level"]))
     return out
 
@@ -151,14 +161,14 @@ def format_table(summary: list[dict]) -> str:
     dw = max([len("dataset")] + [len(s["dataset"]) for s in summary])
     mw = max([len("method")] + [len(s["method"]) for s in summary])
     head = (f"{'dataset':<{dw}} {'method':<{mw}} {'noise':>5} {'seeds':>5}  {'AP':>13} {'AP50':>13} {'AP75':>13} "
-            f"{'train s':>9} {'box IoU noisy -> refined':>24}")
+            f"{'train s':>9} {'step/FR':>7} {'box IoU noisy -> refined':>24}")
     lines = [head, "-" * len(head)]
     for s in summary:
         noise = "clean" if s["level"] is None else f"{s['level']:g}"
         cols = "  ".join(f"{100 * s[k]:5.1f} ± {100 * s[k + '_std']:4.1f}" for k in ("AP", "AP50", "AP75"))
         ious = "" if s["refined_iou"] != s["refined_iou"] else f"{s['noisy_iou']:.3f} -> {s['refined_iou']:.3f}"
         lines.append(f"{s['dataset']:<{dw}} {s['method']:<{mw}} {noise:>5} {len(s['seeds']):>5}  {cols} "
-                     f"{s['train_s']:9.0f} {ious:>24}")
+                     f"{s['train_s']:9.0f} {s['step_vs_faster_rcnn']:6.2f}x {ious:>24}")
     return "\n".join(lines)
 
 
@@ -179,7 +189,7 @@ def effect_lines(summary: list[dict]) -> list[str]:
                          f"{_ratio(worst['AP75'], oracle['AP75'])} of its AP75")
         top = max((s["level"] for s in summary if s["dataset"] == dataset and s["level"]), default=None)
         ranked = sorted((s for s in summary if s["dataset"] == dataset and s["level"] == top
-                         and s["method"] != ORACLE), key=lambda s: -s["AP"])
+                         and s["method"] not in ORACLES), key=lambda s: -s["AP"])
         if len(ranked) > 1:
             lines.append(f"{dataset}: AP ordering at noise {top:g}: " + " > ".join(
                 f"{s['method']} {100 * s['AP']:.1f}" for s in ranked))

@@ -58,6 +58,8 @@ def rows_from_results(df: pd.DataFrame, dataset_name: str | None = None, test_sp
     existing = existing or []
     by_key = {row_key(r): r for r in existing}
     meta = {r["method"]: r for r in existing}
+    # the suite's adapter name -> the row's method name, where a paper row names the method otherwise
+    alias = {r["run_method"]: r["method"] for r in existing if r.get("run_method")}
     df = df.copy()
     if "noise_rng" not in df:
         df["noise_rng"] = "numpy"
@@ -66,6 +68,7 @@ def rows_from_results(df: pd.DataFrame, dataset_name: str | None = None, test_sp
     for (method, dataset, nmodel, level, rng, profile), group in df.groupby(
             ["method", "dataset", "noise_model", "noise_level", "noise_rng", "profile"], dropna=False):
         level = 0.0 if pd.isna(level) else float(level)
+        method = alias.get(method, method)
         nmodel = "none" if level == 0 or pd.isna(nmodel) else str(nmodel)
         rng = "none" if level == 0 else (rng if rng in ("numpy", "oamil-legacy") else "unknown")
         name = dataset_name or Path(str(dataset)).name

@@ -33,8 +33,10 @@ REQUIRED: dict[str, type] = {
     "schedule": str,
     "extra_supervision": str,
 }
+# `runnable`: the suite can reproduce the row with `bench run --method <run_method>` (the row's `method` unless
+# `run_method` names the suite's adapter, e.g. `freeanchor` -> `free_anchor`, clean RetinaNet -> `retinanet_clean`)
 OPTIONAL: dict[str, Any] = {"code": str, "profile": str, "reported": (dict, type(None)), "reproduced": (dict, type(None)),
-            "notes": str}
+            "notes": str, "runnable": bool, "run_method": str}
 
 
 class RowError(BenchError, ValueError):
@@ -154,6 +156,8 @@ def row_errors(row: Any) -> list[str]:
         errors.append(f"noise.level: must be a number in [0, 1), got {level!r}")
     if noise.get("rng") not in RNG_MODES:
         errors.append(f"noise.rng: must be one of {', '.join(RNG_MODES)}")
+    if "run_method" in row and (not row["run_method"] or row.get("runnable") is not True):
+        errors.append("run_method: a non-empty adapter name, only on rows with runnable: true")
     reported, reproduced = row.get("reported"), row.get("reproduced")
     if reported is None and reproduced is None:
         errors.append("reported/reproduced: a row needs at least one of them")

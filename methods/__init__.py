@@ -8,7 +8,9 @@ from methods.base import Diagnostics, MethodAdapter, Paper, TrainResult
 METHODS: Registry[type[MethodAdapter]] = Registry(
     "method",
     entry_point_group="noisybox_bench.methods",
-    builtin_modules=("methods.faster_rcnn", "methods.clean", "methods.oa_mil", "methods.ssd_det", "methods.mmdet_backend"),
+    builtin_modules=("methods.faster_rcnn", "methods.clean", "methods.oa_mil", "methods.ssd_det", "methods.mmdet_backend",
+                     "methods.retinanet", "methods.free_anchor", "methods.co_teaching", "methods.sd_locnet",
+                     "methods.disco"),
 )
 
 

@@ -79,6 +79,10 @@ class MethodAdapter:
     # training time relative to the core Faster R-CNN on the same config (a scheduling hint only: the runner
     # starts the costliest cells first, so a long cell does not end a sweep running alone on an idle machine)
     relative_cost: ClassVar[float] = 1.0
+    # which detection core the method builds on: "two_stage" (Faster R-CNN, `methods.core.build_faster_rcnn`) or
+    # "one_stage" (RetinaNet, `methods.core.build_retinanet`); recorded in the run config's `profile` section when
+    # not "two_stage" (so two-stage cell ids stay as they were) and shown as the results' `detector` column
+    detector: ClassVar[str] = "two_stage"
 
     # ---- configuration ----------------------------------------------------------------------------------
     def default_config(self, profile: str, noise_level: float | None = None, dataset_kind: str = "coco") -> dict:

@@ -21,7 +21,8 @@ def ls():
     for name, cls in METHODS.items():
         paper = cls.paper.short() if cls.paper else "–"
         paper = paper if len(paper) <= 60 else paper[:57] + "..."
-        flags = ",".join(f for f, on in (("oracle", cls.reads_clean_boxes), ("refines-boxes", cls.refines_boxes)) if on)
+        flags = ",".join(f for f, on in (("oracle", cls.reads_clean_boxes), ("refines-boxes", cls.refines_boxes),
+                                         ("one-stage", getattr(cls, "detector", "two_stage") == "one_stage")) if on)
         rows.append((name, paper, METHODS.origin(name), flags or "-"))
     widths = [max(len(r[i]) for r in rows + [("name", "paper", "source", "flags")]) for i in range(4)]
     for r in [("name", "paper", "source", "flags")] + rows:

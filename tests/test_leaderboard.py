@@ -293,3 +293,20 @@ def test_add_reports_bad_entries_paths_and_rows_in_one_line(tmp_path, capsys):
                 main(["leaderboard", *cmd, "--entries", str(entries)])
             err = capsys.readouterr().err.strip().splitlines()
             assert exc.value.code == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_runnable_paper_rows_name_a_registered_adapter_and_a_store_maps_back_to_them():
+    from methods import METHODS
+
+    rows = [r for _, r in load_rows(ENTRIES)]
+    runnable = [r for r in rows if r.get("runnable")]
+    names = {r.get("run_method", r["method"]) for r in runnable}
+    assert {"retinanet", "retinanet_clean", "free_anchor", "co_teaching", "sd_locnet"} <= names
+    assert names <= set(METHODS.names())
+    paper = next(r for r in runnable if r["run_method"] == "free_anchor" and r["dataset"] == "coco2017"
+                 and r["noise"]["level"] == 0.4)
+    df = pd.DataFrame([{"method": "free_anchor", "dataset": "coco", "noise_model": "uniform", "noise_level": 0.4,
+                        "noise_rng": "oamil-legacy", "seed": 0, "profile": "paper", "cell": "c0", "AP": 0.1}])
+    (row,) = rows_from_results(df, dataset_name="coco2017", test_split="val2017", existing=[paper])
+    assert row["method"] == "freeanchor" and row["reported"] == paper["reported"]  # merged into the paper row
+    assert row_errors({**_row(), "run_method": "x"})[0].startswith("run_method")

@@ -16,7 +16,8 @@ from benchmark.testing import check_adapter
 from methods import METHODS, MethodAdapter, get_method
 from methods.core import build_faster_rcnn
 
-BUILTINS = ["faster_rcnn", "clean", "oa_mil", "ssd_det", "ssd_det+retrain"]
+BUILTINS = ["faster_rcnn", "clean", "oa_mil", "ssd_det", "ssd_det+retrain", "retinanet", "retinanet_clean", "free_anchor",
+            "co_teaching", "sd_locnet", "disco"]
 
 
 def test_registry_suggests_close_names_and_lets_builtins_win():

@@ -328,3 +328,9 @@ def test_costliest_cells_start_first_and_ties_keep_grid_order():
     assert [(p.cell.method, p.i) for p in longest_first(todo)] == [
         ("ssd_det+retrain", 5), ("ssd_det", 2), ("ssd_det", 6),
         ("clean", 0), ("faster_rcnn", 1), ("not_registered", 3), ("faster_rcnn", 4)]
+
+
+def test_one_stage_oracle_runs_once_per_seed_at_level_zero():
+    cells = expand_grid(["retinanet", "retinanet_clean"], [0.2, 0.4], [0], baselines=False)
+    assert _keys(cells) == [("retinanet_clean", 0.0, 0, "method"), ("retinanet", 0.2, 0, "method"),
+                            ("retinanet", 0.4, 0, "method")]

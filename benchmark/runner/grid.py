@@ -14,6 +14,7 @@ from benchmark.errors import BenchError
 
 BASELINE_METHODS = ("faster_rcnn",)  # run at every noise level of the sweep
 ORACLE_METHOD = "clean"  # trained on the clean boxes, once per seed and dataset (noise level 0)
+ORACLE_METHODS = (ORACLE_METHOD, "retinanet_clean")  # every oracle: one level-0 cell whatever --noise says
 CLEAN_NOISE = "none"  # the noise model recorded for level-0 (clean) cells
 
 
@@ -144,7 +145,7 @@ def expand_grid(methods: list[str], levels: list[float], seeds: list[int], datas
         plan.append((ORACLE_METHOD, 0.0, "oracle"))
         plan += [(m, lv, "baseline") for lv in levels for m in BASELINE_METHODS]
     # the oracle trains on the clean boxes whatever the level: one cell (level 0) per seed and dataset
-    plan += [(m, 0.0 if m == ORACLE_METHOD else lv, "method") for lv in levels for m in methods]
+    plan += [(m, 0.0 if m in ORACLE_METHODS else lv, "method") for lv in levels for m in methods]
     _check_scoped(overrides, {m for m, _, _ in plan})
 
     out: list[CellSpec] = []

@@ -95,3 +95,24 @@ def test_config_show_prints_a_cells_resolved_config_and_marks_set_values(tmp_pat
     write_json(tmp_path / "other.json", {"images": []})
     bad = CliRunner().invoke(config, ["show", str(tmp_path / "other.json")])
     assert isinstance(bad.exception, BenchError) and "not a cell config" in str(bad.exception)
+
+
+def test_every_docs_page_is_in_the_site_nav():
+    """mkdocs --strict (in CI) fails on a page outside the nav: caught here too, without mkdocs."""
+    from pathlib import Path
+
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    nav = yaml.safe_load((repo / "mkdocs.yml").read_text())["nav"]
+
+    def pages(entries):
+        for entry in entries:
+            for value in entry.values():
+                yield from (pages(value) if isinstance(value, list) else [value])
+
+    listed = set(pages(nav))
+    on_disk = {p.relative_to(repo / "docs").as_posix() for p in (repo / "docs").rglob("*.md")}
+    generated = {"reference/config.md"}  # written at build time by docs/gen_reference.py
+    assert on_disk - listed == set(), "add these pages to mkdocs.yml's nav"
+    assert listed - on_disk - generated == set(), "the nav names pages that do not exist"

@@ -13,7 +13,8 @@
   `train.batch_size` is the total over all processes;
 - a non-finite loss (or, without AMP, a non-finite gradient of finite losses) stops the run with a `BenchError`
   naming the iteration and the batch's image ids;
-- `workdir/train.log`, `workdir/train_metrics.json`, `workdir/scalars.csv` (+ `train.loggers`), a tqdm bar (loss, it/s, ETA) on stderr;
+- `workdir/train.log`, `workdir/train_metrics.json`, `workdir/scalars.csv` (+ `train.loggers`), a tqdm bar (loss,
+  it/s, ETA) on stderr;
 - model hooks (see methods/base.py): `set_epoch`, `set_diagnostics`, `refined_boxes` (-> `refined_boxes.json`,
   gathered across processes), `diagnostics` (merged into the metrics).
 

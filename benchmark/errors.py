@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 # control characters as Python writes them in a string literal ("\n" -> "\\n"): a file name or a value quoted from the
 # user's file may hold a line break, and the message must stay one line
 _ESCAPED = {c: repr(chr(c))[1:-1] for c in (*range(0, 9), *range(10, 32), 127)}

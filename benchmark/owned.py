@@ -80,7 +80,7 @@ class OwnedFolder:
         """Files in the folder the earlier run did not write, or that changed since it wrote them."""
         return [rel for rel in _entries(self.root) if _stamp(self.root / rel) != self.before.get(rel)]
 
-    def open(self, what: str = "folder") -> "OwnedFolder":
+    def open(self, what: str = "folder") -> OwnedFolder:
         """Accept a missing or empty folder, or one this command wrote before; refuse any other (one line)."""
         if self.root.exists() and not self.root.is_dir():
             raise BenchError(f"{what} is a file, not a folder", self.root)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import difflib
 import warnings
+from collections.abc import Callable, Iterator
 from importlib import import_module
 from importlib.metadata import entry_points
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import Any, Generic, TypeVar
 
 from benchmark.errors import BenchError
 

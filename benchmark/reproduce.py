@@ -18,9 +18,9 @@ data and weights the sweep needs, with whether they are here.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from benchmark.errors import BenchError
 
@@ -352,8 +352,8 @@ def _command():
     @click.option("--slurm-arg", "slurm_args", multiple=True, metavar="KEY=VALUE", help="Extra sbatch parameter.")
     @click.option("--no-wait", is_flag=True, help="Slurm: submit and return; rerun the command later to collect.")
     @click.option("--progress/--no-progress", default=None, help="Progress bars [default: when stderr is a terminal].")
-    def reproduce(table_name, dry_run, seeds, only, dataset, weights, offline, speed, tables, entries, out, overwrite, executor, jobs,
-                  gpus_per_cell, partition, gpus_per_task, timeout_min, slurm_args, no_wait, progress):
+    def reproduce(table_name, dry_run, seeds, only, dataset, weights, offline, speed, tables, entries, out, overwrite,
+                  executor, jobs, gpus_per_cell, partition, gpus_per_task, timeout_min, slurm_args, no_wait, progress):
         """Re-run one paper TABLE (voc07-oamil, voc07-ssddet, coco-oamil, coco-ssddet): each method at the table's
         noise levels, `paper` profile, OA-MIL noise drawn by `oamil-legacy`.
 

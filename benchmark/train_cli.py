@@ -17,7 +17,6 @@ import click
 from benchmark.config import PROFILES
 from benchmark.errors import BenchError
 
-
 THREADS_HELP = ("CPU threads for torch (default: torch's choice, one per core). On a shared machine use 1: "
                 "oversubscribed threads make a training step up to 10x slower")
 

@@ -76,7 +76,7 @@ class TreeRSS:
             self.peak_single = max([self.peak_single, *sizes])
             self._stop.wait(self.interval_s)
 
-    def __enter__(self) -> "TreeRSS":
+    def __enter__(self) -> TreeRSS:
         self._thread.start()
         return self
 

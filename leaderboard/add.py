@@ -77,7 +77,8 @@ def rows_from_results(df: pd.DataFrame, dataset_name: str | None = None, test_sp
     names = _match_names(groups, by_key, notes)
     out = []
     for (_, name, split, nmodel, level, rng, profile, group), method in zip(groups, names):
-        hardware = ", ".join(sorted(set(map(str, group[hardware_col])))) if hardware_col else platform.processor() or platform.machine()
+        hardware = (", ".join(sorted(set(map(str, group[hardware_col])))) if hardware_col
+                    else platform.processor() or platform.machine())
         template = meta.get(method, meta.get(base_method(method), {}))
         row = {
             "schema_version": SCHEMA_VERSION, "method": method,

@@ -223,7 +223,7 @@ class OAMILRoIHeads(RoIHeads):
         rows = torch.arange(len(pos_labels), device=pos_labels.device)
         anchors, regression = pos_rois, pos_regression
         boxes_list, scores_list = [], []
-        for r in range(num_rounds):
+        for _ in range(num_rounds):
             deltas = regression.reshape(len(rows), -1, 4)[rows, pos_labels]
             boxes = self.box_coder.decode_single(deltas.detach(), anchors).detach()
             per_image = [sane_boxes(b, image_shapes[i]) for i, b in enumerate(boxes.split(counts))]

@@ -58,7 +58,7 @@ class Diagnostics:
     clean_boxes: dict[int, tuple[float, float, float, float]]
 
     @classmethod
-    def from_dataset(cls, dataset: "DetectionDataset") -> "Diagnostics | None":
+    def from_dataset(cls, dataset: DetectionDataset) -> Diagnostics | None:
         boxes = {}
         for a in dataset.annotations:
             tb = a.get("true_bbox")
@@ -96,15 +96,15 @@ class MethodAdapter:
         return {}
 
     # ---- model --------------------------------------------------------------------------------------------
-    def build_model(self, cfg: dict, num_classes: int) -> "torch.nn.Module":
+    def build_model(self, cfg: dict, num_classes: int) -> torch.nn.Module:
         raise NotImplementedError
 
     # ---- data the method may see ---------------------------------------------------------------------------
-    def training_view(self, train: "DetectionDataset") -> "DetectionDataset":
+    def training_view(self, train: DetectionDataset) -> DetectionDataset:
         return train.with_clean_boxes_as_targets() if self.reads_clean_boxes else train.without_clean_boxes()
 
     # ---- lifecycle (shared engine by default) --------------------------------------------------------------
-    def train(self, train: "DetectionDataset", cfg: dict, workdir: Path, *, resume: bool = True,
+    def train(self, train: DetectionDataset, cfg: dict, workdir: Path, *, resume: bool = True,
               diagnostics: Any = None, progress: bool = True) -> TrainResult:
         """Train on the method's view of `train` (noisy boxes only, unless the oracle). `diagnostics` defaults to
         the clean boxes of `train` (a `Diagnostics`, or a dataset carrying `true_bbox`), for metrics only."""
@@ -115,7 +115,7 @@ class MethodAdapter:
         return fit(self, self.training_view(train), cfg, Path(workdir), resume=resume,
                    diagnostics=diagnostics, progress=progress)
 
-    def predict(self, checkpoint: Path, dataset: "DetectionDataset", cfg: dict, progress: bool = True) -> list[dict]:
+    def predict(self, checkpoint: Path, dataset: DetectionDataset, cfg: dict, progress: bool = True) -> list[dict]:
         """COCO results list `[{image_id, category_id, bbox: [x, y, w, h], score}]` for `dataset`'s images."""
         from benchmark.engine import predict
 

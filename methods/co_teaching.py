@@ -44,7 +44,7 @@ def remember_rate(epoch: int, num_epochs: int, forget_rate: float, tk_fraction: 
     return 1.0 - min(epoch / tk * forget_rate, forget_rate)
 
 
-def small_loss(losses: "torch.Tensor", rate: float) -> "torch.Tensor":
+def small_loss(losses: torch.Tensor, rate: float) -> torch.Tensor:
     """Boolean mask of the int(rate x N) smallest losses (at least one when there is any); ties by position."""
     import torch
 
@@ -56,7 +56,7 @@ def small_loss(losses: "torch.Tensor", rate: float) -> "torch.Tensor":
     return keep
 
 
-def cross_select(loss_a: "torch.Tensor", loss_b: "torch.Tensor", rate: float):
+def cross_select(loss_a: torch.Tensor, loss_b: torch.Tensor, rate: float):
     """(annotations network A trains on, those B trains on): each the peer's small-loss set."""
     return small_loss(loss_b, rate), small_loss(loss_a, rate)
 
@@ -146,7 +146,7 @@ class CoTeachingAdapter(MethodAdapter):
         return {"forget_rate": tau, "forget_rate_source": source,
                 "tk_fraction": 0.05, "loss_beta": 1.0 / 9}
 
-    def build_model(self, cfg: dict, num_classes: int) -> "torch.nn.Module":
+    def build_model(self, cfg: dict, num_classes: int) -> torch.nn.Module:
         p = {**self.default_config(cfg["profile"]["name"], cfg["profile"].get("noise_level")), **cfg.get("method", {})}
         if not 0 <= p["forget_rate"] < 1:
             raise BenchError(f"method.forget_rate must be in [0, 1), got {p['forget_rate']!r}")

@@ -43,14 +43,14 @@ PUBLISHED = {
 EPS = 1e-12
 
 
-def saturated_linear(iou: "torch.Tensor", thr: float) -> "torch.Tensor":
+def saturated_linear(iou: torch.Tensor, thr: float) -> torch.Tensor:
     """P{a_j -> b_i} from IoU(b_i, predicted box of a_j), (objects, anchors): 0 below `thr`, 1 at the object's best
     IoU, linear between (paper Eq. 8's saturated linear function)."""
     top = iou.max(dim=1, keepdim=True).values.clamp(min=thr + EPS)
     return ((iou - thr) / (top - thr)).clamp(0.0, 1.0)
 
 
-def mean_max(p: "torch.Tensor") -> "torch.Tensor":
+def mean_max(p: torch.Tensor) -> torch.Tensor:
     """Mean-max of each row of P (objects, bag): sum_j w_j p_j with w_j proportional to 1 / (1 - p_j)."""
     w = 1.0 / (1.0 - p).clamp(min=EPS)
     return (w / w.sum(dim=1, keepdim=True) * p).sum(dim=1)
@@ -154,7 +154,7 @@ class FreeAnchor(MethodAdapter):
     def profile_overrides(self, profile: str, noise_level: float | None = None, dataset_kind: str = "coco") -> dict:
         return {"train": {"lr": 0.01, "grad_clip": 35.0}} if profile == "paper" else {}
 
-    def build_model(self, cfg: dict, num_classes: int) -> "torch.nn.Module":
+    def build_model(self, cfg: dict, num_classes: int) -> torch.nn.Module:
         from methods.core import build_retinanet
 
         m = {**self.default_config(cfg["profile"]["name"]), **cfg.get("method", {})}

@@ -65,9 +65,10 @@ class MMDetBackend(MethodAdapter):
 
     def train(self, train, cfg, workdir, *, resume=True, diagnostics=None, progress=True) -> TrainResult:
         require_mmdet()
-        from benchmark.datasets import save_coco
         from mmengine.config import Config
         from mmengine.runner import Runner
+
+        from benchmark.datasets import save_coco
 
         workdir = Path(workdir)
         view = self.training_view(train)
@@ -85,10 +86,11 @@ class MMDetBackend(MethodAdapter):
 
     def predict(self, checkpoint, dataset, cfg, progress=True) -> list[dict]:
         require_mmdet()
-        from benchmark.datasets import save_coco
-        from benchmark.evaluation import load_detections
         from mmengine.config import Config
         from mmengine.runner import Runner
+
+        from benchmark.datasets import save_coco
+        from benchmark.evaluation import load_detections
 
         workdir = Path(checkpoint).parent / "predict"
         test_file = workdir / "test.json"

@@ -27,7 +27,8 @@ epochs and any other schedule keep OA-IS from 1/12 and OA-IE from 8/12 of traini
 
 Deliberate deviations: the RPN keeps the core's coder and loss (the baseline's), only the RoI head uses DeltaXYXY
 + L1 -- except in the `paper` recipe, where the RPN and the `faster_rcnn` baseline use OA-MIL's DeltaXYXY + L1 too
-(`model.box_coder=xyxy`, `model.rpn_box_loss=l1`), so the OA-MIL - FR gap measures the method only; instance boxes are clipped to the image before re-pooling (the original clamps the selected box at 0 only).
+(`model.box_coder=xyxy`, `model.rpn_box_loss=l1`), so the OA-MIL - FR gap measures the method only; instance boxes
+are clipped to the image before re-pooling (the original clamps the selected box at 0 only).
 `mil_lambda=0` drops only the MIL loss and keeps OA-IS (the OA-IS-only ablation); in the original code lambda = 0
 also switches OA-IS off, which here is `oais=false`.
 """
@@ -99,7 +100,7 @@ class OAMIL(MethodAdapter):
             "box_stds": [0.1, 0.1, 0.1, 0.1],
         }
 
-    def build_model(self, cfg: dict, num_classes: int) -> "torch.nn.Module":
+    def build_model(self, cfg: dict, num_classes: int) -> torch.nn.Module:
         from methods._core.model import build_faster_rcnn
         from methods._oamil_head import OAMILRoIHeads
 

@@ -38,6 +38,7 @@ class {cls}(MethodAdapter):
     reads_clean_boxes = False  # never True for a real method: clean boxes are the benchmark's answer key
     refines_boxes = False  # True if the model corrects its training boxes and has a refined_boxes() hook (below)
     relative_cost = 1.0  # training time vs the core Faster R-CNN, e.g. 3.0: the runner starts costly cells first
+    detector = "two_stage"  # the detection core: "one_stage" builds on methods.core.build_retinanet instead
 
     # ---- configuration ---------------------------------------------------------------------------------------
     def default_config(self, profile, noise_level=None, dataset_kind="coco"):

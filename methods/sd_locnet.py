@@ -41,15 +41,15 @@ PUBLISHED = {
 }
 
 
-def stability(pred: "torch.Tensor", memory: "torch.Tensor") -> "torch.Tensor":
+def stability(pred: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
     """Localisation stability: IoU of each predicted box with its memory box (N,)."""
     from methods.core import paired_iou
 
     return paired_iou(pred, memory)
 
 
-def refine(memory: "torch.Tensor", pred: "torch.Tensor", s: "torch.Tensor", reliable_iou: float,
-           momentum: float) -> tuple["torch.Tensor", "torch.Tensor"]:
+def refine(memory: torch.Tensor, pred: torch.Tensor, s: torch.Tensor, reliable_iou: float,
+           momentum: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(new memory, reliable mask): reliable instances move by `momentum` towards their prediction."""
     reliable = s >= reliable_iou
     new = memory.clone()
@@ -57,10 +57,9 @@ def refine(memory: "torch.Tensor", pred: "torch.Tensor", s: "torch.Tensor", reli
     return new, reliable
 
 
-def prior_propagation(features: "torch.Tensor", labels: "torch.Tensor", reliable: "torch.Tensor") -> "torch.Tensor":
+def prior_propagation(features: torch.Tensor, labels: torch.Tensor, reliable: torch.Tensor) -> torch.Tensor:
     """Mean (1 - cosine) between each unreliable instance's feature and its class's reliable prototype (detached);
     0 when no unreliable instance has a reliable class-mate."""
-    import torch
     import torch.nn.functional as F
 
     loss, count = features.sum() * 0.0, 0
@@ -199,7 +198,7 @@ class SDLocNet(MethodAdapter):
                 "unpublished": "reliable_iou, momentum, refine_start, prior_weight: paper leaves open (documented "
                                "defaults, see methods/sd_locnet.py)"}
 
-    def build_model(self, cfg: dict, num_classes: int) -> "torch.nn.Module":
+    def build_model(self, cfg: dict, num_classes: int) -> torch.nn.Module:
         from methods.core import build_faster_rcnn
 
         p = {**self.default_config(cfg["profile"]["name"]), **cfg.get("method", {})}

@@ -11,7 +11,8 @@ on those boxes (paper "Re-train", Table 3/7).
 
 Configuration (`method` section; `default_config`): bag (`base_ratios`, `shake`, `min_inside`), `topk`, negatives,
 loss weights (`loss_*` refiner, `det_loss_*` detector), ablation switches (`refiner_stages`, `spsd1_steps`, `spsd2`,
-`spsd2_weighted`, `sisd`, `sisd_ore`) and the options discussed below (`loss_sisd`, `fpn_norm`, `sisd_score`). Table 3 and Table 6 rows: `TABLE3_ROWS`, `TABLE6_SPSD`.
+`spsd2_weighted`, `sisd`, `sisd_ore`) and the options discussed below (`loss_sisd`, `fpn_norm`, `sisd_score`). Table
+3 and Table 6 rows: `TABLE3_ROWS`, `TABLE6_SPSD`.
 
 Where the paper and the reference code disagree, and what this suite does
 -------------------------------------------------------------------------
@@ -219,12 +220,12 @@ class SSDDet(MethodAdapter):
                                        prof.get("dataset_kind", "coco"))
         return {**defaults, **cfg.get("method", {})}
 
-    def build_model(self, cfg: dict, num_classes: int) -> "torch.nn.Module":
+    def build_model(self, cfg: dict, num_classes: int) -> torch.nn.Module:
         from benchmark.config import option
         from methods._core.model import build_faster_rcnn, mmdet_init
+        from methods._core.roi_align import FastMultiScaleRoIAlign
         from methods._ssd_model import SSDDetModel
         from methods._ssd_refiner import SSDRefiner
-        from methods._core.roi_align import FastMultiScaleRoIAlign
 
         m = self._method_cfg(cfg)
         settings = refiner_settings(m, num_classes)
@@ -257,7 +258,7 @@ class SSDDet(MethodAdapter):
         return SSDDetModel(detector, refiner, weights, seed=int(cfg.get("train", {}).get("seed", 0)))
 
     # -- training: the engine's loop, then one refinement pass over the training set ---------------------------
-    def train(self, train: "DetectionDataset", cfg: dict, workdir: Path, *, resume: bool = True,
+    def train(self, train: DetectionDataset, cfg: dict, workdir: Path, *, resume: bool = True,
               diagnostics: Any = None, progress: bool = True) -> TrainResult:
         if diagnostics is None or not isinstance(diagnostics, Diagnostics):  # as MethodAdapter.train does
             diagnostics = Diagnostics.from_dataset(train if diagnostics is None else diagnostics)
@@ -322,7 +323,7 @@ class _PseudoBoxFasterRCNN(MethodAdapter):
         return train  # already the pseudo-box dataset
 
 
-def pseudo_box_dataset(train: "DetectionDataset", refined: list[dict]) -> "DetectionDataset":
+def pseudo_box_dataset(train: DetectionDataset, refined: list[dict]) -> DetectionDataset:
     """`train` with each annotation's `bbox` replaced by its refined box (annotations without one keep theirs)."""
     by_id = {int(r["id"]): [float(v) for v in r["bbox"]] for r in refined}
     anns = []
@@ -342,7 +343,7 @@ class SSDDetRetrain(SSDDet):
     relative_cost = 4.0  # SSD-Det, then a Faster R-CNN
     description = "SSD-Det, then a fresh Faster R-CNN trained on its final pseudo boxes (paper: Re-train)"
 
-    def train(self, train: "DetectionDataset", cfg: dict, workdir: Path, *, resume: bool = True,
+    def train(self, train: DetectionDataset, cfg: dict, workdir: Path, *, resume: bool = True,
               diagnostics: Any = None, progress: bool = True) -> TrainResult:
         from benchmark.engine import fit
         from benchmark.io import read_json

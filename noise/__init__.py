@@ -9,8 +9,17 @@ This package imports no torch and no detector code.
 """
 
 from noise.levels import parse_levels
-from noise.make import (NoisyResult, calibrate, compose, iter_noisy, make_noisy, make_noisy_levels, recover_clean,
-                        write_levels, write_noisy)
+from noise.make import (
+                        NoisyResult,
+                        calibrate,
+                        compose,
+                        iter_noisy,
+                        make_noisy,
+                        make_noisy_levels,
+                        recover_clean,
+                        write_levels,
+                        write_noisy,
+)
 from noise.registry import NOISE_MODELS, NoiseModel, get_model, noise_model
 from noise.stats import noise_stats
 

@@ -86,16 +86,16 @@ class BoxSet:
         size = self.rows(self.box_size, idx)
         return size[:, 0], size[:, 1]
 
-    def replace(self, **changes) -> "BoxSet":
+    def replace(self, **changes) -> BoxSet:
         return dataclasses.replace(self, **changes)
 
-    def with_note(self, key: str, count: int) -> "BoxSet":
+    def with_note(self, key: str, count: int) -> BoxSet:
         notes = dict(self.notes)
         notes[key] = notes.get(key, 0) + int(count)
         return self.replace(notes=notes)
 
     # ---- the one way a geometric model changes boxes ----------------------------------------------------
-    def propose(self, idx: np.ndarray, xyxy: np.ndarray) -> "BoxSet":
+    def propose(self, idx: np.ndarray, xyxy: np.ndarray) -> BoxSet:
         """Clip proposed boxes for rows `idx` to [0, W-1] x [0, H-1]; where the result collapses (x2 <= x1 or
         y2 <= y1, or not finite) keep the current box. `numpy` mode rounds to `DECIMALS` before the check, so the
         written box is the checked one."""
@@ -121,7 +121,7 @@ class BoxSet:
         return self.commit(idx, out, clipped & ~bad, bad, all_rows)
 
     def commit(self, idx: np.ndarray, xyxy: np.ndarray, clipped: np.ndarray, bad: np.ndarray,
-               all_rows: bool | None = None) -> "BoxSet":
+               all_rows: bool | None = None) -> BoxSet:
         """Store already-checked boxes: rows where `bad` keep their current box and are marked collapsed."""
         if all_rows is None:
             all_rows = self.is_all(idx)

@@ -12,8 +12,16 @@ import click
 from benchmark.errors import BenchError
 from benchmark.io import atomic_write_bytes, atomic_write_text, dumps_json, read_json, sha256_bytes, sha256_file
 from noise.levels import parse_levels
-from noise.make import (MANIFEST_FORMAT, RNG_MODES, calibrate, check_levels, iter_noisy, params_record, try_levels,
-                        write_levels)
+from noise.make import (
+    MANIFEST_FORMAT,
+    RNG_MODES,
+    calibrate,
+    check_levels,
+    iter_noisy,
+    params_record,
+    try_levels,
+    write_levels,
+)
 from noise.make import model_from_spec as make_model_from_spec
 from noise.registry import NOISE_MODELS, NoiseModel, get_model
 

@@ -152,7 +152,7 @@ def bogus(bs: BoxSet, level, rng, max_iou: float = 0.2, tries: int = 20):
     bh = np.clip(bs.clean[like, 3] - bs.clean[like, 1], 1.0, np.maximum(size[:, 1] - 1, 1.0))
     out = np.zeros((m, 4))
     todo = np.arange(m)
-    for attempt in range(tries):
+    for _ in range(tries):
         x1 = rng.random(todo.size) * np.maximum(size[todo, 0] - 1 - bw[todo], 0.0)
         y1 = rng.random(todo.size) * np.maximum(size[todo, 1] - 1 - bh[todo], 0.0)
         cand = np.stack([x1, y1, x1 + bw[todo], y1 + bh[todo]], axis=1)

@@ -146,7 +146,7 @@ def training_failure_modes(cells: pd.DataFrame, cache: CellCache, cfg: FailureMo
                           row.cell)
             ident = _identity(row) | {"method": method}
             frames.append(_compact(f, ident))
-            sens.append(sensitivity(lambda c, r=ref: classify_training(noisy, r, c), cfg, grid).assign(**ident))
+            sens.append(sensitivity(lambda c, r=ref, n=noisy: classify_training(n, r, c), cfg, grid).assign(**ident))
     return _concat(frames), _concat(sens)
 
 
@@ -167,7 +167,7 @@ def detection_failure_modes(cells: pd.DataFrame, cache: CellCache, datasets: Dat
             continue
         ident = _identity(row)
         frames.append(_compact(classify_detections(gt, preds, cfg), ident))
-        sens.append(sensitivity(lambda c: classify_detections(gt, preds, c), cfg, grid).assign(**ident))
+        sens.append(sensitivity(lambda c, g=gt, p=preds: classify_detections(g, p, c), cfg, grid).assign(**ident))
     return _concat(frames), _concat(sens)
 
 

@@ -21,8 +21,8 @@ from benchmark import __version__
 from reports import html
 from reports import plots as P
 from reports.analysis import NOISY_INPUT, Datasets, Skips
-from reports.headline import group_headline
 from reports.config import FORMATS, ReportConfig, parse_formats
+from reports.headline import group_headline
 from reports.sections import cells_section, definitions, group_section
 from reports.store import CellCache, load_cells
 from reports.tables import sweep_groups

@@ -31,7 +31,7 @@ class ReportConfig:
     tide_iou_range: bool = False  # also AP@[.5:.95] (10 matchings per cell: slow on COCO-sized test sets)
 
     @classmethod
-    def from_dict(cls, d: dict, path=None) -> "ReportConfig":
+    def from_dict(cls, d: dict, path=None) -> ReportConfig:
         """Overrides from a JSON object; every value is checked (type, range), a wrong one is a one-line error."""
         if not isinstance(d, dict):
             raise BenchError(f"report config is {show(d)}, expected a JSON object", path)
@@ -50,7 +50,7 @@ class ReportConfig:
         return cls(**kw)
 
     @classmethod
-    def from_json(cls, path) -> "ReportConfig":
+    def from_json(cls, path) -> ReportConfig:
         return cls.from_dict(read_json(path), path)
 
 

@@ -58,7 +58,7 @@ class FailureModeConfig:
     min_score: float = 0.3  # test detections below this score are not classified
 
     @classmethod
-    def from_dict(cls, d: dict, prefix: str = "failure_modes.") -> "FailureModeConfig":
+    def from_dict(cls, d: dict, prefix: str = "failure_modes.") -> FailureModeConfig:
         """Thresholds from a JSON object; a wrong type or range is a `ValueError` naming the key."""
         return cls(**checked(cls, d, "failure-mode", prefix, RANGES))
 

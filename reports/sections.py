@@ -8,19 +8,34 @@ import pandas as pd
 from benchmark.errors import BenchError
 from reports import gallery, html
 from reports import plots as P
-from reports.analysis import (NOISY_INPUT, Datasets, Skips, detection_failure_modes, environment, noise_summary,
-                              refined_ious, tide_rows, training_failure_modes)
+from reports.analysis import (
+    NOISY_INPUT,
+    Datasets,
+    Skips,
+    detection_failure_modes,
+    environment,
+    noise_summary,
+    refined_ious,
+    tide_rows,
+    training_failure_modes,
+)
 from reports.boxes import is_ignored
 from reports.config import ReportConfig
 from reports.curves import is_loss, pooled, training_curves
-from reports.headline import group_headline
 from reports.failure_modes import BAD_MODES, MODES, UNASSIGNED, mode_rates, pool_rates
+from reports.headline import group_headline
 from reports.store import CellCache
-from reports.tables import (MAIN_METRICS, SIZE_METRICS, VOC_METRICS, aggregate, metric_table, oracle_methods_in,
-                            summary_table)
+from reports.tables import (
+    MAIN_METRICS,
+    SIZE_METRICS,
+    VOC_METRICS,
+    aggregate,
+    metric_table,
+    oracle_methods_in,
+    summary_table,
+)
 from reports.tide import ERROR_TYPES, SPECIAL_TYPES
 from reports.writer import Writer, slug
-
 
 # ---- failure-mode presentation --------------------------------------------------------------------------------
 

@@ -31,7 +31,8 @@ def load_cells(store: str | Path) -> pd.DataFrame:
 
     Cells with a DONE marker that the results table leaves out (corrupt: `benchmark.store_layout.done_problem`, the
     check `bench run` redoes them by) are listed in `frame.attrs["unloaded"]` as (cell, label or None, problem,
-    whether `bench run` redoes it) and their ids in `frame.attrs["corrupt"]`, and cells that are not done (failed, half-run, running)
+    whether `bench run` redoes it) and their ids in `frame.attrs["corrupt"]`, and cells that are not done (failed,
+    half-run, running)
     in `frame.attrs["unfinished"]` as (cell, label, status, one-line error or None), so the report can say so.
     """
     from benchmark.results import left_out, load

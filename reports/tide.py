@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from reports.boxes import SMALL_MAX_AREA, MEDIUM_MAX_AREA, area, as_xyxy, pairwise_iod, pairwise_iou
+from reports.boxes import MEDIUM_MAX_AREA, SMALL_MAX_AREA, area, as_xyxy, pairwise_iod, pairwise_iou
 from reports.settings import POSITIVE_COUNT, UNIT, checked
 
 ERROR_TYPES = ("Cls", "Loc", "Both", "Dupe", "Bkg", "Miss")
@@ -60,7 +60,7 @@ class TideConfig:
             raise ValueError(f"unknown TIDE style {self.style!r} (known: {', '.join(STYLES)})")
 
     @classmethod
-    def from_dict(cls, d: dict, prefix: str = "tide.") -> "TideConfig":
+    def from_dict(cls, d: dict, prefix: str = "tide.") -> TideConfig:
         """Settings from a JSON object; a wrong type or range is a `ValueError` naming the key."""
         ranges = {"pos_threshold": UNIT, "bg_threshold": UNIT, "max_dets": POSITIVE_COUNT}
         cfg = cls(**checked(cls, d, "TIDE", prefix, ranges, {"style": STYLES}))

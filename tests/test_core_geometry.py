@@ -3,9 +3,16 @@
 import pytest
 import torch
 
-from methods._core.geometry import (box_iou, boxes_from_original, boxes_to_original, flip_boxes, paired_iou,
-                                    xywh_to_xyxy, xyxy_to_xywh)
-from methods._core.model import ResizeTransform, IMAGENET_MEAN, IMAGENET_STD
+from methods._core.geometry import (
+    box_iou,
+    boxes_from_original,
+    boxes_to_original,
+    flip_boxes,
+    paired_iou,
+    xywh_to_xyxy,
+    xyxy_to_xywh,
+)
+from methods._core.model import IMAGENET_MEAN, IMAGENET_STD, ResizeTransform
 
 
 def test_xywh_xyxy_round_trip():

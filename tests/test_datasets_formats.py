@@ -10,8 +10,7 @@ import orjson
 import pytest
 from PIL import Image
 
-from benchmark.datasets import (DetectionDataset, load, load_coco, load_voc, load_yolo, save_coco, save_voc,
-                                save_yolo)
+from benchmark.datasets import DetectionDataset, load, load_coco, load_voc, load_yolo, save_coco, save_voc, save_yolo
 from benchmark.datasets.yolo import parse_yaml_names, yolo_class_names
 from benchmark.errors import BenchError
 
@@ -60,7 +59,8 @@ def voc_xml(filename: str, objects: list[tuple], size: tuple | None = (60, 40), 
     objs = "".join(
         f"<object><name>{n}</name><difficult>{d}</difficult><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin>"
         f"<xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>" for n, b, d in objects)
-    return f"<annotation><folder>JPEGImages</folder><filename>{filename}</filename><path>{path}</path>{size_xml}{objs}</annotation>"
+    return (f"<annotation><folder>JPEGImages</folder><filename>{filename}</filename><path>{path}</path>"
+            f"{size_xml}{objs}</annotation>")
 
 
 def make_voc(root: Path) -> Path:
@@ -288,7 +288,7 @@ def test_voc_loads_with_conventions(tmp_path):
     root = make_voc(tmp_path / "voc")
     ds = load_voc(root, "trainval")
     assert [c["name"] for c in ds.categories] == ["a", "b"]
-    a_id, b_id = 1, 2
+    b_id = 2
     by = boxes_by_file(ds)
     assert by["img1"] == [("a", 10.0, 5.0, 20.0, 15.0, 0), ("b", 30.0, 10.0, 30.0, 30.0, 1)]  # -1 on xmin/ymin only
     diff = next(a for a in ds.annotations if a["category_id"] == b_id and a["image_id"] == 1)

@@ -7,16 +7,16 @@ import pickle
 from pathlib import Path
 
 import pytest
-
 import test_runner_dummy  # noqa: F401  (registers the `dummy` method)
+from test_runner_dummy import TINY
+
 from benchmark.errors import BenchError
 from benchmark.evaluation import load_detections
+from benchmark.io import write_json
+from benchmark.runner import store as st
 from benchmark.runner.api import SweepOptions, make_executor, run_sweep
 from benchmark.runner.grid import expand_grid, parse_seeds
-from benchmark.runner import store as st
-from benchmark.io import write_json
 from methods._core.toy import make_toy_dataset
-from test_runner_dummy import TINY
 
 
 # ---- --executor slurm -----------------------------------------------------------------------------------------

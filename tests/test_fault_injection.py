@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pandas.testing as pdt
 import pytest
+from test_runner_dummy import TINY
 
 from benchmark import results
 from benchmark import store_layout as layout
 from benchmark.io import BenchError, read_json
 from benchmark.runner import store as st
-from test_runner_dummy import TINY
 
 TESTS = Path(__file__).resolve().parent
 KEY_COLUMNS = ["cell", "method", "dataset", "noise_model", "noise_level", "seed", "AP", "AP50", "AP75", "APs",

@@ -5,11 +5,11 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from store_kit import make_store
 
 from benchmark.io import write_json
 from reports.inspect import field_name, records_from_noisy_file, records_from_store, to_sample
 from reports.inspect_cli import inspect_cmd
-from store_kit import make_store
 
 
 @pytest.fixture(scope="module")

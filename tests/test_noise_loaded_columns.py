@@ -7,12 +7,11 @@ import dataclasses
 
 import numpy as np
 import pytest
+from test_datasets_formats import coco_dict, make_coco
 
 from benchmark.datasets import load_coco
 from noise import make_noisy
 from noise.boxset import _read_columns, extract
-
-from test_datasets_formats import coco_dict, make_coco
 
 
 def _messy_multi_image() -> dict:

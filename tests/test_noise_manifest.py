@@ -8,12 +8,20 @@ import copy
 import numpy as np
 import pytest
 
-from benchmark.datasets.core import DetectionDataset
 from benchmark.datasets import load_coco
-from benchmark.io import read_json, sha256_file
+from benchmark.datasets.core import DetectionDataset
 from benchmark.errors import BenchError
-from noise import (compose, iter_noisy, make_noisy, make_noisy_levels, noise_stats, recover_clean, write_levels,
-                   write_noisy)
+from benchmark.io import read_json, sha256_file
+from noise import (
+    compose,
+    iter_noisy,
+    make_noisy,
+    make_noisy_levels,
+    noise_stats,
+    recover_clean,
+    write_levels,
+    write_noisy,
+)
 from noise.mmdet_config import mmdet_config
 
 CATS = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}, {"id": 5, "name": "bird"}]

@@ -708,7 +708,7 @@ def test_legacy_voc_spends_draws_on_boxes_the_loader_drops(tmp_path):
         stems.append(stem)
         images.append({"id": i + 1, "file_name": f"{stem}.jpg", "width": W, "height": H})
         objects = []
-        for k in range(int(rng.integers(1, 6))):
+        for _ in range(int(rng.integers(1, 6))):
             xmin, ymin = int(rng.integers(1, W - 20)), int(rng.integers(1, H - 20))
             xmax, ymax = xmin + int(rng.integers(2, 20)), ymin + int(rng.integers(2, 20))
             kind = rng.random()

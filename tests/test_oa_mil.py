@@ -18,8 +18,17 @@ from benchmark.config import resolve_config
 from benchmark.errors import BenchError
 from methods import get_method
 from methods._core.geometry import boxes_to_original, paired_iou
-from methods._oamil_head import (OAMILParams, OAMILRoIHeads, XYXYBoxCoder, bag_index, correct_boxes,
-                                 mil_bag_score, mil_loss, oais_phi, phase_start)
+from methods._oamil_head import (
+    OAMILParams,
+    OAMILRoIHeads,
+    XYXYBoxCoder,
+    bag_index,
+    correct_boxes,
+    mil_bag_score,
+    mil_loss,
+    oais_phi,
+    phase_start,
+)
 from methods.oa_mil import lambda_and_type
 
 SHAPE = (100, 100)

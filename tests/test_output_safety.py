@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from benchmark.cli import cli, main
+from benchmark.cli import main
 from benchmark.datasets import load, load_voc, load_yolo
 from benchmark.datasets.voc import unwritable_class_names
 from benchmark.datasets.yolo import unwritable_yolo_names
@@ -105,8 +104,9 @@ def test_report_rebuild_removes_only_its_own_files(tmp_path, store):
 
 
 def test_leaderboard_render_never_overwrites_a_readme_it_did_not_write(tmp_path, capsys):
-    from leaderboard.rows import write_row
     from test_leaderboard import _row
+
+    from leaderboard.rows import write_row
 
     project = tmp_path / "project"
     write_row(_row(reported=30.0), project / "entries")

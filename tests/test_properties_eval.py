@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
+from property_strategies import SETTINGS, datasets
 
 from benchmark.evaluation import evaluate
 from benchmark.evaluation.coco import class_names
-from property_strategies import SETTINGS, datasets
 
 COCO_AREAS = {"APs": (0, 32**2), "APm": (32**2, 96**2), "APl": (96**2, 1e10)}  # COCO's area ranges, both ends in
 

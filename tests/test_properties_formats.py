@@ -16,12 +16,12 @@ import tempfile
 from pathlib import Path
 
 from hypothesis import given
+from property_strategies import SETTINGS, canonical, datasets, write_images
 
 from benchmark.datasets import load
 from benchmark.datasets.coco import load_coco, save_coco
 from benchmark.datasets.voc import save_voc
 from benchmark.datasets.yolo import save_yolo
-from property_strategies import SETTINGS, canonical, datasets, write_images
 
 
 def assert_same_boxes(got: dict, want: dict, tol: float) -> None:

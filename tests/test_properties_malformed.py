@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from property_strategies import SETTINGS, datasets, write_images
 
 from benchmark.datasets import load
 from benchmark.datasets.check import check
@@ -23,7 +24,6 @@ from benchmark.datasets.coco import save_coco
 from benchmark.datasets.voc import save_voc
 from benchmark.datasets.yolo import save_yolo
 from benchmark.errors import BenchError
-from property_strategies import SETTINGS, datasets, write_images
 
 # JSON values of every kind, the odd ones included: bools where ids go, huge and negative numbers, empty and
 # numeric strings, a NUL, nesting

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from property_strategies import SETTINGS, datasets
 
 from noise import make_noisy, recover_clean
-from property_strategies import SETTINGS, datasets
 
 MODELS = {  # model -> the levels it takes
     "uniform": st.floats(0, 0.99), "gaussian": st.floats(0, 0.99), "shift": st.floats(0, 0.99),

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from store_kit import cid, make_store
 
 from benchmark.errors import BenchError
 from benchmark.io import read_json, write_json
@@ -23,8 +24,6 @@ from benchmark.runner.store import mark_done
 from reports import ReportConfig, build_report
 from reports.store import load_cells
 from reports.tables import auc, metric_table, summary_table, to_latex, to_markdown
-
-from store_kit import cid, make_store
 
 # a cheaper report for the tests that check plumbing rather than content
 FAST = ReportConfig(gallery_per_mode=2, tide_styles=("coco",), tide_sizes=("all",), sensitivity=(("bad_iou", (0.5,)),))
@@ -251,7 +250,7 @@ def test_done_cells_left_out_of_the_table_are_named_with_their_problem(tmp_path)
     redo = "rerun the sweep to redo it: `bench run --dry-run` lists it as corrupt → redo"
     assert (f"DONE but left out of the results table: faster_rcnn oamil=0.3 seed=0 (toy), corrupt: metrics.json is "
             f"missing (cells/{lost}; {redo})") in skipped
-    assert (f"DONE but left out of the results table: clean oamil=0.1 seed=0 (toy), corrupt: unreadable DONE ("
+    assert ("DONE but left out of the results table: clean oamil=0.1 seed=0 (toy), corrupt: unreadable DONE ("
             in skipped and f"(cells/{bad_done}; {redo})" in skipped)
     assert (f"DONE but left out of the results table: corrupt: config.json changed size since the cell finished "
             f"(cells/{bad_config}; {redo})") in skipped

@@ -7,8 +7,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reports.failure_modes import (MODES, UNASSIGNED, FailureModeConfig, classify, classify_detections,
-                                   classify_training, mode_rates, sensitivity)
+from reports.failure_modes import (
+    MODES,
+    UNASSIGNED,
+    FailureModeConfig,
+    classify,
+    classify_detections,
+    classify_training,
+    mode_rates,
+    sensitivity,
+)
 
 CFG = FailureModeConfig()
 

@@ -11,8 +11,17 @@ from click.testing import CliRunner
 from benchmark.cli import cli
 from benchmark.errors import BenchError
 from benchmark.io import write_json
-from benchmark.reproduce import (cell_specs, dry_run_text, estimate, get_table, images_per_epoch, load_speed,
-                                 load_tables, reported, select_methods)
+from benchmark.reproduce import (
+    cell_specs,
+    dry_run_text,
+    estimate,
+    get_table,
+    images_per_epoch,
+    load_speed,
+    load_tables,
+    reported,
+    select_methods,
+)
 from benchmark.runner import store as st
 from leaderboard.rows import ENTRIES, load_rows
 from methods import METHODS

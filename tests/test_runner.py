@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 import test_runner_dummy  # noqa: F401  (registers the `dummy` method)
+from test_runner_dummy import TINY, DummyAdapter
+
 from benchmark import results
 from benchmark.errors import BenchError
 from benchmark.io import read_json, write_json
@@ -24,7 +25,6 @@ from benchmark.runner.api import SweepOptions, dry_run, grid, run_sweep
 from benchmark.runner.cells import resolve_all
 from benchmark.runner.run_cell import run_cell
 from benchmark.runner.sweep import execute, plan
-from test_runner_dummy import TINY, DummyAdapter
 
 TESTS = Path(__file__).resolve().parent
 KEY_COLUMNS = ["cell", "method", "dataset", "noise_model", "noise_level", "seed", "AP", "AP50", "AP75", "APs",

@@ -8,13 +8,12 @@ import subprocess
 import sys
 
 import pytest
-
 import test_runner_dummy  # noqa: F401  (registers the `dummy` method)
+from test_runner_dummy import TINY
+
 from benchmark.errors import BenchError
 from benchmark.runner.cells import DatasetCache, cell_id, identity, resolve, resolve_all
-from benchmark.runner.grid import (CellSpec, expand_grid, parse_levels, parse_methods, parse_seeds,
-                                   parse_set_options)
-from test_runner_dummy import TINY
+from benchmark.runner.grid import CellSpec, expand_grid, parse_levels, parse_methods, parse_seeds, parse_set_options
 
 
 # ---- parsing ------------------------------------------------------------------------------------------------------

@@ -10,14 +10,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 import test_runner_dummy  # noqa: F401  (registers the `dummy` method)
+from test_runner_dummy import TINY
+
 from benchmark import results
 from benchmark import store_layout as layout
 from benchmark.io import read_json, write_json
 from benchmark.runner import store as st
 from benchmark.runner.api import SweepOptions, dry_run, run_sweep
-from test_runner_dummy import TINY
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -141,7 +141,7 @@ def test_the_cli_report_prints_the_left_out_line(store, tmp_path, capsys):
 ])
 def test_a_finished_cell_with_unreadable_config_or_metrics_is_corrupt_not_a_traceback(store, name, damage, why):
     """Even when DONE was rewritten to match: one line, left out of every table, redone by `bench run`."""
-    from reports import ReportConfig, build_report
+    from reports import build_report
 
     victim = cell_at(store, 0.4)
     rewrite(victim / {"config": layout.CONFIG, "metrics": layout.METRICS}[name], damage)

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from benchmark.errors import BenchError
 
@@ -119,8 +119,9 @@ def list_datasets() -> list[dict]:
 
 
 # ---- per-source loaders -------------------------------------------------------------------------------------
-def load_shapes(cfg: ShapesConfig = ShapesConfig(), name: str = "shapes", progress: bool = True) -> dict[str, DetectionDataset]:
-    root = ensure_shapes(cfg, progress=progress)
+def load_shapes(cfg: ShapesConfig | None = None, name: str = "shapes",
+                progress: bool = True) -> dict[str, DetectionDataset]:
+    root = ensure_shapes(cfg or ShapesConfig(), progress=progress)
     return {"train": load_coco(root / "train.json", root / "images", name=f"{name}/train"),
             "test": load_coco(root / "val.json", root / "images", name=f"{name}/test")}
 
@@ -379,7 +380,8 @@ def detect_format(path: Path) -> str:
     if yolo_splits(path):  # a data.yaml listing its splits (Roboflow: train/images, valid/images, ...)
         return "yolo"
     raise BenchError("cannot tell the dataset format: expected a VOC folder (Annotations/), a YOLO folder "
-                     "(images/ + labels/, or a data.yaml listing its splits) or COCO jsons (train.json, val.json, annotations/instances_*.json)", path)
+                     "(images/ + labels/, or a data.yaml listing its splits) or COCO jsons (train.json, val.json, "
+                     "annotations/instances_*.json)", path)
 
 
 def load(spec: str | Path, progress: bool = True, keep_columns: bool = False) -> dict[str, DetectionDataset]:

@@ -25,7 +25,6 @@ from benchmark.io import gc_paused, parse_json, read_bytes, sha256_bytes, write_
 from .core import AnnotationColumns, DetectionDataset, rows_by_id
 from .problems import ProblemLog, clean_box
 
-
 _FLAG_TYPES = {int, bool, float, type(None)}  # COCO iscrowd 0 / 1; true / false, 0.0 / 1.0 and null read as meant
 _NUMBER_TYPES = {int, float}  # a JSON number: bool is no number
 
@@ -100,7 +99,7 @@ def _parse_images(items: list, path: Path) -> list[dict]:
 
 
 def _parse_annotations(items: list, images: dict[int, dict], category_ids: set, path: Path,
-                       log: ProblemLog, keep_columns: bool = False) -> tuple[list[dict], "_Columns | None"]:
+                       log: ProblemLog, keep_columns: bool = False) -> tuple[list[dict], _Columns | None]:
     """Validate and normalise annotations in place (the parsed json is ours); with `keep_columns`, also the
     columns of the kept ones when the column-wise check could read them (see `AnnotationColumns`).
 
@@ -151,7 +150,7 @@ class _Columns:
     category_id: np.ndarray
     image_wh: np.ndarray
 
-    def after_care(self, kept: list, care: np.ndarray) -> "_Columns":
+    def after_care(self, kept: list, care: np.ndarray) -> _Columns:
         """The columns of `kept` once the per-annotation rules ran on rows `care`: clipped boxes as clipped,
         dropped rows (None in `kept`) left out."""
         xywh = self.xywh.copy()
@@ -167,7 +166,7 @@ class _Columns:
 
 
 def _rows_needing_care(items: list, images: dict[int, dict],
-                       category_ids: set) -> "tuple[np.ndarray | None, _Columns | None]":
+                       category_ids: set) -> tuple[np.ndarray | None, _Columns | None]:
     """Indices of the annotations a box rule may drop or clip (unknown image or category, a box not strictly inside
     its image, a non-number coordinate), or None when the list has a structural problem (not a dict, a missing key,
     a non-integer or duplicate id, a bbox that is not a 4-list) that the per-annotation pass must report. Second:
@@ -209,7 +208,7 @@ def _rows_needing_care(items: list, images: dict[int, dict],
     return np.flatnonzero(~(inside & known_cat)), cols
 
 
-def _numeric_boxes(boxes: list, n: int) -> "np.ndarray | None":
+def _numeric_boxes(boxes: list, n: int) -> np.ndarray | None:
     """The n x 4 coordinates when every one is a JSON number (int or float), else None.
 
     `array("d", ...)` rejects strings and nulls at C speed (np.fromiter would parse "1.5" and read null as NaN);

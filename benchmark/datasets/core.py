@@ -14,9 +14,10 @@ Conventions (every module relies on them):
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -92,7 +93,7 @@ class DetectionDataset:
 
     # ---- construction -------------------------------------------------------------------------------------
     @classmethod
-    def from_coco(cls, coco: dict, image_root: str | Path | None = None, name: str = "", source: str = "") -> "DetectionDataset":
+    def from_coco(cls, coco: dict, image_root: str | Path | None = None, name: str = "", source: str = "") -> DetectionDataset:
         """Build from an already-validated COCO dict, normalising the optional flags."""
         anns = []
         for a in coco.get("annotations", []):
@@ -123,18 +124,18 @@ class DetectionDataset:
         }
 
     # ---- views ------------------------------------------------------------------------------------------
-    def copy(self) -> "DetectionDataset":
+    def copy(self) -> DetectionDataset:
         return copy.deepcopy(self)
 
-    def replace_annotations(self, annotations: list[dict], name: str | None = None) -> "DetectionDataset":
+    def replace_annotations(self, annotations: list[dict], name: str | None = None) -> DetectionDataset:
         return DetectionDataset(self.images, annotations, self.categories, self.image_root,
                                 self.name if name is None else name, self.source, dict(self.info))
 
-    def without_clean_boxes(self) -> "DetectionDataset":
+    def without_clean_boxes(self) -> DetectionDataset:
         """The view every method trains on: `true_bbox` removed, so a method cannot read the clean boxes."""
         return self.replace_annotations([{k: v for k, v in a.items() if k != "true_bbox"} for a in self.annotations])
 
-    def with_clean_boxes_as_targets(self) -> "DetectionDataset":
+    def with_clean_boxes_as_targets(self) -> DetectionDataset:
         """The oracle's view: `bbox` replaced by `true_bbox` where present; boxes with no clean origin dropped."""
         out = []
         for a in self.annotations:
@@ -148,7 +149,7 @@ class DetectionDataset:
             out.append(a)
         return self.replace_annotations(out)
 
-    def subset(self, image_ids: Iterable[int]) -> "DetectionDataset":
+    def subset(self, image_ids: Iterable[int]) -> DetectionDataset:
         keep = set(image_ids)
         return DetectionDataset([i for i in self.images if i["id"] in keep],
                                 [a for a in self.annotations if a["image_id"] in keep],

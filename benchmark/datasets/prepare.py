@@ -24,8 +24,8 @@ import tarfile
 import time
 import xml.etree.ElementTree as ET
 import zipfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import Callable
 
 from benchmark.errors import BenchError
 from benchmark.io import read_json, write_json

@@ -50,7 +50,7 @@ class ShapesConfig:
         return (f"shapes-v{VERSION}-{self.size}px-train{self.train}s{self.train_seed}"
                 f"-val{self.val}s{self.val_seed}")
 
-    def validate(self) -> "ShapesConfig":
+    def validate(self) -> ShapesConfig:
         if self.train < 1 or self.val < 1:
             raise BenchError(f"shapes: train and val counts must be >= 1, got {self.train} / {self.val}")
         if not 32 <= self.size <= 2048:

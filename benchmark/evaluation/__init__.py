@@ -5,8 +5,13 @@ mmdet / detectron2 / ultralytics exports and validates it against the ground tru
 """
 
 from benchmark.evaluation.coco import STAT_NAMES, evaluate_coco
-from benchmark.evaluation.detections import (DetectionArrays, load_detection_arrays, load_detections, to_arrays,
-                                             to_results)
+from benchmark.evaluation.detections import (
+    DetectionArrays,
+    load_detection_arrays,
+    load_detections,
+    to_arrays,
+    to_results,
+)
 from benchmark.evaluation.voc import evaluate_voc
 
 METRICS = ("coco", "voc")

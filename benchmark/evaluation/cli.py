@@ -9,7 +9,6 @@ import click
 
 from benchmark.errors import BenchError
 
-
 SPEC_PREFIXES = ("coco:", "shapes:")  # specs `benchmark.datasets.load` reads (`coco:A.json,B.json` ends in .json)
 
 
@@ -48,7 +47,7 @@ def noisy_marker(gt) -> str | None:
     made = gt.info.get("noisybox") if isinstance(gt.info, dict) else None
     if made is not None:
         what = ", ".join(f"{k} {made[k]}" for k in ("model", "level") if isinstance(made, dict) and k in made)
-        return f"its info.noisybox marks it as made by `bench noise make`" + (f" ({what})" if what else "")
+        return "its info.noisybox marks it as made by `bench noise make`" + (f" ({what})" if what else "")
     carrier = next((a for a in gt.annotations if "true_bbox" in a), None)
     if carrier is not None:
         return f"annotation {carrier.get('id')} carries a true_bbox (the clean box beside a noisy one)"

@@ -25,9 +25,10 @@ Zero-size boxes are legal (they simply match nothing) and are kept.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -16,7 +16,7 @@ rule, method-on-dataset rule, user `--set`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ def data_profiles() -> tuple[str, ...]:
     return tuple(sorted(p.parent.name for p in ROOT.glob("*/profile.yaml")))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _read(path: Path) -> dict:
     import yaml
 

@@ -20,14 +20,14 @@ import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import wait as wait_any
 from pathlib import Path
-from typing import Callable, Sequence
 
 from benchmark.errors import BenchError
 from benchmark.io import read_json, write_json
 from benchmark.runner import store as st
-from benchmark.runner.process import pdeathsig, die_with_parent
+from benchmark.runner.process import die_with_parent, pdeathsig
 
 OnResult = Callable[[dict], None]
 
@@ -64,8 +64,8 @@ def _died_result(cell_dir: Path, exitcode: int | None) -> dict:
 def run_torchrun(cell_dir: str | Path, nproc: int, *, overwrite: str = "missing", imports: Sequence[str] = (),
                  progress: bool = True) -> dict:
     """Claim the cell here, then run it as `nproc` torchrun processes (rank 0 re-enters this claim)."""
-    from benchmark.store_layout import label
     from benchmark.runner.run_cell import overwrite_decision, result
+    from benchmark.store_layout import label
 
     cell_dir = Path(cell_dir).resolve()
     name = label(read_json(cell_dir / st.CONFIG))

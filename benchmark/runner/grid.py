@@ -123,7 +123,8 @@ def expand_grid(methods: list[str], levels: list[float], seeds: list[int], datas
 
     References: `faster_rcnn` at every level of the sweep and the `clean` oracle once per seed and dataset (level 0).
     `noise_seed` is a fixed integer (the same noisy file for every training seed, as the papers do), `"seed"`
-    (the training seed, so seed spread includes the noise draw) or None: 0, or OA-MIL's 45 with `oamil-legacy`. `overrides` maps config keys to values for all
+    (the training seed, so seed spread includes the noise draw) or None: 0, or OA-MIL's 45 with `oamil-legacy`.
+    `overrides` maps config keys to values for all
     methods; `{"ssd_det": {...}}` entries apply to one method only.
     """
     if not methods:

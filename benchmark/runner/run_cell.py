@@ -279,7 +279,8 @@ def _where(exc: BaseException, path: Path) -> str:
 
 
 def main(argv=None) -> int:
-    """`python -m benchmark.runner CELL_DIR` (alone or under torchrun; see `benchmark/runner/__main__.py`). Exit 0 done/skipped, 1 failed,
+    """`python -m benchmark.runner CELL_DIR` (alone or under torchrun; see `benchmark/runner/__main__.py`). Exit 0
+    done/skipped, 1 failed,
     3 busy."""
     parser = argparse.ArgumentParser(prog="python -m benchmark.runner", description=main.__doc__)
     parser.add_argument("cell_dir")

@@ -331,7 +331,7 @@ class Claim:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def acquire(cls, cell_dir: Path, owner: str | None = None, stale_after_s: float = STALE_AFTER_S) -> "Claim | None":
+    def acquire(cls, cell_dir: Path, owner: str | None = None, stale_after_s: float = STALE_AFTER_S) -> Claim | None:
         """The claim, or None while another live process holds it. A claim held by the same owner is re-entered
         (a requeued Slurm job, or a torchrun child of the worker that claimed the cell)."""
         owner = owner or default_owner()
@@ -375,7 +375,7 @@ class Claim:
             pass
         return True
 
-    def start_heartbeat(self, interval_s: float = HEARTBEAT_S) -> "Claim":
+    def start_heartbeat(self, interval_s: float = HEARTBEAT_S) -> Claim:
         def beat():
             while not self._stop.wait(interval_s):
                 if not self.heartbeat():
@@ -390,7 +390,7 @@ class Claim:
         if not self.reentered and self.still_mine():
             self.path.unlink(missing_ok=True)
 
-    def __enter__(self) -> "Claim":
+    def __enter__(self) -> Claim:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -2,7 +2,8 @@
 
 Forward is torchvision's `roi_align`, either convention: `aligned=False` with a fixed sampling ratio (torchvision's
 detector) or mmcv's `aligned=True` (half-pixel shift, no 1-cell minimum size) with adaptive sampling
-(`sampling_ratio=0`: ceil(RoI size / bins) samples per bin and axis), the mmdet detectors' RoIAlign. On CPU torchvision's backward walks
+(`sampling_ratio=0`: ceil(RoI size / bins) samples per bin and axis), the mmdet detectors' RoIAlign. On CPU
+torchvision's backward walks
 every (RoI, channel, bin) and recomputes the bilinear weights per channel: ~0.3 s of a 0.8 s `cpu`-profile Faster
 R-CNN step (1024 RoIs), and it dominated an SSD-Det CPU step; the sparse product below takes ~0.09 s.
 RoIAlign is linear in the features and its bilinear weights factor into a y part and an x part (the out-of-image

@@ -76,7 +76,7 @@ class Disco(MethodAdapter):
                 "var_init_std": 1e-5, "softnms": True, "softnms_sigma": 0.5, "var_vote": True,
                 "var_sigma_t": 0.02}
 
-    def build_model(self, cfg: dict, num_classes: int) -> "torch.nn.Module":
+    def build_model(self, cfg: dict, num_classes: int) -> torch.nn.Module:
         from methods.core import build_faster_rcnn
         from methods.disco.head import DiscoRoIHeads
 

@@ -17,7 +17,6 @@ import copy
 
 from benchmark.errors import BenchError
 from methods import MethodAdapter, Paper
-
 from noisybox_kl_loss.config import DEFAULTS
 
 # (dataset, metric, noise level) -> points, from SSD-Det Table 1 (COCO) and Table 2 (VOC).

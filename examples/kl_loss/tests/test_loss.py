@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from noisybox_kl_loss.loss import kl_fastrcnn_loss, kl_loss
 
 

@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-
 from noisybox_kl_loss.head import CornerBoxCoder, KLPredictor, KLRoIHeads
 from noisybox_kl_loss.voting import variance_voting
 

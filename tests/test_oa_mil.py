@@ -18,7 +18,7 @@ from benchmark.config import resolve_config
 from benchmark.errors import BenchError
 from methods import get_method
 from methods._core.geometry import boxes_to_original, paired_iou
-from methods._oamil_head import (
+from methods.oa_mil.head import (
     OAMILParams,
     OAMILRoIHeads,
     XYXYBoxCoder,

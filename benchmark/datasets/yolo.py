@@ -17,11 +17,12 @@ A malformed label line is a `BenchError` naming the file and line; bad single bo
 
 from __future__ import annotations
 
-import ast
 import math
 import os
 import re
 from pathlib import Path, PurePosixPath
+
+import yaml
 
 from benchmark.errors import BenchError
 from benchmark.io import atomic_write_text
@@ -36,84 +37,6 @@ WRITTEN_BY = "# written by noisybox-bench"  # first line of the data.yaml `save_
 
 
 # ---- class names ------------------------------------------------------------------------------------------------
-def _scalar(text: str):
-    text = text.strip()
-    if text[:1] in "'\"":
-        try:
-            return ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            return text.strip("'\"")
-    return text
-
-
-def _strip_comment(line: str) -> str:
-    """Drop a YAML `# comment` that is not inside quotes."""
-    quote = None
-    for i, ch in enumerate(line):
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "#" and (i == 0 or line[i - 1] in " \t"):
-            return line[:i]
-    return line
-
-
-def _split_flow(body: str) -> list[str]:
-    """Split the inside of a YAML flow collection on commas outside quotes."""
-    out, cur, quote = [], "", None
-    for ch in body:
-        if quote:
-            cur += ch
-            if ch == quote:
-                quote = None
-        elif ch in "'\"":
-            quote = ch
-            cur += ch
-        elif ch == ",":
-            out.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    out.append(cur)
-    return [x for x in (s.strip() for s in out) if x]
-
-
-def parse_yaml_names(text: str):
-    """`names` from a data.yaml without a YAML library: the three forms tools write (flow list, block list,
-    index -> name mapping, flow or block). Returns a list or dict, or None if there is no `names` key."""
-    lines = [_strip_comment(l).rstrip() for l in text.splitlines()]
-    for i, line in enumerate(lines):
-        m = re.match(r"^names\s*:(.*)$", line)
-        if not m:
-            continue
-        rest = m.group(1).strip()
-        if rest.startswith(("[", "{")):  # flow style, possibly over several lines
-            close = "]" if rest[0] == "[" else "}"
-            j = i
-            while not rest.endswith(close) and j + 1 < len(lines):
-                j += 1
-                rest += " " + lines[j].strip()
-            items = _split_flow(rest[1:-1])
-            if close == "]":
-                return [_scalar(x) for x in items]
-            return {int(_scalar(k)): _scalar(v) for k, v in (x.split(":", 1) for x in items)}
-        if rest:
-            return None
-        block = []
-        for line2 in lines[i + 1:]:
-            if not line2.strip():
-                continue
-            if not line2[:1].isspace() and not line2.startswith("-"):
-                break
-            block.append(line2.strip())
-        if block and block[0].startswith("-"):
-            return [_scalar(x[1:]) for x in block if x.startswith("-")]
-        return {int(_scalar(k)): _scalar(v) for k, v in (x.split(":", 1) for x in block if ":" in x)}
-    return None
-
-
 def _class_index(k, path: Path) -> int:
     """A `names` mapping key: an integer or its digits (`0: a` or `"0": a`); 0.5, true or "a" are no index."""
     if type(k) is int:
@@ -174,10 +97,6 @@ def _read_text(path: Path, what: str) -> str:
 
 def _read_yaml(path: Path):
     text = _read_text(path, "a YAML file")
-    try:
-        import yaml  # PyYAML when installed; the small parser handles the usual forms of `names` otherwise
-    except ImportError:
-        return {"names": parse_yaml_names(text)}
     try:
         return yaml.safe_load(text)
     except Exception as exc:  # yaml.YAMLError and friends
@@ -495,7 +414,7 @@ def unwritable_yolo_names(names: list[str]) -> list[str]:
     them does not give back."""
     bad = unwritable_class_names(names)
     for n in names:
-        if n not in bad and parse_yaml_names(f"names:\n  0: {_yaml_str(str(n))}\n") != {0: str(n)}:
+        if n not in bad and yaml.safe_load(f"names:\n  0: {_yaml_str(str(n))}\n") != {"names": {0: str(n)}}:
             bad.append(n)
     return bad
 

@@ -1,7 +1,7 @@
 """SSD-Det (Wu et al., ICCV 2023): Spatial Self-Distillation for object detection with inaccurate bounding boxes.
 
 One shared backbone/FPN pass per training iteration feeds two consumers:
-- the refiner (`methods/_ssd_refiner.py`): neighbourhood sampler -> SPSD-I -> stage-I MIL -> SPSD-II -> adaptive
+- the refiner (`methods/ssd_det/refiner.py`): neighbourhood sampler -> SPSD-I -> stage-I MIL -> SPSD-II -> adaptive
   negatives -> stage-II MIL -> SISD with ORE -> one pseudo box per noisy box (methods.md §3.1, steps 1-7);
 - the core Faster R-CNN's RPN and box head, trained in the same iteration on the detached pseudo boxes (step 8).
 At test time only the detector runs, so inference costs exactly a Faster R-CNN. After training, one refinement pass
@@ -126,7 +126,7 @@ def bag_for(profile: str, noise_level: float | None, dataset_kind: str) -> tuple
 # ---- configuration ------------------------------------------------------------------------------------------
 def refiner_settings(m: dict, num_classes: int):
     """`RefinerSettings` from the `method` config section; a bad value is a one-line BenchError."""
-    from methods._ssd_refiner import RefinerSettings
+    from methods.ssd_det.refiner import RefinerSettings
 
     try:
         ratios = tuple(float(r) for r in m["base_ratios"])
@@ -224,8 +224,8 @@ class SSDDet(MethodAdapter):
         from benchmark.config import option
         from methods._core.model import build_faster_rcnn, mmdet_init
         from methods._core.roi_align import FastMultiScaleRoIAlign
-        from methods._ssd_model import SSDDetModel
-        from methods._ssd_refiner import SSDRefiner
+        from methods.ssd_det.model import SSDDetModel
+        from methods.ssd_det.refiner import SSDRefiner
 
         m = self._method_cfg(cfg)
         settings = refiner_settings(m, num_classes)

@@ -1,4 +1,4 @@
-"""SSD-Det's box refiner (private to `methods/ssd_det.py`): bags of proposals around each noisy box, two MIL stages,
+"""SSD-Det's box refiner (private to `methods/ssd_det/__init__.py`): bags of proposals around each noisy box, two MIL stages,
 the two SPSD regressors, adaptive negatives and the SISD IoU head (methods.md §3.1, steps 1-7).
 
 Every object of the batch is handled at once: a bag is a padded `[num_objects, bag_size, 4]` tensor with a

@@ -1,7 +1,7 @@
 """OA-MIL (Liu et al., ECCV 2022): object-aware multiple-instance learning for detection with inaccurate boxes.
 
 The core Faster R-CNN with its RoI head swapped for `OAMILRoIHeads` (same RoI pool, box head and predictor: no
-parameter is added, as in the paper). Mechanism and its sources: `methods/_oamil_head.py` and
+parameter is added, as in the paper). Mechanism and its sources: `methods/oa_mil/head.py` and
 `../shared/reference/methods.md` §3.2. Inference is plain Faster R-CNN.
 
 Hyper-parameters (`default_config`), with their published values and where they come from:
@@ -102,7 +102,7 @@ class OAMIL(MethodAdapter):
 
     def build_model(self, cfg: dict, num_classes: int) -> torch.nn.Module:
         from methods._core.model import build_faster_rcnn
-        from methods._oamil_head import OAMILRoIHeads
+        from methods.oa_mil.head import OAMILRoIHeads
 
         model = build_faster_rcnn(cfg["model"], num_classes)
         head = OAMILRoIHeads(model.roi_heads, head_params(cfg.get("method", {})))
@@ -116,7 +116,7 @@ class OAMIL(MethodAdapter):
 
 def head_params(method_cfg: dict):
     """`OAMILParams` from the `method` config section; a bad value is a one-line BenchError."""
-    from methods._oamil_head import OAMILParams
+    from methods.oa_mil.head import OAMILParams
 
     defaults = OAMIL().default_config("paper")
     c = {**defaults, **method_cfg}

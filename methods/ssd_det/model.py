@@ -1,4 +1,4 @@
-"""SSD-Det's training module (private to `methods/ssd_det.py`): the core Faster R-CNN plus the refiner, sharing one
+"""SSD-Det's training module (private to `methods/ssd_det/__init__.py`): the core Faster R-CNN plus the refiner, sharing one
 backbone/FPN pass per iteration, with the engine's hooks (`set_epoch`, `set_diagnostics`, `refined_boxes`,
 `diagnostics`). In eval mode it is exactly the core detector."""
 
@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from methods._core.geometry import boxes_from_original, boxes_to_original, paired_iou
-from methods._ssd_refiner import SSDRefiner, paired_bag_iou
+from methods.ssd_det.refiner import SSDRefiner, paired_bag_iou
 
 
 class SSDDetModel(nn.Module):

@@ -9,7 +9,13 @@ from torch import nn
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.ops import MultiScaleRoIAlign
 
-from methods.ssd_det.refiner import BOX_CODER_WEIGHTS, RefinerSettings, SSDRefiner, clip_to_image, neighbourhood_proposals
+from methods.ssd_det.refiner import (
+    BOX_CODER_WEIGHTS,
+    RefinerSettings,
+    SSDRefiner,
+    clip_to_image,
+    neighbourhood_proposals,
+)
 
 BOXES = torch.tensor([[4.0, 4.0, 30.0, 40.0], [20.0, 10.0, 50.0, 30.0], [8.0, 8.0, 40.0, 40.0]])
 LABELS = torch.tensor([1, 3, 2])

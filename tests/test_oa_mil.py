@@ -18,6 +18,7 @@ from benchmark.config import resolve_config
 from benchmark.errors import BenchError
 from methods import get_method
 from methods._core.geometry import boxes_to_original, paired_iou
+from methods.oa_mil import lambda_and_type
 from methods.oa_mil.head import (
     OAMILParams,
     OAMILRoIHeads,
@@ -29,7 +30,6 @@ from methods.oa_mil.head import (
     oais_phi,
     phase_start,
 )
-from methods.oa_mil import lambda_and_type
 
 SHAPE = (100, 100)
 

@@ -15,11 +15,25 @@ from benchmark.config import resolve_config
 from benchmark.errors import BenchError
 from methods import get_method
 from methods._core.geometry import paired_iou
-from methods.ssd_det.refiner import (RefinerSettings, SSDRefiner, clip_to_image, ensure_min_size, filter_negatives,
-                                  inside_fraction, masked_bag_softmax, minmax_per_bag, neighbourhood_proposals,
-                                  normalise_iou_target, denormalise_iou, object_relation_enhance, paired_bag_iou,
-                                  random_negatives, topk_fusion, validity_mask)
 from methods.ssd_det import TABLE3_ROWS, TABLE6_SPSD, bag_for, pseudo_box_dataset
+from methods.ssd_det.refiner import (
+    RefinerSettings,
+    SSDRefiner,
+    clip_to_image,
+    denormalise_iou,
+    ensure_min_size,
+    filter_negatives,
+    inside_fraction,
+    masked_bag_softmax,
+    minmax_per_bag,
+    neighbourhood_proposals,
+    normalise_iou_target,
+    object_relation_enhance,
+    paired_bag_iou,
+    random_negatives,
+    topk_fusion,
+    validity_mask,
+)
 
 PAPER = [1.0, 1.2, 1.3, 0.8, 0.7]
 

@@ -80,6 +80,7 @@ PROFILE_DEFAULTS: dict[str, dict[str, dict]] = {
         "model": {
             **_MODEL_COMMON,
             "backbone": "tiny",
+            "pretrained": True,  # the suite's own pretrained tiny weights (see _record_weights); false = from scratch
             "widths": [32, 48, 96, 160],
             "fpn_channels": 64,
             "trainable_layers": 5,
@@ -171,7 +172,7 @@ _KIND_DEFAULTS: dict[tuple[str, str], dict[str, dict]] = {
 }
 
 _CHOICES = {
-    ("model", "backbone"): ("tiny", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"),
+    ("model", "backbone"): ("tiny", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "mobilenet_v3_large"),
     ("train", "optimizer"): ("sgd", "adamw"),
     ("train", "scheduler"): ("step", "cosine", "constant"),
 }
@@ -308,6 +309,42 @@ def validate(cfg: dict) -> dict:
     return cfg
 
 
+# ---- initial weights recorded in the config (issue 27) --------------------------------------------------------
+_SHA_CACHE: dict[tuple, str] = {}
+
+
+def _file_sha256(path) -> str:
+    from pathlib import Path
+
+    from benchmark.io import sha256_file
+
+    p = Path(path)
+    if not p.is_file():
+        raise BenchError("weights file not found", path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        _SHA_CACHE[key] = sha256_file(p)
+    return _SHA_CACHE[key]
+
+
+def _record_weights(cfg: dict) -> None:
+    """Put the sha256 of the initial weights file in `model.weights_sha256`: a `model.weights` file, or the suite's
+    pretrained tiny backbone (`model.pretrained` with `model.backbone=tiny`), so a cell's identity names its start
+    and `methods._core.model` refuses a file that changed. Configs without a weights file get no key (their cell
+    ids stay as they were)."""
+    m = cfg["model"]
+    if m.get("weights"):
+        m["weights_sha256"] = _file_sha256(m["weights"])
+    elif m["backbone"] == "tiny" and m["pretrained"]:
+        from methods._core.weights import TINY_PRETEXT, TINY_PRETEXT_WIDTHS
+
+        if m["widths"] != TINY_PRETEXT_WIDTHS:
+            raise BenchError(f"the suite's pretrained tiny backbone has model.widths={TINY_PRETEXT_WIDTHS}, not "
+                             f"{m['widths']}; set model.pretrained=false to train other widths from scratch")
+        m["weights_sha256"] = _file_sha256(TINY_PRETEXT)
+
+
 def resolve_config(method, profile: str, dataset_kind: str = "coco", noise_level: float | None = None,
                    overrides: dict | None = None) -> dict:
     """Profile defaults (+ the method's `profile_overrides`) + the method's `default_config` + user overrides,
@@ -354,7 +391,9 @@ def resolve_config(method, profile: str, dataset_kind: str = "coco", noise_level
         if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         cfg[sec][key] = value
-    return validate(cfg)
+    validate(cfg)
+    _record_weights(cfg)
+    return cfg
 
 
 def is_device(value) -> bool:

@@ -12,7 +12,8 @@ Learning rates are given for `train.base_batch_size` images and scaled linearly 
 (the papers' linear-scaling rule); `train.batch_size` is the total over all DDP processes.
 
 Profiles:
-- `cpu`: the measured CPU recipe (tiny 4-stage conv backbone 32-160 + 64-ch FPN, anchors 8-96 px, 128 RoIs/img,
+- `cpu`: the measured CPU recipe (tiny 4-stage conv backbone 32-160 started from the suite's pretrained weights
+  (`model.pretrained`; false = from scratch) + 64-ch FPN, anchors 8-96 px, 128 RoIs/img,
   AdamW 1e-3, 30-iteration warm-up + cosine, grad-clip 10, h+v flips; images kept native up to 320x240: 128 px
   shapes train at 128 px, 640x480 BCCD at 320x240). Shapes: batch 8, 12 epochs x 35 = 420 iterations, and a lighter
   head (64 RoIs/img, 128-d box head, 500/250 RPN proposals; ~2.3 min on one core, clean AP ~0.45); other datasets

@@ -222,3 +222,26 @@ def test_oracle_warning_names_what_to_try():
     assert "photos" in lines[0] and "AP 0.3 < 1 point" in lines[0] and "204 iterations" in lines[0]
     assert "model.weights=PATH" in lines[0] and "train.iters_per_epoch" in lines[0]
     assert oracle_warnings(df, ["d"]) == [] and oracle_warnings(df, ["c"]) == []
+
+
+def test_bench_run_ends_with_the_warning(tmp_path, monkeypatch):
+    """A sweep (the torch-free `dummy` method standing in for the oracle, its AP forced below a point) prints the
+    warning as its last line, after the tables."""
+    import os
+
+    import test_runner_dummy  # noqa: F401  (registers the `dummy` method)
+    from benchmark import results
+    from benchmark.runner import grid
+    from benchmark.runner.api import SweepOptions, run_sweep
+
+    monkeypatch.setenv("NOISYBOX_DUMMY_LOG", str(tmp_path / "dummy.log"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setattr(grid, "ORACLE_METHOD", "dummy")
+    load = results.load
+    monkeypatch.setattr(results, "load", lambda root: load(root).assign(AP=0.002))
+    messages = []
+    o = SweepOptions(methods="dummy", noise="0.1", seeds="1", datasets=[test_runner_dummy.TINY], baselines=False,
+                     store=tmp_path / "store", imports=["test_runner_dummy"], report=False, progress=False, jobs=1)
+    run_sweep(o, echo=messages.append)
+    assert messages[-1].startswith("warning: the clean oracle learned nothing") and "AP 0.2 < 1 point" in messages[-1]
+    assert any(m.lstrip("\n").startswith("AP (") for m in messages[:-1])

@@ -12,10 +12,10 @@ Learning rates are given for `train.base_batch_size` images and scaled linearly 
 (the papers' linear-scaling rule); `train.batch_size` is the total over all DDP processes.
 
 Profiles:
-- `cpu` (here, in code): the measured CPU recipe (tiny 4-stage conv backbone 32-160 + 64-ch FPN, anchors 8-96 px,
-  128 RoIs/img, AdamW 1e-3, 30-iteration warm-up + cosine, grad-clip 10, h+v flips; images kept native up to
-  320x240: 128 px shapes train at 128 px, 640x480 BCCD at 320x240). Shapes: batch 8, 12 epochs x 35 = 420
-  iterations, and a lighter head (64 RoIs/img, 128-d box head, 500/250 RPN proposals; ~2.3 min on one core, clean
+- `cpu` (here, in code): the measured CPU recipe (tiny 4-stage conv backbone 32-160 started from the suite's
+  pretrained weights (`model.pretrained`; false = from scratch) + 64-ch FPN, anchors 8-96 px, 128 RoIs/img, AdamW
+  1e-3, 30-iteration warm-up + cosine, grad-clip 10, h+v flips; images kept native up to 320x240: 128 px shapes
+  train at 128 px, 640x480 BCCD at 320x240). Shapes: batch 8, 12 epochs x 35 = 420 iterations, and a lighter head (64 RoIs/img, 128-d box head, 500/250 RPN proposals; ~2.3 min on one core, clean
   AP ~0.45); other datasets (larger images): batch 4, 12 x 17 = 204 iterations.
 - `fair` (data: `benchmark/recipes/fair/`): one ResNet-50-FPN recipe for every method (ImageNet weights, stem +
   stage 1 frozen, frozen BN, 1333x800 or VOC 1000x600, flip 0.5, SGD 0.02 momentum 0.9 wd 1e-4 for batch 16,
@@ -118,6 +118,7 @@ PROFILE_DEFAULTS: dict[str, dict[str, dict]] = {
         "model": {
             **_MODEL_COMMON,
             "backbone": "tiny",
+            "pretrained": True,  # the suite's own pretrained tiny weights (see _record_weights); false = from scratch
             "widths": [32, 48, 96, 160],
             "fpn_channels": 64,
             "trainable_layers": 5,
@@ -171,7 +172,8 @@ _KIND_DEFAULTS: dict[tuple[str, str], dict[str, dict]] = {
 }
 
 _CHOICES = {
-    ("model", "backbone"): ("tiny", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"),
+    ("model", "backbone"): ("tiny", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+                              "mobilenet_v3_large"),
     ("model", "box_coder"): ("xywh", "xyxy"),
     ("model", "rpn_box_loss"): ("smooth_l1", "l1"),
     ("model", "rcnn_box_loss"): ("smooth_l1", "l1"),
@@ -351,6 +353,42 @@ def validate(cfg: dict) -> dict:
     return cfg
 
 
+# ---- initial weights recorded in the config (issue 27) --------------------------------------------------------
+_SHA_CACHE: dict[tuple, str] = {}
+
+
+def _file_sha256(path) -> str:
+    from pathlib import Path
+
+    from benchmark.io import sha256_file
+
+    p = Path(path)
+    if not p.is_file():
+        raise BenchError("weights file not found", path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        _SHA_CACHE[key] = sha256_file(p)
+    return _SHA_CACHE[key]
+
+
+def _record_weights(cfg: dict) -> None:
+    """Put the sha256 of the initial weights file in `model.weights_sha256`: a `model.weights` file, or the suite's
+    pretrained tiny backbone (`model.pretrained` with `model.backbone=tiny`), so a cell's identity names its start
+    and `methods._core.model` refuses a file that changed. Configs without a weights file get no key (their cell
+    ids stay as they were)."""
+    m = cfg["model"]
+    if m.get("weights"):
+        m["weights_sha256"] = _file_sha256(m["weights"])
+    elif m["backbone"] == "tiny" and m["pretrained"]:
+        from methods._core.weights import TINY_PRETEXT, TINY_PRETEXT_WIDTHS
+
+        if m["widths"] != TINY_PRETEXT_WIDTHS:
+            raise BenchError(f"the suite's pretrained tiny backbone has model.widths={TINY_PRETEXT_WIDTHS}, not "
+                             f"{m['widths']}; set model.pretrained=false to train other widths from scratch")
+        m["weights_sha256"] = _file_sha256(TINY_PRETEXT)
+
+
 def resolve_config(method, profile: str, dataset_kind: str = "coco", noise_level: float | None = None,
                    overrides: dict | None = None) -> dict:
     """Profile defaults (+ dataset rule) + the method's `default_config` and `profile_overrides` + the recipe's
@@ -424,7 +462,9 @@ def resolve_with_origin(method, profile: str, dataset_kind: str = "coco", noise_
         if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         cfg[sec][key] = value
-    return validate(cfg), origin
+    validate(cfg)
+    _record_weights(cfg)
+    return cfg, origin
 
 
 def is_device(value) -> bool:

@@ -72,11 +72,9 @@ def run_cell(cell: dict, out: Path) -> dict:
     (the key hashes the resolved config and the dataset, so a changed profile or override never reuses a result)."""
     from benchmark.config import dataset_kind, parse_overrides, resolve_config
     from benchmark.evaluation import evaluate_coco
-    from benchmark.io import read_json, write_json
+    from benchmark.io import dumps_json, read_json, sha256_bytes, write_json
     from methods import get_method
     from noise import make_noisy
-
-    from benchmark.io import dumps_json, sha256_bytes
 
     splits = _splits(cell["dataset"])
     train, test = splits["train"], splits["test"]
@@ -101,7 +99,9 @@ def run_cell(cell: dict, out: Path) -> dict:
     row = {**{k: cell[k] for k in ("dataset", "method", "level", "seed", "profile")},
            "AP": coco["AP"], "AP50": coco["AP50"], "AP75": coco["AP75"], "APs": coco["APs"], "APm": coco["APm"],
            "iterations": result.metrics.get("iterations"), "train_s": round(train_s, 1),
-           "engine_train_s": result.metrics.get("train_seconds"), "predict_s": round(predict_s, 1), **ious}
+           "engine_train_s": result.metrics.get("train_seconds"), "predict_s": round(predict_s, 1), **ious,
+           "pretrained": cfg["model"]["pretrained"], "weights_sha256": cfg["model"].get("weights_sha256"),
+           **{k: round(float(v), 4) for k, v in result.metrics.items() if k.startswith("oamil_")}}
     write_json(done, row, indent=True)
     return row
 
@@ -142,7 +142,7 @@ def summarise(rows: list[dict]) -> list[dict]:
     out = []
     for (dataset, method, level), rs in groups.items():
         s = {"dataset": dataset, "method": method, "level": level, "seeds": sorted(r["seed"] for r in rs)}
-        for k in ("AP", "AP50", "AP75", "train_s", "noisy_iou", "refined_iou"):
+        for k in ("AP", "AP50", "AP75", "train_s", "noisy_iou", "refined_iou", "oamil_mean_best_score"):
             s[k], s[f"{k}_std"] = _mean_std([r.get(k) for r in rs])
         s["step_s"], _ = _mean_std([r["engine_train_s"] / r["iterations"] for r in rs
                                     if r.get("engine_train_s") and r.get("iterations")])
@@ -167,6 +167,8 @@ def format_table(summary: list[dict]) -> str:
         noise = "clean" if s["level"] is None else f"{s['level']:g}"
         cols = "  ".join(f"{100 * s[k]:5.1f} ± {100 * s[k + '_std']:4.1f}" for k in ("AP", "AP50", "AP75"))
         ious = "" if s["refined_iou"] != s["refined_iou"] else f"{s['noisy_iou']:.3f} -> {s['refined_iou']:.3f}"
+        if s["oamil_mean_best_score"] == s["oamil_mean_best_score"]:
+            ious += f"  best-instance score {s['oamil_mean_best_score']:.2f}"
         lines.append(f"{s['dataset']:<{dw}} {s['method']:<{mw}} {noise:>5} {len(s['seeds']):>5}  {cols} "
                      f"{s['train_s']:9.0f} {s['step_vs_faster_rcnn']:6.2f}x {ious:>24}")
     return "\n".join(lines)

@@ -13,6 +13,8 @@ from methods._core.roi_align import FastMultiScaleRoIAlign
 
 def _cfg(profile, **model):
     cfg = resolve_config(get_method("faster_rcnn"), profile, "coco")["model"]
+    if "weights" in model or "pretrained" in model:  # the recorded sha256 is of the profile's own start
+        cfg.pop("weights_sha256", None)
     cfg.update(model)
     return cfg
 

@@ -185,7 +185,7 @@ def test_unrounded_anchors_follow_mmdets_formula():
 def test_norm_eval_bn_trains_affine_with_frozen_statistics(tmp_path):
     import torchvision
 
-    from methods._core.model import EvalBatchNorm2d, _resnet, resnet_fpn
+    from methods._core.model import EvalBatchNorm2d, _torchvision_net, resnet_fpn
 
     path = tmp_path / "r18.pth"
     ref = torchvision.models.resnet18()
@@ -194,7 +194,7 @@ def test_norm_eval_bn_trains_affine_with_frozen_statistics(tmp_path):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
     torch.save(ref.state_dict(), path)
-    net = _resnet("resnet18", False, str(path), affine_trainable=True)
+    net = _torchvision_net("resnet18", False, str(path), affine_trainable=True)
     net.load_state_dict(torch.load(path), strict=False)
     backbone = resnet_fpn(net, 3, 32)
     bn = net.layer2[0].bn1

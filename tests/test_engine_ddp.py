@@ -14,7 +14,7 @@ from methods._core.model import build_faster_rcnn
 from methods._core.toy import make_toy_dataset
 
 TINY = {"train.epochs": 2, "train.iters_per_epoch": 2, "train.batch_size": 4, "train.steps": [1],
-        "train.warmup_iters": 1, "model.widths": [8, 8, 16, 16], "model.fpn_channels": 16,
+        "train.warmup_iters": 1, "model.widths": [8, 8, 16, 16], "model.pretrained": False, "model.fpn_channels": 16,
         "model.representation_size": 32, "model.box_batch_size_per_image": 16,
         "train.checkpoint_minutes": 1e-9}  # a mid-epoch checkpoint after every iteration: all ranks must join it
 

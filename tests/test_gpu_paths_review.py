@@ -15,7 +15,7 @@ from methods._core.model import build_faster_rcnn
 from methods._core.toy import make_toy_dataset
 
 TINY = {"train.epochs": 1, "train.iters_per_epoch": 1, "train.batch_size": 2, "train.steps": [1],
-        "train.warmup_iters": 1, "model.widths": [8, 8, 16, 16], "model.fpn_channels": 16,
+        "train.warmup_iters": 1, "model.widths": [8, 8, 16, 16], "model.pretrained": False, "model.fpn_channels": 16,
         "model.representation_size": 32, "model.box_batch_size_per_image": 16}
 
 
@@ -46,7 +46,7 @@ def test_weights_of_a_resnet_of_another_depth_are_a_clear_error(tmp_path):
 
 
 def test_detector_weights_with_another_backbone_are_a_clear_error(tmp_path):
-    src = build_faster_rcnn(_model_cfg("cpu", widths=[8, 8, 16, 16]), 4)  # same FPN / heads, other body widths
+    src = build_faster_rcnn(_model_cfg("cpu", widths=[8, 8, 16, 16], pretrained=False), 4)  # same FPN / heads, other body widths
     path = tmp_path / "det.pth"
     torch.save({"model": src.state_dict()}, path)
     with pytest.raises(BenchError, match="weights do not fit model.backbone=tiny"):
@@ -151,6 +151,7 @@ def test_threads_per_cell_sets_how_many_cells_fit_the_cores(monkeypatch):
 # ---- Slurm: a preempted job is requeued and waits in the queue again ---------------------------------------------------
 def _dummy_cell(tmp_path):
     import test_runner_dummy  # noqa: F401  (registers `dummy`)
+
     from benchmark.runner import store as st
     from benchmark.runner.api import SweepOptions, grid
     from benchmark.runner.sweep import plan
@@ -166,6 +167,7 @@ def test_a_requeued_slurm_job_keeps_its_cell_queued(tmp_path, monkeypatch):
     """submitit answers SIGUSR2 (preemption, time limit) by requeueing the task and `sys.exit(-1)`; the task then
     pends in the queue without a claim. A rerun of `bench run --no-wait` must see the cell queued, not resubmit it."""
     import test_runner_dummy
+
     from benchmark.runner import store as st
     from benchmark.runner.run_cell import run_cell
 

@@ -417,7 +417,7 @@ def test_bag_settings_per_dataset_and_noise():
 # ---- the model: hooks, export, memory --------------------------------------------------------------------------
 def tiny_cfg(**method):
     ad = get_method("ssd_det")
-    over = {"model.widths": [8, 8, 16, 16], "model.fpn_channels": 32, "model.representation_size": 32,
+    over = {"model.widths": [8, 8, 16, 16], "model.pretrained": False, "model.fpn_channels": 32, "model.representation_size": 32,
             "model.box_batch_size_per_image": 32, "model.rpn_post_nms_top_n_train": 50,
             "model.rpn_pre_nms_top_n_train": 100, "method.num_negatives": 40,
             **{f"method.{k}": v for k, v in method.items()}}
@@ -567,7 +567,7 @@ def test_pseudo_box_dataset_replaces_only_refined_boxes(tmp_path):
 
 # ---- through the engine ---------------------------------------------------------------------------------------
 def _engine_cfg(ad, **train):
-    over = {"model.widths": [8, 8, 16, 16], "model.fpn_channels": 32, "model.representation_size": 32,
+    over = {"model.widths": [8, 8, 16, 16], "model.pretrained": False, "model.fpn_channels": 32, "model.representation_size": 32,
             "model.box_batch_size_per_image": 32, "method.num_negatives": 40, "train.epochs": 1,
             "train.iters_per_epoch": 2, "train.batch_size": 2, "train.base_batch_size": 2, "train.steps": [1],
             "train.warmup_iters": 1, "train.cache_images": False, **{f"train.{k}": v for k, v in train.items()}}

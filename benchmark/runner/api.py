@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from benchmark.errors import BenchError, ReportedInterrupt
 from benchmark.runner import store as st
 from benchmark.runner.cells import DatasetCache
 from benchmark.runner.devices import cpu_count, visible_gpus
 from benchmark.runner.grid import expand_grid, parse_levels, parse_methods, parse_seeds, parse_set_options
-from benchmark.runner.sweep import Summary, ap_table, execute, format_plan, format_summary, plan
+from benchmark.runner.sweep import Summary, ap_table, execute, format_plan, format_summary, oracle_warnings, plan
 
 
 @dataclass
@@ -210,6 +210,8 @@ def run_sweep(o: SweepOptions, echo: Callable[[str], None] = print) -> Summary:
     echo("\nresults table: " + ", ".join(str(p) for p in paths.values()))
     if o.report and not df.empty:
         _report(store.root, echo)
+    for line in oracle_warnings(df, ids):  # last, where the user looks when the run ends
+        echo(line)
     return summary
 
 

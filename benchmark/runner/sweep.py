@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from benchmark.errors import BenchError
 from benchmark.runner import store as st
@@ -200,3 +200,31 @@ def ap_table(df, cell_ids: list[str], metric: str = "AP") -> str:
                   for r in rows]
         lines.append("")
     return "\n".join(lines).rstrip()
+
+
+MIN_ORACLE_AP = 1.0  # AP points; the report's threshold too (reports.tables.MIN_ORACLE_AP): below it nothing learned
+
+
+def oracle_warnings(df, cell_ids: list[str]) -> list[str]:
+    """One line per dataset of this run whose clean oracle (mean over seeds) is below `MIN_ORACLE_AP` AP points:
+    then every number of the table is noise, and the user should hear it at the end of the run, with what to try."""
+    from benchmark.runner.grid import ORACLE_METHOD
+
+    sub = df[df["cell"].isin(cell_ids)]
+    if sub.empty or "AP" not in sub:
+        return []
+    oracle = sub[sub["method"].astype(str).str.split(" [", regex=False).str[0] == ORACLE_METHOD]
+    lines = []
+    for dataset, part in oracle.groupby("dataset", sort=True):
+        ap = float(part["AP"].astype(float).mean()) * 100
+        if not ap < MIN_ORACLE_AP:  # NaN (no AP) is not "learned nothing"
+            continue
+        iters = part["train_iterations"].dropna() if "train_iterations" in part else []
+        budget = f" ({int(iters.iloc[0])} iterations)" if len(iters) else ""
+        lines.append(
+            f"warning: the clean oracle learned nothing on {dataset}: AP {ap:.1f} < {MIN_ORACLE_AP:g} point, so the "
+            f"numbers above are noise. Try a trained start: ImageNet weights (--set model.backbone=mobilenet_v3_large "
+            f"--set model.pretrained=true from torchvision's cache, or --set model.weights=PATH to a torchvision "
+            f"state dict), or the suite's tiny weights if you turned them off (model.pretrained=true); and more "
+            f"iterations{budget} (--set train.iters_per_epoch=N).")
+    return lines

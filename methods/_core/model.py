@@ -1,10 +1,17 @@
 """torchvision Faster R-CNN with FPN, backbone chosen by the `model` section of the run config.
 
-Two backbone families:
+Backbone families:
 - `tiny`: 4 stages of 2x [conv3x3-BN-ReLU] (first conv of each stage stride 2), FPN on stages 2-4 + max-pool level
-  (P2..P5, strides 4..32). Small enough to train from scratch on 2 CPU cores (the `cpu` profile).
+  (P2..P5, strides 4..32). Small enough to train on 2 CPU cores (the `cpu` profile). `model.pretrained=true` starts
+  it from the suite's own weights (`methods/_core/weights/tiny_pretext.pth`, rebuilt by `methods._core.pretrain`),
+  loaded exactly as a `model.weights` file is; `false` trains it from a random init.
 - torchvision ResNets (`resnet50`, ...): the papers' ResNet-50-FPN with frozen BN and the first stages frozen,
   ImageNet-initialised from torchvision's weight enums or from a local file (`model.weights`).
+- `mobilenet_v3_large`: torchvision's MobileNetV3-Large (frozen BN when initialised) with an FPN on its stride
+  8/16/32 stages + a max-pool level, the same 4 levels as `tiny`: a small ImageNet backbone for real photos on CPU.
+
+`model.weights_sha256` (filled in by `benchmark.config`) is checked against the file actually loaded, so a cell
+never trains from other weights than the ones its config names.
 
 `model.upscale = False` keeps images that already fit in min_size x max_size at their native size (the `cpu`
 profile trains 128 px shapes at 128 px and downsizes 640x480 BCCD to 320x240).
@@ -19,11 +26,10 @@ sampled), `rpn_min_pos_iou`, `round_anchors` and `fpn_p6` (a conv P6 on C5, `add
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections import OrderedDict
 from pathlib import Path
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -45,7 +51,9 @@ from methods._core.geometry import XYXYBoxCoder
 from methods._core.roi_align import FastMultiScaleRoIAlign
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
-BACKBONES = ("tiny",) + RESNETS
+MOBILENETS = ("mobilenet_v3_large",)
+BACKBONES = ("tiny",) + RESNETS + MOBILENETS
+CLASSIFIER_HEADS = ("fc.", "classifier.")  # ImageNet heads a backbone file may carry; never loaded
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 
@@ -104,7 +112,7 @@ def _load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 def _load_matching(module: nn.Module, sd: dict[str, torch.Tensor], path, body: str = "", backbone: str = "") -> int:
     """Load the entries whose name and shape match; a file that matches nothing is an error, not a no-op, and so is
-    one that does not hold exactly the backbone's weights (names starting with `body`; a classifier `fc` aside): a
+    one that does not hold exactly the backbone's weights (names starting with `body`; a classifier head aside): a
     ResNet-18 or ResNet-101 file given to a ResNet-50 would otherwise load the layers that happen to fit and train
     the rest from random weights without a word. Heads may differ (a detector with another number of classes)."""
     own = module.state_dict()
@@ -113,7 +121,8 @@ def _load_matching(module: nn.Module, sd: dict[str, torch.Tensor], path, body: s
         raise BenchError("no weight in this file matches the model (wrong backbone?)", path)
 
     def in_body(k: str) -> bool:
-        return k.startswith(body) and not k[len(body):].startswith("fc.") and not k.endswith("num_batches_tracked")
+        return (k.startswith(body) and not k[len(body):].startswith(CLASSIFIER_HEADS)
+                and not k.endswith("num_batches_tracked"))
 
     missing = [k for k in own if in_body(k) and k not in ok]
     extra = [k for k in sd if in_body(k) and k not in own]
@@ -137,10 +146,11 @@ class EvalBatchNorm2d(nn.BatchNorm2d):
         return self
 
 
-def _resnet(name: str, pretrained: bool, weights_path, affine_trainable: bool = False) -> nn.Module:
-    """A torchvision ResNet: ImageNet-initialised (the enum's weights, or `weights_path` loaded later) with frozen
-    BatchNorm, or, from scratch, with ordinary BatchNorm: frozen statistics of a random init normalise nothing.
-    `affine_trainable`: frozen statistics but trainable gamma/beta (`EvalBatchNorm2d`, mmdet's norm_eval)."""
+def _torchvision_net(name: str, pretrained: bool, weights_path, affine_trainable: bool = False) -> nn.Module:
+    """A torchvision classification net: ImageNet-initialised (the enum's weights: torchvision's cache, else a
+    download; or `weights_path` loaded later) with frozen BatchNorm, or, from scratch, with ordinary BatchNorm:
+    frozen statistics of a random init normalise nothing. `affine_trainable`: frozen statistics but trainable
+    gamma/beta (`EvalBatchNorm2d`, mmdet's norm_eval)."""
     import torchvision
 
     weights = None
@@ -165,12 +175,13 @@ def _trainable_layers(cfg: dict, weights_path) -> int:
     """`model.trainable_layers`, except from scratch: then every stage trains, as torchvision does; frozen randomly
     initialised stages would never learn."""
     layers = cfg["trainable_layers"]
-    if not _from_scratch(cfg.get("pretrained"), weights_path) or layers == 5:
+    every = 6 if cfg["backbone"] in MOBILENETS else 5
+    if not _from_scratch(cfg.get("pretrained"), weights_path) or layers == every:
         return layers
-    warnings.warn(f"model.backbone={cfg['backbone']} from scratch (model.pretrained=false, no --weights): all 5 "
-                  f"stages train with ordinary BatchNorm; model.trainable_layers={layers} applies to initialised "
-                  "backbones only", stacklevel=3)
-    return 5
+    warnings.warn(f"model.backbone={cfg['backbone']} from scratch (model.pretrained=false, no --weights): all "
+                  f"{every} stages train with ordinary BatchNorm; model.trainable_layers={layers} applies to "
+                  "initialised backbones only", stacklevel=3)
+    return every
 
 
 class LastLevelP6Conv(ExtraFPNBlock):
@@ -192,9 +203,12 @@ class LastLevelP6Conv(ExtraFPNBlock):
         return results, names
 
 
-def resnet_fpn(net: nn.Module, trainable_layers: int, fpn_channels: int, fpn_p6: str = "maxpool") -> BackboneWithFPN:
-    """FPN on layer1..4 (P2..P6); stem and the first `5 - trainable_layers` stages frozen (paper: 3 -> stem+layer1).
-    `fpn_p6`: `maxpool` (torchvision) or `conv_on_input` (mmdet `add_extra_convs='on_input'`)."""
+def resnet_fpn(net: nn.Module, trainable_layers: int, fpn_channels: int, levels: int = 4,
+               fpn_p6: str = "maxpool") -> BackboneWithFPN:
+    """FPN on layer1..`levels` + a sixth level (the paper's 4: P2..P6; the `cpu` profile's 3: strides 4..32, as
+    `tiny`); stem and the first `5 - trainable_layers` stages frozen (paper: 3 -> stem+layer1). `fpn_p6`: the extra
+    level max-pools the last one (`maxpool`, torchvision) or is a conv on the last stage (`conv_on_input`, mmdet's
+    `add_extra_convs='on_input'`)."""
     if not 0 <= trainable_layers <= 5:
         raise BenchError(f"model.trainable_layers must be in 0..5, got {trainable_layers}")
     train = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers] + (["bn1"] if trainable_layers == 5 else [])
@@ -202,32 +216,82 @@ def resnet_fpn(net: nn.Module, trainable_layers: int, fpn_channels: int, fpn_p6:
         if not any(pname.startswith(t) for t in train):
             p.requires_grad_(False)
     c2 = net.inplanes // 8
-    extra = LastLevelP6Conv(c2 * 8, fpn_channels) if fpn_p6 == "conv_on_input" else LastLevelMaxPool()
-    return BackboneWithFPN(net, {f"layer{k}": str(k - 1) for k in (1, 2, 3, 4)}, [c2 * 2 ** (k - 1) for k in (1, 2, 3, 4)],
-                           fpn_channels, extra_blocks=extra)
+    if not 1 <= levels <= 4:
+        raise BenchError(f"a ResNet FPN has 1-4 levels besides the pool level; model.roi_featmaps names {levels}")
+    layers = range(1, levels + 1)
+    channels = [c2 * 2 ** (k - 1) for k in layers]
+    extra = LastLevelP6Conv(channels[-1], fpn_channels) if fpn_p6 == "conv_on_input" else LastLevelMaxPool()
+    return BackboneWithFPN(net, {f"layer{k}": str(k - 1) for k in layers}, channels, fpn_channels, extra_blocks=extra)
+
+
+def mobilenet_fpn(net: nn.Module, trainable_layers: int, fpn_channels: int) -> BackboneWithFPN:
+    """FPN on the ends of MobileNetV3's stride 8/16/32 stages + a max-pool level ('0','1','2','pool': the same 4
+    levels as `tiny`); blocks before the last `trainable_layers` of its 6 stages frozen (torchvision's rule)."""
+    feats = net.features
+    starts = [0] + [i for i, b in enumerate(feats) if getattr(b, "_is_cn", False)] + [len(feats) - 1]
+    if not 0 <= trainable_layers <= len(starts):
+        raise BenchError(f"model.trainable_layers must be in 0..{len(starts)} for {type(net).__name__}, "
+                         f"got {trainable_layers}")
+    freeze_before = len(feats) if trainable_layers == 0 else starts[len(starts) - trainable_layers]
+    for b in feats[:freeze_before]:
+        b.requires_grad_(False)
+    ends = [starts[3] - 1, starts[4] - 1, len(feats) - 1]  # last block at stride 8, at stride 16, the final conv
+    return BackboneWithFPN(feats, {str(e): str(k) for k, e in enumerate(ends)},
+                           [feats[e].out_channels for e in ends], fpn_channels, extra_blocks=LastLevelMaxPool())
+
+
+def suite_weights(cfg: dict) -> Path | None:
+    """The suite's pretrained `tiny` weights file when the config asks for them (tiny, pretrained, no file)."""
+    from methods._core.weights import TINY_PRETEXT
+
+    if cfg["backbone"] == "tiny" and cfg.get("pretrained") and not cfg.get("weights"):
+        return TINY_PRETEXT
+    return None
+
+
+def _check_sha256(path, expected: str | None) -> None:
+    if not expected:
+        return
+    from benchmark.io import sha256_file
+
+    found = sha256_file(path)
+    if found != expected:
+        raise BenchError(f"weights file changed: sha256 {found[:12]}... but the run's config names "
+                         f"{expected[:12]}... (model.weights_sha256)", path)
 
 
 def build_faster_rcnn(model_cfg: dict, num_classes: int) -> FasterRCNN:
     """Faster R-CNN + FPN for `num_classes` object classes (background excluded)."""
     cfg = model_cfg
     name = cfg["backbone"]
-    weights_path = cfg.get("weights")
+    weights_path = cfg.get("weights") or suite_weights(cfg)
     detector_weights = None
     if weights_path:
+        if not Path(weights_path).is_file() and suite_weights(cfg):
+            raise BenchError("the suite's pretrained tiny weights are missing from this install; rebuild them with "
+                             "`python -m methods._core.pretrain` or set model.pretrained=false", weights_path)
         sd = _load_state_dict(weights_path)
+        _check_sha256(weights_path, cfg.get("weights_sha256"))
         if any(k.startswith("backbone.") for k in sd):
             detector_weights = sd  # a whole detector: loaded after construction
     if name == "tiny":
         backbone = tiny_backbone(list(cfg["widths"]), cfg["fpn_channels"])
         if weights_path and detector_weights is None:
             _load_matching(backbone.body, sd, weights_path, backbone=name)
-    elif name in RESNETS:
-        net = _resnet(name, bool(cfg.get("pretrained")), weights_path,
-                      bool(option(cfg, "model", "norm_eval_affine_trainable")))
+    elif name in RESNETS + MOBILENETS:
+        net = _torchvision_net(name, bool(cfg.get("pretrained")), weights_path,
+                               bool(option(cfg, "model", "norm_eval_affine_trainable")))
         if weights_path and detector_weights is None:
             _load_matching(net, sd, weights_path, backbone=name)
-        backbone = resnet_fpn(net, _trainable_layers(cfg, weights_path), cfg["fpn_channels"],
-                              option(cfg, "model", "fpn_p6"))
+        levels = len(cfg["roi_featmaps"])
+        if name in RESNETS:
+            backbone = resnet_fpn(net, _trainable_layers(cfg, weights_path), cfg["fpn_channels"], levels,
+                                  option(cfg, "model", "fpn_p6"))
+        elif levels != 3:
+            raise BenchError(f"model.backbone={name} gives 3 FPN levels + pool; model.roi_featmaps names {levels} "
+                             "(use ['0', '1', '2'] and 4 levels of model.anchor_sizes, as the cpu profile)")
+        else:
+            backbone = mobilenet_fpn(net, _trainable_layers(cfg, weights_path), cfg["fpn_channels"])
     else:
         raise BenchError(f"unknown model.backbone {name!r} (known: {', '.join(BACKBONES)})")
     if name == "tiny" and option(cfg, "model", "fpn_p6") != "maxpool":
@@ -312,7 +376,7 @@ class UnroundedAnchorGenerator(AnchorGenerator):
     0, not rounded to whole pixels, and each level's stride the power of two nearest to image / feature size
     (mmdet's strides 4..64; torchvision divides integers, e.g. 800 // 13 = 61 for a P6 of 13 rows)."""
 
-    def generate_anchors(self, scales, aspect_ratios, dtype=torch.float32, device=torch.device("cpu")):
+    def generate_anchors(self, scales, aspect_ratios, dtype=torch.float32, device=torch.device("cpu")):  # noqa: B008 (torchvision's signature)
         scales = torch.as_tensor(scales, dtype=dtype, device=device)
         aspect_ratios = torch.as_tensor(aspect_ratios, dtype=dtype, device=device)
         h_ratios = torch.sqrt(aspect_ratios)

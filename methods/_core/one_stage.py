@@ -6,7 +6,7 @@ two-stage one by the detector only:
   fine levels, so the levels stay those of the two-stage core.
 - torchvision ResNets (the `paper` profile): RetinaNet's R50-FPN as in the papers' mmdet configs -- FPN on C3..C5
   plus P6/P7 from C5 (`add_extra_convs='on_input'`), strides 8..128; freezing and ImageNet initialisation are
-  `model.py`'s (`resnet_fpn`, `_resnet`, `_load_matching`: private helpers of model.py, imported, not copied).
+  `model.py`'s (`resnet_fpn`, `_torchvision_net`, `_load_matching`: private helpers of model.py, imported, not copied).
 
 Anchors: each level's `model.anchor_sizes` times the method's `octave_scales` (RetinaNet: base 4 x stride and
 three scales 2^(0, 1/3, 2/3); the paper profile's [[32], ..., [512]] are exactly RetinaNet's bases at P3..P7),
@@ -31,7 +31,7 @@ from methods._core.model import (
     ResizeTransform,
     _load_matching,
     _load_state_dict,
-    _resnet,
+    _torchvision_net,
     _trainable_layers,
     resnet_fpn,
     tiny_backbone,
@@ -82,7 +82,7 @@ def _backbone(cfg: dict) -> tuple[nn.Module, dict | None, str | None]:
         return backbone, detector_weights, weights_path
     if name not in RESNETS:
         raise BenchError(f"unknown model.backbone {name!r} (known: tiny, {', '.join(RESNETS)})")
-    net = _resnet(name, bool(cfg.get("pretrained")), weights_path)
+    net = _torchvision_net(name, bool(cfg.get("pretrained")), weights_path)
     if sd is not None and detector_weights is None:
         _load_matching(net, sd, weights_path, backbone=name)
     c2 = net.inplanes // 8  # before resnet_fpn wraps it: 256 for ResNet-50/101/152, 64 for ResNet-18/34

@@ -2,15 +2,14 @@
 
 import pytest
 from click.testing import CliRunner
+from noisybox_kl_loss.adapter import KlLoss
+from noisybox_kl_loss.head import KLRoIHeads
 
 from benchmark.cli import cli
 from benchmark.config import resolve_config
 from benchmark.errors import BenchError
 from benchmark.testing import check_adapter
 from methods import METHODS, get_method
-
-from noisybox_kl_loss.adapter import KlLoss
-from noisybox_kl_loss.head import KLRoIHeads
 
 
 def test_kl_loss_is_discovered_through_its_entry_point():
@@ -26,8 +25,9 @@ def test_kl_loss_is_discovered_through_its_entry_point():
 
 def test_build_model_swaps_in_the_kl_head_and_rejects_bad_settings():
     adapter = get_method("kl_loss")
-    cfg = resolve_config(adapter, "cpu", "shapes", 0.2, {"model.widths": [8, 8, 16, 16], "model.fpn_channels": 16,
-                                                         "model.representation_size": 32, "method.sigma_t": 0.05})
+    cfg = resolve_config(adapter, "cpu", "shapes", 0.2, {"model.widths": [8, 8, 16, 16], "model.pretrained": False,
+                                                         "model.fpn_channels": 16, "model.representation_size": 32,
+                                                         "method.sigma_t": 0.05})
     model = adapter.build_model(cfg, 3)
     heads = model.roi_heads
     assert isinstance(heads, KLRoIHeads) and heads.sigma_t == 0.05 and heads.var_vote

@@ -16,8 +16,8 @@ Profiles:
   pretrained weights (`model.pretrained`; false = from scratch) + 64-ch FPN, anchors 8-96 px, 128 RoIs/img, AdamW
   1e-3, 30-iteration warm-up + cosine, grad-clip 10, h+v flips; images kept native up to 320x240: 128 px shapes train
   at 128 px, 640x480 BCCD at 320x240). Shapes: batch 8, 12 epochs x 35 = 420 iterations, and a lighter head (64
-  RoIs/img, 128-d box head, 500/250 RPN proposals; ~2.3 min on one core, clean AP ~0.45); other datasets (larger
-  images): batch 4, 12 x 17 = 204 iterations.
+  RoIs/img, 128-d box head, 500/250 RPN proposals; ~2.3 min on one core, clean AP ~0.66 from the pretrained start);
+  other datasets (larger images): batch 4, 12 x 17 = 204 iterations.
 - `fair` (data: `benchmark/recipes/fair/`): one ResNet-50-FPN recipe for every method (ImageNet weights, stem +
   stage 1 frozen, frozen BN, 1333x800 or VOC 1000x600, flip 0.5, SGD 0.02 momentum 0.9 wd 1e-4 for batch 16,
   warm-up 500, 12 epochs, steps 8/11, clip 10): controlled comparisons.

@@ -13,7 +13,7 @@ import torch
 
 from benchmark.config import OPTIONAL_KEYS, PROFILES, resolve_config, resolve_with_origin
 from benchmark.errors import BenchError
-from benchmark.io import dumps_json, sha256_bytes
+from benchmark.io import dumps_json, sha256_bytes, sha256_file
 from methods import get_method
 
 OAMIL_MODEL = "OA-MIL configs/_base_/models/faster_rcnn_r50_fpn_coco_oamil.py"
@@ -138,9 +138,17 @@ CPU_PINS = [
 def test_cpu_profile_resolves_as_before(method, kind, level, overrides, digest):
     from benchmark.config import without_runtime_keys
 
+    # pinned before the recipes moved to data, when the cpu profile trained from scratch: with
+    # `model.pretrained=false` the resolved config is still exactly that one ...
+    scratch = resolve_config(get_method(method), "cpu", kind, level, {**(overrides or {}), "model.pretrained": False})
+    assert sha256_bytes(dumps_json(without_runtime_keys(scratch)))[:16] == digest
+    assert not any(k in scratch[sec] for sec, keys in OPTIONAL_KEYS.items() for k in keys)
+    # ... and the default differs from it only by the suite's pretrained start and that file's sha256
     cfg = resolve_config(get_method(method), "cpu", kind, level, overrides)
-    assert sha256_bytes(dumps_json(without_runtime_keys(cfg)))[:16] == digest
-    assert not any(k in cfg[sec] for sec, keys in OPTIONAL_KEYS.items() for k in keys)
+    from methods._core.weights import TINY_PRETEXT
+
+    assert cfg["model"] == {**scratch["model"], "pretrained": True, "weights_sha256": sha256_file(TINY_PRETEXT)}
+    assert {k: v for k, v in cfg.items() if k != "model"} == {k: v for k, v in scratch.items() if k != "model"}
 
 
 CPU_CELLS = [
@@ -162,8 +170,15 @@ def test_cpu_cell_ids_are_unchanged(method, dataset, level, seed, overrides, cel
             return {"name": spec, "kind": {"shapes": "shapes", "bccd": "voc"}[spec], "train_sha256": "a" * 64,
                     "test_sha256": "b" * 64}
 
-    spec = CellSpec(method, dataset, "uniform" if level else "none", level, seed, profile="cpu", overrides=overrides)
-    assert resolve(spec, Fixed(), gpu=False).config["cell_id"] == cell
+    def cell_id(extra):
+        spec = CellSpec(method, dataset, "uniform" if level else "none", level, seed, profile="cpu",
+                        overrides={**overrides, **extra})
+        return resolve(spec, Fixed(), gpu=False).config["cell_id"]
+
+    # from scratch (the cpu profile's start when these were pinned) a cell keeps its id; the pretrained start,
+    # now the default, is part of the experiment and so of the id
+    assert cell_id({"model.pretrained": False}) == cell
+    assert cell_id({}) != cell
 
 
 def test_profiles_are_the_data_folders_plus_cpu():

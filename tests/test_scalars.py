@@ -12,8 +12,8 @@ from methods import get_method
 from methods._core.toy import make_toy_dataset
 
 TINY = {"train.epochs": 2, "train.iters_per_epoch": 3, "train.batch_size": 2, "train.steps": [1],
-        "train.warmup_iters": 1, "train.log_every": 1, "model.widths": [8, 8, 16, 16], "model.fpn_channels": 16,
-        "model.representation_size": 32, "model.box_batch_size_per_image": 16}
+        "train.warmup_iters": 1, "train.log_every": 1, "model.widths": [8, 8, 16, 16], "model.pretrained": False,
+        "model.fpn_channels": 16, "model.representation_size": 32, "model.box_batch_size_per_image": 16}
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from engine_kit import stopping_at_call, stopping_at_epoch
 
 from benchmark.config import resolve_config
 from benchmark.engine import fit, lr_factor, predict
@@ -106,22 +107,8 @@ def test_a_run_stopped_inside_an_epoch_resumes_from_its_mid_epoch_checkpoint(toy
                               "train.checkpoint_minutes": 1e-9})
     full = fit(method, toy, cfg, tmp_path / "full", diagnostics=toy, progress=False)
 
-    class Stopping(type(method)):
-        def build_model(self, cfg, num_classes):
-            model = super().build_model(cfg, num_classes)
-            forward, calls = model.forward, []
-
-            def stop_at_fifth(*args, **kwargs):
-                calls.append(1)
-                if len(calls) == 5:
-                    raise KeyboardInterrupt
-                return forward(*args, **kwargs)
-
-            model.forward = stop_at_fifth
-            return model
-
     with pytest.raises(KeyboardInterrupt):
-        fit(Stopping(), toy, cfg, tmp_path / "split", diagnostics=toy, progress=False)
+        fit(stopping_at_call(method, 5), toy, cfg, tmp_path / "split", diagnostics=toy, progress=False)
     ckpt = torch.load(tmp_path / "split" / "checkpoint.pth", weights_only=False)
     assert (ckpt["epoch"], ckpt["iteration"]) == (1, 4) and ckpt["partial"]["count"] == 1
     resumed = fit(method, toy, cfg, tmp_path / "split", diagnostics=toy, progress=False)
@@ -150,19 +137,8 @@ def test_resume_reproduces_an_uninterrupted_run(toy, tmp_path):
         def build_model(self, cfg, num_classes):
             return build_faster_rcnn(cfg["model"], num_classes)
 
-    class Stopping(Plain):
-        def build_model(self, cfg, num_classes):
-            model = super().build_model(cfg, num_classes)
-
-            def stop(epoch, num_epochs):
-                if epoch == 1:
-                    raise KeyboardInterrupt
-
-            model.set_epoch = stop
-            return model
-
     with pytest.raises(KeyboardInterrupt):
-        fit(Stopping(), toy, cfg, tmp_path / "split", progress=False)
+        fit(stopping_at_epoch(Plain(), 1), toy, cfg, tmp_path / "split", progress=False)
     ckpt = torch.load(tmp_path / "split" / "checkpoint.pth", weights_only=True)
     assert (ckpt["epoch"], ckpt["iteration"]) == (1, 1)
     assert not (tmp_path / "split" / "model_final.pth").exists()

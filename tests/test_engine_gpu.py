@@ -1,6 +1,7 @@
 """The engine on CUDA (skipped without it): mixed precision really on, and a CPU-written checkpoint resumes there."""
 
 import pytest
+from engine_kit import stopping_at_epoch
 
 from benchmark.config import resolve_config
 from benchmark.engine import fit
@@ -21,18 +22,8 @@ def test_two_iterations_on_cuda_with_amp_then_a_cpu_checkpoint_resumes_on_cuda(t
     assert on_gpu.metrics["amp"] is True and on_gpu.metrics["device"].startswith("cuda")
     one_epoch = {**TINY, "train.device": "cpu", "train.epochs": 2}
     with pytest.raises(KeyboardInterrupt):
-        class Stop(type(method)):
-            def build_model(self, cfg, num_classes):
-                model = super().build_model(cfg, num_classes)
-
-                def stop(epoch, num_epochs):
-                    if epoch == 1:
-                        raise KeyboardInterrupt
-
-                model.set_epoch = stop
-                return model
-
-        fit(Stop(), toy, resolve_config(method, "cpu", "coco", None, one_epoch), tmp_path / "mixed", progress=False)
+        fit(stopping_at_epoch(method, 1), toy, resolve_config(method, "cpu", "coco", None, one_epoch),
+            tmp_path / "mixed", progress=False)
     resumed = fit(method, toy, resolve_config(method, "cpu", "coco", None, {**one_epoch, "train.device": "cuda"}),
                   tmp_path / "mixed", progress=False)
     assert resumed.metrics["iterations"] == 2 and resumed.metrics["device"].startswith("cuda")

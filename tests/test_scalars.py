@@ -3,6 +3,7 @@
 import math
 
 import pytest
+from engine_kit import stopping_at_call
 
 from benchmark.config import resolve_config
 from benchmark.engine import fit
@@ -47,22 +48,8 @@ def test_a_resumed_run_writes_the_rows_of_an_uninterrupted_one(toy, tmp_path):
     method = get_method("faster_rcnn")
     fit(method, toy, cfg, tmp_path / "full", progress=False)
 
-    class Stopping(type(method)):
-        def build_model(self, cfg, num_classes):
-            model = super().build_model(cfg, num_classes)
-            forward, calls = model.forward, []
-
-            def stop_at_fifth(*args, **kwargs):
-                calls.append(1)
-                if len(calls) == 5:
-                    raise KeyboardInterrupt
-                return forward(*args, **kwargs)
-
-            model.forward = stop_at_fifth
-            return model
-
     with pytest.raises(KeyboardInterrupt):
-        fit(Stopping(), toy, cfg, tmp_path / "split", progress=False)
+        fit(stopping_at_call(method, 5), toy, cfg, tmp_path / "split", progress=False)
     csv_path = tmp_path / "split" / "scalars.csv"
     with open(csv_path, "a") as fh:  # a row written after the last checkpoint, and one cut short by the kill
         fh.write("5,1.6667,0.001,9.9," + ",".join(["7.0"] * 5) + "\n6,2.0")

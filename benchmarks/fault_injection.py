@@ -1,6 +1,6 @@
 """Fault injection on a sweep, several seeds: full disk, SIGKILL of a worker and of the runner, a truncated file.
 
-Runs tests/test_fault_injection.py once per seed (`NOISYBOX_FAULT_SEED`: the moments of the kills and which file
+Runs tests/runner/test_fault_injection.py once per seed (`NOISYBOX_FAULT_SEED`: the moments of the kills and which file
 of which finished cell is truncated) and collects what each run damaged, whether every damaged cell was redone and
 whether the final results table equals the uninterrupted run's. The full disk is a 4 MiB tmpfs where the user may
 mount one (root), else simulated (`--simulated` forces that): every atomic write spends a byte budget and fails with
@@ -23,7 +23,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 OUT_DIR = REPO / "benchmarks" / "out"
-TEST = "tests/test_fault_injection.py"
+TEST = "tests/runner/test_fault_injection.py"
 
 
 def run(seed: int, simulated: bool) -> dict:

@@ -11,6 +11,7 @@ from PIL import Image
 
 from benchmark.io import write_json
 from benchmark.runner.store import mark_done
+from reports import ReportConfig
 
 CATEGORIES = [{"id": 1, "name": "disc"}, {"id": 2, "name": "square"}]
 # AP per (method, level) for seeds 0, 1, 2: known means and sample stds
@@ -129,3 +130,7 @@ def make_store(tmp_path: Path, with_images: bool = True, seeds: int = 3) -> Path
     # an unfinished cell must be ignored
     write_json(store / "cells" / "unfinished" / "config.json", {"method": "faster_rcnn"})
     return store
+
+
+# a cheaper report for the tests that check plumbing rather than content
+FAST = ReportConfig(gallery_per_mode=2, tide_styles=("coco",), tide_sizes=("all",), sensitivity=(("bad_iou", (0.5,)),))

@@ -9,7 +9,7 @@ R-CNN step (1024 RoIs), and it dominated an SSD-Det CPU step; the sparse product
 RoIAlign is linear in the features and its bilinear weights factor into a y part and an x part (the out-of-image
 test too), so the backward is one sparse matrix product: grad_features[N*H*W, C] = S^T grad_out[R*P*Q, C], with
 (2*sr)^2 non-zeros per output bin. Same numbers as torchvision's backward up to float summation order
-(`tests/test_ssd_det.py` and `tests/test_core_parity.py` check it, borders, `aligned` and adaptive sampling
+(`tests/methods/test_ssd_det.py` and `tests/training/test_core_parity.py` check it, borders, `aligned` and adaptive sampling
 included). CUDA tensors use torchvision's own op.
 """
 

@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from test_datasets_formats import coco_dict, make_coco
+from datasets_kit import coco_dict, make_coco
 
 from benchmark.datasets import load_coco
 from noise import make_noisy

@@ -8,6 +8,7 @@ import shutil
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from leaderboard_kit import _row
 
 from benchmark.cli import cli, main
 from benchmark.errors import BenchError
@@ -18,19 +19,6 @@ from leaderboard.add import downgrade, rows_from_results
 from leaderboard.render import build_tables, to_html, to_latex, to_markdown
 from leaderboard.rows import ENTRIES, load_rows, validate_all, write_row
 from leaderboard.schema import RowError, row_errors, row_filename, validate_row
-
-
-def _row(method="m1", level=0.4, reported=None, reproduced=None, dataset="coco2017"):
-    return {
-        "schema_version": 1, "method": method, "method_name": method.upper(), "paper": {"title": f"Paper {method}"},
-        "dataset": dataset, "test_split": "val2017",
-        "noise": {"model": "uniform", "level": level, "rng": "numpy"},
-        "detector": "Faster R-CNN", "backbone": "R50-FPN", "schedule": "1x", "extra_supervision": "none",
-        "reported": None if reported is None else {"source": "Table 1", "metrics": {"AP": reported}},
-        "reproduced": None if reproduced is None else {
-            "metrics": {"AP": {"mean": reproduced, "std": 0.5, "n": 3}}, "cells": ["abc"], "suite_version": "0",
-            "hardware": "cpu"},
-    }
 
 
 def test_shipped_rows_are_valid_and_cover_both_papers():

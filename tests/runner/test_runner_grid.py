@@ -263,7 +263,7 @@ def test_resolve_is_stable_across_processes(datasets):
     import os
     from pathlib import Path
 
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [c.id for c in cells]
     assert len({c.id for c in cells}) == 4

@@ -57,7 +57,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 # ---- class 1: bench report --out, bench leaderboard render -------------------------------------------------------
 @pytest.fixture
 def store(tmp_path):
-    from test_reports import make_store
+    from store_kit import make_store
 
     return make_store(tmp_path, with_images=False, seeds=1)
 
@@ -82,7 +82,7 @@ def test_report_refuses_a_folder_it_did_not_write_and_touches_nothing(tmp_path, 
 
 
 def test_report_rebuild_removes_only_its_own_files(tmp_path, store):
-    from test_reports import FAST
+    from store_kit import FAST
 
     out = tmp_path / "r"
     build_report(store, out, formats=("md", "html", "csv"), config=FAST, progress=False)
@@ -104,7 +104,7 @@ def test_report_rebuild_removes_only_its_own_files(tmp_path, store):
 
 
 def test_leaderboard_render_never_overwrites_a_readme_it_did_not_write(tmp_path, capsys):
-    from test_leaderboard import _row
+    from leaderboard_kit import _row
 
     from leaderboard.rows import write_row
 

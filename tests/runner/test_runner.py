@@ -26,7 +26,7 @@ from benchmark.runner.cells import resolve_all
 from benchmark.runner.run_cell import run_cell
 from benchmark.runner.sweep import execute, plan
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]  # tests/: the helper modules
 KEY_COLUMNS = ["cell", "method", "dataset", "noise_model", "noise_level", "seed", "AP", "AP50", "AP75", "APs",
                "AR100", "VOC_AP50", "train_steps", "train_loss"]
 

@@ -20,7 +20,7 @@ from benchmark.registry import Registry
 from methods import METHODS, MethodAdapter
 from methods.scaffold import scaffold
 
-ENGINE = Path(__file__).resolve().parents[1] / "benchmark" / "engine.py"
+ENGINE = Path(__file__).resolve().parents[2] / "benchmark" / "engine.py"
 
 
 def registry_with_plugin(monkeypatch, name: str, obj, dist: str) -> Registry:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from store_kit import cid, make_store
+from store_kit import FAST, cid, make_store
 
 from benchmark.errors import BenchError
 from benchmark.io import read_json, write_json
@@ -26,7 +26,6 @@ from reports.store import load_cells
 from reports.tables import auc, metric_table, summary_table, to_latex, to_markdown
 
 # a cheaper report for the tests that check plumbing rather than content
-FAST = ReportConfig(gallery_per_mode=2, tide_styles=("coco",), tide_sizes=("all",), sensitivity=(("bad_iou", (0.5,)),))
 
 
 @pytest.fixture(scope="module")

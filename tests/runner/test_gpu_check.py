@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from benchmark.io import read_json
 
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
 
 
 def _module():

@@ -103,7 +103,7 @@ def test_every_docs_page_is_in_the_site_nav():
 
     import yaml
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     nav = yaml.safe_load((repo / "mkdocs.yml").read_text())["nav"]
 
     def pages(entries):

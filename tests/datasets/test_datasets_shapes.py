@@ -19,7 +19,7 @@ from benchmark.datasets.shapes import _shape_mask, generate_split, render
 from benchmark.errors import BenchError
 from benchmark.io import dumps_json
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def ann_sha(coco: dict) -> str:

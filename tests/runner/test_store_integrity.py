@@ -19,7 +19,7 @@ from benchmark.io import read_json, write_json
 from benchmark.runner import store as st
 from benchmark.runner.api import SweepOptions, dry_run, run_sweep
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]  # tests/: the helper modules
 REPO = TESTS.parent
 
 

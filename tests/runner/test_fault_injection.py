@@ -30,7 +30,7 @@ from benchmark import store_layout as layout
 from benchmark.io import BenchError, read_json
 from benchmark.runner import store as st
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]  # tests/: the helper modules
 KEY_COLUMNS = ["cell", "method", "dataset", "noise_model", "noise_level", "seed", "AP", "AP50", "AP75", "APs",
                "AR100", "VOC_AP50", "train_steps", "train_loss"]
 ARGS = ["--method", "dummy", "--noise", "0.1,0.2,0.3", "--seeds", "2", "--dataset", TINY, "--no-baselines",

@@ -21,7 +21,7 @@ from methods._core import pretrain
 from methods._core.model import build_faster_rcnn
 from methods._core.weights import TINY_PRETEXT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _sha(path: Path) -> str:
@@ -236,7 +236,8 @@ def test_bench_run_ends_with_the_warning(tmp_path, monkeypatch):
     from benchmark.runner.api import SweepOptions, run_sweep
 
     monkeypatch.setenv("NOISYBOX_DUMMY_LOG", str(tmp_path / "dummy.log"))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    tests = str(Path(__file__).resolve().parents[1])
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setattr(grid, "ORACLE_METHOD", "dummy")
     load = results.load
     monkeypatch.setattr(results, "load", lambda root: load(root).assign(AP=0.002))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.errors import BenchError
 from benchmark.io import dumps_json, read_json, sha256_bytes, write_json
 from methods import METHODS, register_method
 from methods.base import MethodAdapter, TrainResult
@@ -83,6 +84,17 @@ class DummyAdapter(MethodAdapter):
 
 if "dummy" not in METHODS:
     register_method(DummyAdapter)
+
+def checkpointed_steps(store: Path) -> int:
+    """Training progress in a store of dummy cells: the steps their checkpoints hold, summed (a kill test waits on it)."""
+    total = 0
+    for ckpt in store.glob("cells/*/train/checkpoint.json"):
+        try:
+            total += read_json(ckpt)["step"]
+        except (BenchError, KeyError):
+            pass
+    return total
+
 
 TINY = "shapes:train=16,val=8,size=64,seed=3"  # generated in the test cache in ~1 s
 

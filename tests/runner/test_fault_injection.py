@@ -23,11 +23,10 @@ from pathlib import Path
 
 import pandas.testing as pdt
 import pytest
-from test_runner_dummy import TINY
+from test_runner_dummy import TINY, checkpointed_steps
 
 from benchmark import results
 from benchmark import store_layout as layout
-from benchmark.io import BenchError, read_json
 from benchmark.runner import store as st
 
 TESTS = Path(__file__).resolve().parents[1]  # tests/: the helper modules
@@ -70,16 +69,6 @@ def cell_dirs(store: Path) -> list[Path]:
 
 def markers(store: Path) -> dict[str, bytes]:
     return {d.name: (d / layout.DONE).read_bytes() for d in cell_dirs(store) if (d / layout.DONE).is_file()}
-
-
-def steps(store: Path) -> int:
-    total = 0
-    for ckpt in store.glob("cells/*/train/checkpoint.json"):
-        try:
-            total += read_json(ckpt)["step"]
-        except (BenchError, KeyError):
-            pass
-    return total
 
 
 def trainings(log: Path) -> list[tuple[str, int]]:
@@ -181,9 +170,9 @@ def test_faults_end_with_the_uninterrupted_table_and_every_damaged_cell_redone(t
                 shutil.rmtree(d)
         before = markers(store)
         proc = start(store, 2, out)
-        target = steps(store) + rng.randint(1, 8)
+        target = checkpointed_steps(store) + rng.randint(1, 8)
         deadline = time.time() + 120
-        while steps(store) < target and proc.poll() is None and time.time() < deadline:
+        while checkpointed_steps(store) < target and proc.poll() is None and time.time() < deadline:
             time.sleep(0.02)
         time.sleep(rng.uniform(0.0, 0.1))
         os.kill(proc.pid, signal.SIGKILL)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import test_runner_dummy  # noqa: F401  (registers the `dummy` method)
-from test_runner_dummy import TINY, DummyAdapter
+from test_runner_dummy import TINY, DummyAdapter, checkpointed_steps
 
 from benchmark import results
 from benchmark.errors import BenchError
@@ -343,17 +343,6 @@ def test_cli_errors_are_one_line(tmp_path, train_log):
 SLOW = ["--set", "dummy:method.step_s=0.15", "--set", "dummy:method.steps=6"]
 
 
-def _steps_trained(store: Path) -> int:
-    """Training progress in the store: checkpointed steps summed over cells."""
-    total = 0
-    for ckpt in store.glob("cells/*/train/checkpoint.json"):
-        try:
-            total += read_json(ckpt)["step"]
-        except (BenchError, KeyError):
-            pass
-    return total
-
-
 def test_kill_dash_nine_at_random_points_loses_and_recomputes_nothing(tmp_path, train_log):
     args = [*CLI_ARGS, "--seeds", "3", *SLOW]
     ref_store, store = tmp_path / "ref", tmp_path / "store"
@@ -370,9 +359,9 @@ def test_kill_dash_nine_at_random_points_loses_and_recomputes_nothing(tmp_path, 
         if attempt == 0:  # somewhere in start-up / planning
             time.sleep(rng.uniform(0.2, 1.5))
         else:  # after a random amount of training progress, at a random moment within a step
-            target = _steps_trained(store) + rng.randint(1, 8)
+            target = checkpointed_steps(store) + rng.randint(1, 8)
             deadline = time.time() + 120
-            while _steps_trained(store) < target and proc.poll() is None and time.time() < deadline:
+            while checkpointed_steps(store) < target and proc.poll() is None and time.time() < deadline:
                 time.sleep(0.02)
             time.sleep(rng.uniform(0.0, 0.2))
         os.kill(proc.pid, signal.SIGKILL)
@@ -406,7 +395,7 @@ def test_ctrl_c_or_sigterm_stops_cleanly_and_the_rerun_resumes(tmp_path, train_l
                             stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
-    while _steps_trained(store) < 4:
+    while checkpointed_steps(store) < 4:
         assert time.time() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.05)
     proc.send_signal(sig)

@@ -15,7 +15,7 @@ from methods._core.geometry import (
     xywh_to_xyxy,
     xyxy_to_xywh,
 )
-from methods._core.model import build_faster_rcnn
+from methods._core.model import build_faster_rcnn, install_roi_heads
 from methods._core.one_stage import (
     ONE_STAGE_SOURCES,
     OneStageDetector,
@@ -26,5 +26,5 @@ from methods._core.one_stage import (
 )
 
 __all__ = ["ONE_STAGE_SOURCES", "OneStageDetector", "box_iou", "boxes_from_original", "boxes_to_original",
-           "build_faster_rcnn", "build_retinanet", "check_one_stage", "clip_boxes", "one_stage_defaults",
+           "build_faster_rcnn", "build_retinanet", "check_one_stage", "clip_boxes", "install_roi_heads", "one_stage_defaults",
            "one_stage_profile_overrides", "paired_iou", "xywh_to_xyxy", "xyxy_to_xywh"]

@@ -260,6 +260,16 @@ def _check_sha256(path, expected: str | None) -> None:
                          f"{expected[:12]}... (model.weights_sha256)", path)
 
 
+def install_roi_heads(model: FasterRCNN, head: nn.Module) -> FasterRCNN:
+    """Swap in a method's RoI head and expose its engine hooks (`set_epoch`, `refined_boxes`, `diagnostics`) on the
+    model itself; the state dict keeps torchvision's key names."""
+    model.roi_heads = head
+    model.set_epoch = head.set_epoch
+    model.refined_boxes = head.refined_boxes
+    model.diagnostics = head.diagnostics
+    return model
+
+
 def build_faster_rcnn(model_cfg: dict, num_classes: int) -> FasterRCNN:
     """Faster R-CNN + FPN for `num_classes` object classes (background excluded)."""
     cfg = model_cfg

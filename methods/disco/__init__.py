@@ -77,16 +77,11 @@ class Disco(MethodAdapter):
                 "var_sigma_t": 0.02}
 
     def build_model(self, cfg: dict, num_classes: int) -> torch.nn.Module:
-        from methods.core import build_faster_rcnn
+        from methods.core import build_faster_rcnn, install_roi_heads
         from methods.disco.head import DiscoRoIHeads
 
         model = build_faster_rcnn(cfg["model"], num_classes)
-        head = DiscoRoIHeads(model.roi_heads, params(cfg))
-        model.roi_heads = head
-        model.set_epoch = head.set_epoch
-        model.refined_boxes = head.refined_boxes
-        model.diagnostics = head.diagnostics
-        return model
+        return install_roi_heads(model, DiscoRoIHeads(model.roi_heads, params(cfg)))
 
 
 def params(cfg: dict):

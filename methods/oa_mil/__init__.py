@@ -101,17 +101,11 @@ class OAMIL(MethodAdapter):
         }
 
     def build_model(self, cfg: dict, num_classes: int) -> torch.nn.Module:
-        from methods._core.model import build_faster_rcnn
+        from methods.core import build_faster_rcnn, install_roi_heads
         from methods.oa_mil.head import OAMILRoIHeads
 
         model = build_faster_rcnn(cfg["model"], num_classes)
-        head = OAMILRoIHeads(model.roi_heads, head_params(cfg.get("method", {})))
-        model.roi_heads = head
-        # the engine's optional hooks, on the model itself (the state dict keeps torchvision's key names)
-        model.set_epoch = head.set_epoch
-        model.refined_boxes = head.refined_boxes
-        model.diagnostics = head.diagnostics
-        return model
+        return install_roi_heads(model, OAMILRoIHeads(model.roi_heads, head_params(cfg.get("method", {}))))
 
 
 def head_params(method_cfg: dict):

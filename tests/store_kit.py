@@ -138,7 +138,8 @@ FAST = ReportConfig(gallery_per_mode=2, tide_styles=("coco",), tide_sizes=("all"
 
 def write_cell(store: Path, method: str, level: float, seed: int, coco: dict, *, dataset: str = "toy",
                kind: str = "coco", profile: str = "cpu", train: dict | None = None, timing: dict | None = None,
-               noisy: list[dict] | None = None, refined: list[dict] | None = None) -> str:
+               noisy: list[dict] | None = None, refined: list[dict] | None = None,
+               method_config: dict | None = None) -> str:
     """One done cell with the given COCO metrics (fractions), training metrics and timings, and (optionally) its
     noisy training annotations (`bbox` noisy, `true_bbox` clean) and refined boxes; returns its cell id. For tests
     that compute from a store what they also compute by hand (the leaderboard, the noise-effect table)."""
@@ -146,7 +147,7 @@ def write_cell(store: Path, method: str, level: float, seed: int, coco: dict, *,
 
     noise = {"model": "none", "level": 0.0, "params": {}, "seed": 0, "rng": "numpy"} if level == 0 else \
         {"model": "uniform", "level": level, "params": {}, "seed": 0, "rng": "numpy"}
-    config = {"schema": 1, "method": method, "method_config": {}, "profile": profile,
+    config = {"schema": 1, "method": method, "method_config": method_config or {}, "profile": profile,
               "dataset": {"name": dataset, "kind": kind}, "noise": noise, "seed": seed}
     config["cell_id"] = cid = cell_id(config)
     config["locator"] = {"dataset_spec": dataset}

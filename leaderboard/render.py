@@ -110,7 +110,7 @@ def reproduced_title(tables: list[Table]) -> str:
     profiles = {p for t in tables if t.reproduced_only for _, _, p in t.facts}
     if profiles == {"cpu"}:
         return "Reproduced on CPU (`cpu` profile, suite datasets)"
-    return "Reproduced by the suite (datasets without paper-reported numbers)"
+    return "Reproduced by the suite (datasets without paper-reported rows here)"
 
 
 def row_facts(t: Table) -> list[tuple[str, str, str]]:

@@ -30,6 +30,9 @@ from leaderboard.schema import METRICS, SCHEMA_VERSION, row_key
 LOCAL_SPLITS = ("test", "val", "val2017")  # evaluation splits with public labels (row_filename's default ones)
 
 PROFILE_BACKBONE = {"paper": "R50-FPN", "fair": "R50-FPN", "cpu": "tiny-FPN"}
+CORE_DETECTOR = {"two_stage": "Faster R-CNN", "one_stage": "RetinaNet"}  # `benchmark.results`' detector column
+# the suite's oracles have no paper row to take a name from
+ORACLE_NAMES = {"clean": "Oracle (Faster R-CNN, clean boxes)", "retinanet_clean": "Oracle (RetinaNet, clean boxes)"}
 EXTERNAL = "unknown (external run)"  # cells from `bench run --external`: the suite did not train the detector
 
 
@@ -82,12 +85,12 @@ def rows_from_results(df: pd.DataFrame, dataset_name: str | None = None, test_sp
         template = meta.get(method, meta.get(base_method(method), {}))
         row = {
             "schema_version": SCHEMA_VERSION, "method": method,
-            "method_name": template.get("method_name", method) + (
+            "method_name": template.get("method_name", _name(method)) + (
                 f" [noise rng {rng}]" if method.endswith(f" [noise rng {rng}]") and method not in meta else ""),
             "paper": template.get("paper", {"title": method}),
             "dataset": name, "test_split": split,
             "noise": {"model": "uniform" if nmodel == "none" else nmodel, "level": level, "rng": rng},
-            "detector": template.get("detector", "Faster R-CNN" if profile in PROFILE_BACKBONE else EXTERNAL),
+            "detector": template.get("detector", _detector(group) if profile in PROFILE_BACKBONE else EXTERNAL),
             "backbone": PROFILE_BACKBONE.get(profile, EXTERNAL),
             "schedule": ("suite profile " + str(profile)) if profile in PROFILE_BACKBONE else EXTERNAL,
             "profile": str(profile),
@@ -103,6 +106,19 @@ def rows_from_results(df: pd.DataFrame, dataset_name: str | None = None, test_sp
             row = merged
         out.append(row)
     return out
+
+
+def _name(method: str) -> str:
+    """A row's method name without a paper row to take it from: the oracles say what they are (variant tags kept)."""
+    base = base_method(method)
+    return ORACLE_NAMES[base] + method[len(base):] if base in ORACLE_NAMES else method
+
+
+def _detector(group: pd.DataFrame) -> str:
+    """The suite's detection core the group's cells trained (the results table's `detector` column: one-stage
+    RetinaNet or two-stage Faster R-CNN; two-stage where the column is absent, as in older tables)."""
+    cores = set(group["detector"].dropna().astype(str)) - {""} if "detector" in group else set()
+    return " / ".join(sorted(CORE_DETECTOR.get(c, c) for c in cores)) or CORE_DETECTOR["two_stage"]
 
 
 def default_split(dataset: str, existing: list[dict]) -> str:

@@ -5,13 +5,17 @@ paper-reported value, the reproduced mean ± std (n seeds; no ± for a single se
 and their difference, flagged when |reported − reproduced| exceeds the tolerance. Rows are sorted by the chosen
 metric at the sort level (reproduced where
 measured, otherwise reported), highest first; rows without a value there go last.
+
+Datasets no paper reports on (the suite's `shapes` and BCCD, a user's own data) have only reproduced rows: their
+tables come after the papers' tables, in a section of their own ("Reproduced on CPU (`cpu` profile, suite
+datasets)" when every such row is a `cpu` one), with each row's detector, backbone and profile in columns.
 """
 
 from __future__ import annotations
 
 import html
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmark.errors import BenchError
@@ -54,6 +58,12 @@ class Table:
     metric: str
     levels: list[float]
     rows: list[tuple[str, str, dict[float, Cell]]]  # (label, detail, level -> cell)
+    facts: list[tuple[str, str, str]] = field(default_factory=list)  # per row: (detector, backbone, profile)
+
+    @property
+    def reproduced_only(self) -> bool:
+        """No row of the table has a paper-reported value: a dataset the papers do not cover."""
+        return all(c.reported is None for _, _, cells in self.rows for c in cells.values())
 
 
 def metric_for(dataset: str, metric: str | None) -> str:
@@ -69,6 +79,7 @@ def build_tables(rows: list[dict], metric: str | None = None, sort_level: float 
         m = metric_for(dataset, metric)
         by_entry: dict[tuple, dict[float, Cell]] = defaultdict(dict)
         labels: dict[tuple, tuple[str, str]] = {}
+        facts: dict[tuple, tuple[str, str, str]] = {}
         for r in rs:
             key = (r["method"], r["backbone"], r.get("profile", "paper"), r["noise"]["model"])
             rep = ((r.get("reported") or {}).get("metrics") or {}).get(m)
@@ -80,6 +91,7 @@ def build_tables(rows: list[dict], metric: str | None = None, sort_level: float 
             detail = f"{r['backbone']}" + ("" if prof == "paper" else f", {prof} profile") + \
                      ("" if r["noise"]["model"] == "uniform" else f", {r['noise']['model']} noise")
             labels[key] = (r["method_name"], detail)
+            facts[key] = (r["detector"], r["backbone"], prof)
         levels = sorted({lvl for cells in by_entry.values() for lvl in cells})
         sl = sort_level if sort_level is not None and sort_level in levels else max(levels)
         order = sorted(by_entry, key=lambda k: (by_entry[k].get(sl) is None or by_entry[k][sl].value() is None,
@@ -87,8 +99,28 @@ def build_tables(rows: list[dict], metric: str | None = None, sort_level: float 
                                                 labels[k]))
         has_metric = [k for k in order if any(c.value() is not None for c in by_entry[k].values())]
         if has_metric:
-            tables.append(Table(dataset, split, m, levels, [(*labels[k], by_entry[k]) for k in has_metric]))
-    return tables
+            tables.append(Table(dataset, split, m, levels, [(*labels[k], by_entry[k]) for k in has_metric],
+                                [facts[k] for k in has_metric]))
+    # the papers' tables first, then the datasets only the suite measured (stable: each part keeps its order)
+    return sorted(tables, key=lambda t: t.reproduced_only)
+
+
+def reproduced_title(tables: list[Table]) -> str:
+    """The heading of the reproduced-only section: CPU rows of the suite's datasets, or a general one."""
+    profiles = {p for t in tables if t.reproduced_only for _, _, p in t.facts}
+    if profiles == {"cpu"}:
+        return "Reproduced on CPU (`cpu` profile, suite datasets)"
+    return "Reproduced by the suite (datasets without paper-reported rows here)"
+
+
+def row_facts(t: Table) -> list[tuple[str, str, str]]:
+    """(detector, backbone, profile) per row; a table built without them shows its detail as the backbone."""
+    return t.facts if len(t.facts) == len(t.rows) else [("–", detail, "–") for _, detail, _ in t.rows]
+
+
+REPRODUCED_NOTE = ("Datasets no paper reports on, trained and evaluated by the suite (`bench run`, then `bench "
+                   "leaderboard add STORE`): reproduced mean ± std (n seeds; no ± for one seed). The oracle is the "
+                   "same detector trained on the clean boxes.")
 
 
 def _fmt(cell: Cell | None, tol: float, esc=lambda s: s) -> tuple[str, bool]:
@@ -117,12 +149,24 @@ def to_markdown(tables: list[Table], tolerance: float = 1.0) -> str:
            "Noise: OA-MIL uniform protocol unless noted; the `noise.rng` field of each row says whether the boxes came from "
            "the published generator (`oamil-legacy`) or the suite's default generator (`numpy`).", ""]
     for t in tables:
-        out += [f"## {t.dataset} ({t.test_split}) — {t.metric}", ""]
-        out.append("| # | Method | Backbone | " + " | ".join(_level(l) for l in t.levels) + " |")
-        out.append("|---|---|---|" + "---|" * len(t.levels))
-        for i, (label, detail, cells) in enumerate(t.rows, 1):
+        if not t.reproduced_only:
+            out += [f"## {t.dataset} ({t.test_split}) — {t.metric}", ""]
+            out.append("| # | Method | Backbone | " + " | ".join(_level(l) for l in t.levels) + " |")
+            out.append("|---|---|---|" + "---|" * len(t.levels))
+            for i, (label, detail, cells) in enumerate(t.rows, 1):
+                vals = [_fmt(cells.get(l), tolerance)[0] for l in t.levels]
+                out.append(f"| {i} | {label} | {detail} | " + " | ".join(vals) + " |")
+            out.append("")
+    own = [t for t in tables if t.reproduced_only]
+    if own:
+        out += [f"## {reproduced_title(tables)}", "", REPRODUCED_NOTE, ""]
+    for t in own:
+        out += [f"### {t.dataset} ({t.test_split}) — {t.metric}", ""]
+        out.append("| # | Method | Detector | Backbone | Profile | " + " | ".join(_level(l) for l in t.levels) + " |")
+        out.append("|---|---|---|---|---|" + "---|" * len(t.levels))
+        for i, ((label, _, cells), (det, backbone, prof)) in enumerate(zip(t.rows, row_facts(t)), 1):
             vals = [_fmt(cells.get(l), tolerance)[0] for l in t.levels]
-            out.append(f"| {i} | {label} | {detail} | " + " | ".join(vals) + " |")
+            out.append(f"| {i} | {label} | {det} | {backbone} | `{prof}` | " + " | ".join(vals) + " |")
         out.append("")
     return "\n".join(out)
 
@@ -133,17 +177,24 @@ def to_html(tables: list[Table], tolerance: float = 1.0) -> str:
            "th{background:#f0f0f0}td.flag{background:#fff3cd}")
     body = [f"<h1>noisybox-bench leaderboard</h1><p>Paper-reported / reproduced mean ± std (n seeds; no ± for one seed), "
             f"Δ = reproduced − reported; highlighted where |Δ| &gt; {tolerance:g} AP points.</p>"]
+    heading_done = False
     for t in tables:
-        body.append(f"<h2>{html.escape(t.dataset)} ({html.escape(t.test_split)}) — {html.escape(t.metric)}</h2><table>")
-        body.append("<tr><th>#</th><th>Method</th><th>Backbone</th>" +
-                    "".join(f"<th>{_level(l)}</th>" for l in t.levels) + "</tr>")
-        for i, (label, detail, cells) in enumerate(t.rows, 1):
+        own = t.reproduced_only
+        if own and not heading_done:
+            body.append(f"<h2>{html.escape(reproduced_title(tables))}</h2><p>{html.escape(REPRODUCED_NOTE)}</p>")
+            heading_done = True
+        h = "h3" if own else "h2"
+        body.append(f"<{h}>{html.escape(t.dataset)} ({html.escape(t.test_split)}) — {html.escape(t.metric)}</{h}><table>")
+        head = "<th>Detector</th><th>Backbone</th><th>Profile</th>" if own else "<th>Backbone</th>"
+        body.append("<tr><th>#</th><th>Method</th>" + head + "".join(f"<th>{_level(l)}</th>" for l in t.levels)
+                    + "</tr>")
+        for i, ((label, detail, cells), facts) in enumerate(zip(t.rows, row_facts(t)), 1):
             tds = []
             for l in t.levels:
                 text, flagged = _fmt(cells.get(l), tolerance, html.escape)
                 tds.append(f"<td class=\"{'flag' if flagged else ''}\">{text}</td>")
-            body.append(f"<tr><td>{i}</td><td class=l>{html.escape(label)}</td><td class=l>{html.escape(detail)}</td>"
-                        + "".join(tds) + "</tr>")
+            about = "".join(f"<td class=l>{html.escape(v)}</td>" for v in (facts if own else (detail,)))
+            body.append(f"<tr><td>{i}</td><td class=l>{html.escape(label)}</td>{about}" + "".join(tds) + "</tr>")
         body.append("</table>")
     return (f"<!doctype html><html><head><meta charset=utf-8><title>noisybox-bench leaderboard</title>"
             f"<style>{css}</style></head><body>{''.join(body)}</body></html>")

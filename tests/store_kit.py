@@ -134,3 +134,33 @@ def make_store(tmp_path: Path, with_images: bool = True, seeds: int = 3) -> Path
 
 # a cheaper report for the tests that check plumbing rather than content
 FAST = ReportConfig(gallery_per_mode=2, tide_styles=("coco",), tide_sizes=("all",), sensitivity=(("bad_iou", (0.5,)),))
+
+
+def write_cell(store: Path, method: str, level: float, seed: int, coco: dict, *, dataset: str = "toy",
+               kind: str = "coco", profile: str = "cpu", train: dict | None = None, timing: dict | None = None,
+               noisy: list[dict] | None = None, refined: list[dict] | None = None,
+               method_config: dict | None = None) -> str:
+    """One done cell with the given COCO metrics (fractions), training metrics and timings, and (optionally) its
+    noisy training annotations (`bbox` noisy, `true_bbox` clean) and refined boxes; returns its cell id. For tests
+    that compute from a store what they also compute by hand (the leaderboard, the noise-effect table)."""
+    from benchmark.runner.cells import cell_id
+
+    noise = {"model": "none", "level": 0.0, "params": {}, "seed": 0, "rng": "numpy"} if level == 0 else \
+        {"model": "uniform", "level": level, "params": {}, "seed": 0, "rng": "numpy"}
+    config = {"schema": 1, "method": method, "method_config": method_config or {}, "profile": profile,
+              "dataset": {"name": dataset, "kind": kind}, "noise": noise, "seed": seed}
+    config["cell_id"] = cid = cell_id(config)
+    config["locator"] = {"dataset_spec": dataset}
+    cell = Path(store) / "cells" / cid
+    write_json(cell / "config.json", config)
+    write_json(cell / "env.json", {"device": "cpu"})
+    write_json(cell / "metrics.json", {"coco": coco, "voc": {}, "train": train or {}, "timing": timing or {}})
+    write_json(cell / "predictions.json", [])
+    if noisy is not None:
+        images = [{"id": i, "file_name": f"{i}.png", "width": 100, "height": 100}
+                  for i in sorted({a["image_id"] for a in noisy})]
+        write_json(cell / "noise" / "train.json", {"images": images, "annotations": noisy, "categories": CATEGORIES})
+    if refined is not None:
+        write_json(cell / "refined_boxes.json", refined)
+    mark_done(cell)
+    return cid

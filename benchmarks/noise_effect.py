@@ -109,10 +109,8 @@ def run_cell(cell: dict, out: Path) -> dict:
 def refined_box_iou(noisy, refined_path) -> dict:
     """Mean IoU with the clean boxes of a method's exported refined boxes and of the noisy boxes they came from,
     over the training annotations that have both (empty when the method exports none)."""
-    import numpy as np
-
+    from benchmark.boxes import paired_iou, xywh_to_xyxy
     from benchmark.io import read_json
-    from noise.boxset import box_iou_pairs
 
     if refined_path is None or not Path(refined_path).is_file():
         return {}
@@ -121,10 +119,9 @@ def refined_box_iou(noisy, refined_path) -> dict:
             if a.get("true_bbox") is not None and int(a["id"]) in refined]
     if not rows:
         return {}
-    clean, given, fixed = (np.array([[x, y, x + w, y + h] for x, y, w, h in col], dtype=np.float64)
-                           for col in zip(*rows))
-    return {"noisy_iou": round(float(box_iou_pairs(given, clean).mean()), 4),
-            "refined_iou": round(float(box_iou_pairs(fixed, clean).mean()), 4), "refined_n": len(rows)}
+    clean, given, fixed = (xywh_to_xyxy(col) for col in zip(*rows))
+    return {"noisy_iou": round(float(paired_iou(given, clean).mean()), 4),
+            "refined_iou": round(float(paired_iou(fixed, clean).mean()), 4), "refined_n": len(rows)}
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:

@@ -60,5 +60,6 @@ def test_report_and_noise_stats_agree_on_a_noisy_set_with_degenerate_boxes():
     assert round(float(ious.mean()), 4) == stats["mean_iou"] < 0.9
     assert round(float(np.median(ious)), 4) == stats["median_iou"]
     assert int((ious == 1.0).sum()) == stats["unchanged"] >= 24
+    assert made.manifest["realised_iou"]["all"]["n"] == 40 - 24  # the manifest: only boxes a model may move
     modes = classify_training(noisy, None).set_index("ann_id")["mode"]
     assert (modes.loc[sorted(degenerate)] == "good").all()  # the failure modes agree: an unchanged box is good

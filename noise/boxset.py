@@ -30,7 +30,6 @@ EDGE_OFFSET = 1.0
 # Noisy boxes of the default (`numpy`) mode are written with this many decimals (0.01 px): files stay small and
 # byte-identical across machines even where a distribution uses libm (exp/log) whose last bit may vary.
 DECIMALS = 2
-SIZE_SMALL, SIZE_MEDIUM = 32.0 ** 2, 96.0 ** 2  # COCO's area ranges
 
 
 @dataclass(frozen=True)
@@ -165,20 +164,6 @@ def from_centre(cx: np.ndarray, cy: np.ndarray, w: np.ndarray, h: np.ndarray) ->
     np.add(cx, hw, out=out[:, 2])
     np.add(cy, hh, out=out[:, 3])
     return out
-
-
-def box_iou_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of row-aligned xyxy boxes (continuous coordinates). Two identical empty boxes have IoU 1."""
-    iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
-    inter = iw * ih
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    union = area_a + area_b - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-    same = (a == b).all(axis=1)
-    return np.where(same, 1.0, iou)
 
 
 def pairs_by_image(image_a: np.ndarray, image_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -15,9 +15,10 @@ import math
 
 import numpy as np
 
+from benchmark.boxes import paired_iou
 from benchmark.errors import BenchError
 from benchmark.io import read_json
-from noise.boxset import BoxSet, box_iou_pairs, pairs_by_image
+from noise.boxset import BoxSet, pairs_by_image
 from noise.registry import noise_model
 
 
@@ -64,7 +65,7 @@ def match(bs: BoxSet, rows: np.ndarray, img, cat, box, score, min_iou: float, sa
     di, gj = pairs_by_image(img, bs.image[rows])
     if di.size == 0:
         return result
-    iou = box_iou_pairs(box[di], bs.clean[rows[gj]])
+    iou = paired_iou(box[di], bs.clean[rows[gj]])
     keep = iou >= min_iou
     if same_class:
         keep &= cat[di] == bs.category[rows[gj]]

@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.boxes import paired_iou
 from benchmark.errors import BenchError
 from benchmark.io import read_json
-from noise.boxset import DECIMALS, BoxSet, box_iou_pairs, pairs_by_image
+from noise.boxset import DECIMALS, BoxSet, pairs_by_image
 from noise.registry import noise_model
 
 
@@ -121,7 +122,7 @@ def max_iou_with_objects(bs: BoxSet, image: np.ndarray, xyxy: np.ndarray) -> np.
     ia, jb = pairs_by_image(image, bs.image[known])
     best = np.zeros(len(image))
     if ia.size:
-        np.maximum.at(best, ia, box_iou_pairs(xyxy[ia], bs.clean[known[jb]]))
+        np.maximum.at(best, ia, paired_iou(xyxy[ia], bs.clean[known[jb]]))
     return best
 
 

@@ -28,10 +28,11 @@ from typing import Any
 import numpy as np
 
 from benchmark import __version__
+from benchmark.boxes import area, paired_iou, size_groups, xyxy_to_xywh
 from benchmark.datasets.core import DetectionDataset
 from benchmark.errors import BenchError
 from benchmark.io import atomic_write_bytes, dumps_json, gc_paused, parse_json, sha256_bytes, sha256_file, write_json
-from noise.boxset import DECIMALS, SIZE_MEDIUM, SIZE_SMALL, BoxSet, box_iou_pairs, detect_layout, extract
+from noise.boxset import DECIMALS, BoxSet, detect_layout, extract
 from noise.legacy import LEGACY_SEED
 from noise.registry import KINDS, NoiseModel, get_model
 
@@ -405,11 +406,9 @@ def _realised(bs: BoxSet) -> dict:
     """Mean IoU(noisy, clean) over boxes with a clean counterpart, overall and by COCO size of the clean box."""
     rows = bs.active_index()
     c = bs.rows(bs.clean, rows)
-    iou = box_iou_pairs(bs.rows(bs.boxes, rows), c)
-    area = (c[:, 2] - c[:, 0]) * (c[:, 3] - c[:, 1])
-    groups = {"all": np.ones(rows.size, bool), "small": area < SIZE_SMALL,
-              "medium": (area >= SIZE_SMALL) & (area < SIZE_MEDIUM), "large": area >= SIZE_MEDIUM}
-    return {k: {"n": int(m.sum()), "mean": _r(iou[m].mean()) if m.any() else None} for k, m in groups.items()}
+    iou = paired_iou(bs.rows(bs.boxes, rows), c)
+    return {k: {"n": int(m.sum()), "mean": _r(iou[m].mean()) if m.any() else None}
+            for k, m in size_groups(area(c)).items()}
 
 
 def _jsonable(obj: Any) -> Any:
@@ -427,7 +426,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _xywh(xyxy: np.ndarray, decimals: int | None) -> tuple[np.ndarray, np.ndarray]:
-    out = np.stack([xyxy[:, 0], xyxy[:, 1], xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]], axis=1)
+    out = xyxy_to_xywh(xyxy)
     area = out[:, 2] * out[:, 3]
     if decimals is not None:
         out = np.round(out, decimals) + 0.0

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.boxes import paired_iou, xywh_to_xyxy
 from benchmark.errors import BenchError
 from benchmark.io import atomic_write_bytes
 
@@ -44,19 +45,12 @@ def _image_format(path: Path) -> str:
     return fmt
 
 
-def _xyxy(boxes: list) -> np.ndarray:
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    return np.column_stack([b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]])
-
-
 def noisy_ious(anns: list[dict]) -> dict:
     """IoU of each perturbed box with its clean box, by annotation id (added boxes have none)."""
-    from noise.boxset import box_iou_pairs
-
     paired = [a for a in anns if a.get("true_bbox") is not None]
     if not paired:
         return {}
-    iou = box_iou_pairs(_xyxy([a["bbox"] for a in paired]), _xyxy([a["true_bbox"] for a in paired]))
+    iou = paired_iou(xywh_to_xyxy([a["bbox"] for a in paired]), xywh_to_xyxy([a["true_bbox"] for a in paired]))
     return {a["id"]: float(v) for a, v in zip(paired, iou)}
 
 

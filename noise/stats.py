@@ -1,20 +1,16 @@
 """Realised-noise statistics of a noisy file (one with `true_bbox`): how far the noisy boxes are from the clean
-ones, overall and by COCO size of the clean box (small < 32^2 <= medium < 96^2 <= large, box area)."""
+ones, overall and by COCO size of the clean box (small < 32^2 <= medium < 96^2 <= large, box area). IoU and sizes
+follow `benchmark.boxes` (an unchanged zero-area box has IoU 1), as the report's realised IoU does."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from benchmark.boxes import area, paired_iou, size_groups, xywh_to_xyxy
 from benchmark.datasets.core import is_ignored
 from benchmark.errors import BenchError
-from noise.boxset import SIZE_MEDIUM, SIZE_SMALL, box_iou_pairs
 
 STAT_DECIMALS = 4
-
-
-def _xyxy(boxes: list) -> np.ndarray:
-    b = np.array(boxes, dtype=np.float64).reshape(-1, 4)
-    return np.stack([b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]], axis=1)
 
 
 def noise_stats(ds, manifest: dict | None = None) -> dict:
@@ -30,16 +26,13 @@ def noise_stats(ds, manifest: dict | None = None) -> dict:
     real = [a for a in anns if a["true_bbox"] is not None and not is_ignored(a)]
     ignored = len(anns) - bogus - len(real)
     try:
-        noisy = _xyxy([a["bbox"] for a in real])
-        clean = _xyxy([a["true_bbox"] for a in real])
+        noisy = xywh_to_xyxy([a["bbox"] for a in real])
+        clean = xywh_to_xyxy([a["true_bbox"] for a in real])
     except (ValueError, TypeError):
         raise BenchError("bbox / true_bbox must be 4 numbers each", where) from None
-    iou = box_iou_pairs(noisy, clean)
-    area = (clean[:, 2] - clean[:, 0]) * (clean[:, 3] - clean[:, 1])
-    groups = {"all": np.ones(len(real), bool), "small": area < SIZE_SMALL,
-              "medium": (area >= SIZE_SMALL) & (area < SIZE_MEDIUM), "large": area >= SIZE_MEDIUM}
+    iou = paired_iou(noisy, clean)
     rows = {}
-    for name, m in groups.items():
+    for name, m in size_groups(area(clean)).items():
         v = iou[m]
         r = (lambda x: round(float(x), STAT_DECIMALS)) if v.size else (lambda x: None)
         rows[name] = {"n": int(m.sum()), "mean_iou": r(v.mean() if v.size else 0),

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmark.boxes import paired_iou, xywh_to_xyxy
+from benchmark.datasets.core import is_ignored
 from benchmark.errors import BenchError
-from reports.boxes import as_xyxy, is_ignored, paired_iou
 from reports.failure_modes import FailureModeConfig, classify_detections, classify_training, sensitivity
 from reports.store import Cell, CellCache, dataset_spec
 from reports.tide import TideConfig, decomposition_rows
@@ -94,7 +95,7 @@ def realised_ious(noisy_train: dict) -> np.ndarray:
     if not pairs:
         return np.ones(len(anns))  # untouched set: noisy == clean
     noisy, clean = zip(*pairs)
-    return paired_iou(as_xyxy(noisy), as_xyxy(clean))
+    return paired_iou(xywh_to_xyxy(noisy), xywh_to_xyxy(clean))
 
 
 def refined_ious(noisy_train: dict, refined: list[dict]) -> tuple[np.ndarray, np.ndarray]:
@@ -104,7 +105,7 @@ def refined_ious(noisy_train: dict, refined: list[dict]) -> tuple[np.ndarray, np
             if _counted(a) and a.get("true_bbox") is not None and int(a["id"]) in by_id]
     if not rows:
         return np.zeros(0), np.zeros(0)
-    noisy, clean, ref = (as_xyxy(list(x)) for x in zip(*rows))
+    noisy, clean, ref = (xywh_to_xyxy(list(x)) for x in zip(*rows))
     return paired_iou(noisy, clean), paired_iou(ref, clean)
 
 

@@ -14,12 +14,13 @@ for a box D attached to object G_i in an image with objects {G_j}; IoU = I/(D+G-
              covered (IoG(D, G_j) >= group_cover for no j != i)
 6. shift     everything else
 
-Thresholds are inclusive (`>=`, `<=`) except drift's IoU comparison; an overlap with a zero-area box is 0.
+Thresholds are inclusive (`>=`, `<=`) except drift's IoU comparison. Overlaps follow `benchmark.boxes`: a box
+identical to its object has IoU, IoG and IoD 1 even at zero area; any other overlap with a zero-area box is 0.
 Applied to (a) refined training boxes (or the noisy boxes themselves, as the input baseline) against the clean
 training boxes, attached by annotation id; (b) test detections with score >= `min_score`, attached to the same-class
 GT of highest IoU in their image (first in GT order on ties); detections whose image has no GT of their class, or
 whose best GT is an ignored one, are counted as `unassigned` and left out of the rates. Ignored boxes (crowd,
-difficult, `ignore`: `reports.boxes.is_ignored`) are neither classified nor objects for the rules, as in the noise
+difficult, `ignore`: `benchmark.datasets.core.is_ignored`) are neither classified nor objects for the rules, as in the noise
 statistics.
 """
 
@@ -31,7 +32,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from reports.boxes import area, as_xyxy, expand_ranges, group_ranges, is_ignored, overlaps, size_bucket
+from benchmark.boxes import area, overlaps, size_bucket, xywh_to_xyxy
+from benchmark.datasets.core import is_ignored
 from reports.settings import NON_NEGATIVE, POSITIVE_COUNT, UNIT, checked
 
 MODES = ("good", "group", "drift", "part", "oversize", "shift")
@@ -40,6 +42,22 @@ UNASSIGNED = "unassigned"
 
 # default sensitivity grid (methods.md §6): bad-IoU in {0.3, 0.5} x group cover threshold in {0.6, 0.7, 0.8}
 SENSITIVITY_GRID = {"bad_iou": (0.3, 0.5), "group_cover": (0.6, 0.7, 0.8)}
+
+
+def _group_ranges(sorted_keys: np.ndarray, query_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each query key, the [start, end) slice of `sorted_keys` holding that key (empty when absent)."""
+    start = np.searchsorted(sorted_keys, query_keys, side="left")
+    end = np.searchsorted(sorted_keys, query_keys, side="right")
+    return start, end
+
+
+def _expand_ranges(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flatten ranges: (owner row of each element, element index) for every i and every k in [start_i, end_i)."""
+    counts = (end - start).astype(np.int64)
+    rows = np.repeat(np.arange(len(start)), counts)
+    offsets = np.cumsum(counts) - counts
+    cols = np.arange(counts.sum()) - np.repeat(offsets, counts) + np.repeat(start, counts)
+    return rows, cols.astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -109,8 +127,8 @@ def classify(boxes, owner, image_ids, gt_boxes, gt_image_ids, gt_labels=None,
     good = iou >= cfg.bad_iou
 
     order = np.argsort(gimg, kind="stable")
-    start, end = group_ranges(gimg[order], img)
-    rows, pos = expand_ranges(start, end)
+    start, end = _group_ranges(gimg[order], img)
+    rows, pos = _expand_ranges(start, end)
     cols = order[pos]  # GT row of every (box, GT in the same image) pair
     p_iou, p_iog, _ = overlaps(d[rows], g[cols])
     is_other = cols != owner[rows]
@@ -180,12 +198,12 @@ def classify_training(noisy_train: dict, refined: list[dict] | None,
     frame = training_boxes(noisy_train, refined)
     if frame.empty:
         return _with_modes(frame, None, np.zeros(0))
-    gt_xyxy = as_xyxy([_clean_box(a) for a in anns])
+    gt_xyxy = xywh_to_xyxy([_clean_box(a) for a in anns])
     row_of = {int(a["id"]): k for k, a in enumerate(anns)}
     owner = frame["ann_id"].map(row_of).to_numpy()
-    res = classify(as_xyxy(frame["candidate"].tolist()), owner, frame["image_id"].to_numpy(), gt_xyxy,
+    res = classify(xywh_to_xyxy(frame["candidate"].tolist()), owner, frame["image_id"].to_numpy(), gt_xyxy,
                    np.array([a["image_id"] for a in anns]), np.array([a["category_id"] for a in anns]), cfg)
-    return _with_modes(frame, res, area(as_xyxy(frame["clean"].tolist())))
+    return _with_modes(frame, res, area(xywh_to_xyxy(frame["clean"].tolist())))
 
 
 def classify_detections(test_gt: dict, detections: list[dict],
@@ -205,11 +223,11 @@ def classify_detections(test_gt: dict, detections: list[dict],
         return _with_modes(pd.DataFrame(columns=cols), None, np.zeros(0))
     g_img = np.array([a["image_id"] for a in gts])
     g_cls = np.array([a["category_id"] for a in gts])
-    g_xyxy = as_xyxy([a["bbox"] for a in gts]) if gts else np.zeros((0, 4))
+    g_xyxy = xywh_to_xyxy([a["bbox"] for a in gts]) if gts else np.zeros((0, 4))
     counted = np.array([not is_ignored(a) for a in gts], dtype=bool)
     d_img = np.array([d["image_id"] for d in dets])
     d_cls = np.array([d["category_id"] for d in dets])
-    d_xyxy = as_xyxy([d["bbox"] for d in dets])
+    d_xyxy = xywh_to_xyxy([d["bbox"] for d in dets])
     owner = _best_same_class_gt(d_xyxy, d_img, d_cls, g_xyxy, g_img, g_cls)
     on_ignored = owner >= 0
     on_ignored[on_ignored] = ~counted[owner[on_ignored]]
@@ -246,8 +264,8 @@ def _best_same_class_gt(d_xyxy, d_img, d_cls, g_xyxy, g_img, g_cls) -> np.ndarra
     key_g = np.array([f"{i}\x00{c}" for i, c in zip(g_img, g_cls)], dtype=object)
     key_d = np.array([f"{i}\x00{c}" for i, c in zip(d_img, d_cls)], dtype=object)
     order = np.argsort(key_g, kind="stable")
-    start, end = group_ranges(key_g[order], key_d)
-    rows, pos = expand_ranges(start, end)
+    start, end = _group_ranges(key_g[order], key_d)
+    rows, pos = _expand_ranges(start, end)
     if len(rows) == 0:
         return owner
     cols = order[pos]

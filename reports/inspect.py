@@ -15,10 +15,10 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from benchmark.boxes import paired_iou, xywh_to_xyxy
 from benchmark.errors import BenchError
 from benchmark.io import read_json
 from reports.analysis import Datasets
-from reports.boxes import as_xyxy, paired_iou
 from reports.failure_modes import classify_detections, classify_training
 from reports.store import Cell, load_cells
 
@@ -38,7 +38,7 @@ def _box(ann: dict, image: dict, bbox, names: dict, **attrs) -> dict:
 
 
 def _iou(a, b) -> float:
-    return float(paired_iou(as_xyxy(a), as_xyxy(b))[0])
+    return float(paired_iou(xywh_to_xyxy(a), xywh_to_xyxy(b))[0])
 
 
 class Samples:

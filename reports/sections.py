@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from benchmark.datasets.core import is_ignored
 from benchmark.errors import BenchError
 from reports import gallery, html
 from reports import plots as P
@@ -19,7 +20,6 @@ from reports.analysis import (
     tide_rows,
     training_failure_modes,
 )
-from reports.boxes import is_ignored
 from reports.config import ReportConfig
 from reports.curves import is_loss, pooled, training_curves
 from reports.failure_modes import BAD_MODES, MODES, UNASSIGNED, mode_rates, pool_rates

@@ -22,6 +22,9 @@ also takes the GT's class); every other Cls/Loc error is deleted (one GT, one fi
 Cls and Loc errors, as in TIDE). Dupe/Bkg/Both are deleted; a Miss removes its GT from the positives.
 FalsePos deletes every false positive; FalseNeg removes every unmatched GT from the positives.
 
+Overlaps follow `benchmark.boxes`: identical boxes have IoU 1 even at zero area, where COCOeval gives 0 (the two
+differ only for a detection equal, to the last bit, to a zero-area ground-truth box).
+
 AP: per class over the whole split, classes with at least one counted GT (COCOeval's rule; tidecv also averages
 classes that only have detections, as AP 0); `coco` = 101-point interpolated precision, `voc` = all-point area.
 Results are fractions (0-1), like the results store.
@@ -34,15 +37,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from reports.boxes import MEDIUM_MAX_AREA, SMALL_MAX_AREA, area, as_xyxy, pairwise_iod, pairwise_iou
+from benchmark.boxes import COCO_AREA_RANGES, area, pairwise_iod, pairwise_iou, xywh_to_xyxy
 from reports.settings import POSITIVE_COUNT, UNIT, checked
 
 ERROR_TYPES = ("Cls", "Loc", "Both", "Dupe", "Bkg", "Miss")
 SPECIAL_TYPES = ("FalsePos", "FalseNeg")
 STYLES = ("coco", "voc")
-# COCOeval's area ranges (inclusive at both ends)
-AREA_RANGES = {"all": (0.0, 1e10), "small": (0.0, SMALL_MAX_AREA), "medium": (SMALL_MAX_AREA, MEDIUM_MAX_AREA),
-               "large": (MEDIUM_MAX_AREA, 1e10)}
+AREA_RANGES = COCO_AREA_RANGES  # COCOeval's area ranges (inclusive at both ends)
 
 _TP, _IGNORED, _PENDING = -1, -2, 99  # det status codes; errors use their index in ERROR_TYPES
 _CLS, _LOC, _BOTH, _DUPE, _BKG = range(5)
@@ -135,7 +136,7 @@ class _Split:
 
 def _arrays(gt: dict, detections: list[dict], max_dets: int) -> _Split:
     anns = gt.get("annotations", [])
-    g_box = as_xyxy([a["bbox"] for a in anns]) if anns else np.zeros((0, 4))
+    g_box = xywh_to_xyxy([a["bbox"] for a in anns]) if anns else np.zeros((0, 4))
     crowd = np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool)
     ignore = np.array([bool(a.get("ignore", 0)) or bool(a.get("iscrowd", 0)) for a in anns], dtype=bool)
     g_area = np.array([float(a["area"]) if "area" in a else float(a["bbox"][2]) * float(a["bbox"][3])
@@ -152,7 +153,7 @@ def _arrays(gt: dict, detections: list[dict], max_dets: int) -> _Split:
     return _Split(
         d_img=d_img[order] if len(order) else np.zeros(0, dtype=np.int64),
         d_cls=np.array([detections[i]["category_id"] for i in order], dtype=np.int64),
-        d_box=as_xyxy([detections[i]["bbox"] for i in order]) if len(order) else np.zeros((0, 4)),
+        d_box=xywh_to_xyxy([detections[i]["bbox"] for i in order]) if len(order) else np.zeros((0, 4)),
         d_score=d_score[order] if len(order) else np.zeros(0),
         g_img=np.array([a["image_id"] for a in anns]),
         g_cls=np.array([a["category_id"] for a in anns], dtype=np.int64),

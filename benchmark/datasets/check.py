@@ -13,11 +13,12 @@ from collections import Counter
 
 import numpy as np
 
+from benchmark.boxes import SIZE_BUCKETS, size_groups
+
 from .core import DetectionDataset
 from .images import validate_images
 from .problems import REASONS, ProblemLog, clean_box
 
-COCO_AREA_BINS = {"small": (0, 32**2), "medium": (32**2, 96**2), "large": (96**2, math.inf)}  # COCO's ranges
 PIXEL_BINS = (8, 16, 32, 64, 128, 256)  # on sqrt(box area)
 
 EXTRA_REASONS = {
@@ -80,7 +81,8 @@ def _size_histograms(ds: DetectionDataset) -> dict:
         area = np.clip(wh[:, 0], 0, None) * np.clip(wh[:, 1], 0, None)
     else:
         area = np.zeros(0)
-    coco = {k: int(((area >= lo) & (area < hi)).sum()) for k, (lo, hi) in COCO_AREA_BINS.items()}
+    groups = size_groups(area)  # by w * h, COCO's area of a box
+    coco = {k: int(groups[k].sum()) for k in SIZE_BUCKETS}
     side = np.sqrt(area)
     edges = (0,) + PIXEL_BINS + (math.inf,)
     pixels = {}

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.boxes import xyxy_to_xywh
 from benchmark.datasets.core import DetectionDataset
 from benchmark.datasets.images import IMAGE_EXTENSIONS
 from benchmark.errors import BenchError
@@ -213,8 +214,7 @@ def to_arrays(gt: DetectionDataset, detections: list, path: str | Path | None = 
 
 
 def _from_arrays(image_ids, category_ids, boxes_xyxy: np.ndarray, scores: np.ndarray) -> list[dict]:
-    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4).copy()
-    boxes[:, 2:] -= boxes[:, :2]
+    boxes = xyxy_to_xywh(boxes_xyxy)
     return [{"image_id": i, "category_id": c, "bbox": b, "score": s}
             for i, c, b, s in zip(image_ids, category_ids, boxes.tolist(), np.asarray(scores, np.float64).tolist())]
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from benchmark.boxes import xywh_to_xyxy
 from benchmark.datasets.core import DetectionDataset
 from benchmark.evaluation.coco import class_names
 from benchmark.evaluation.detections import DetectionArrays, sorted_category_ids, to_arrays
@@ -29,12 +30,14 @@ _UNION_EPS = 1e-6  # bbox_overlaps' guard on the union
 
 
 def _xyxy32(xywh: np.ndarray) -> np.ndarray:
-    xywh = np.asarray(xywh, dtype=np.float64).reshape(-1, 4)
-    return np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1).astype(np.float32)
+    return xywh_to_xyxy(xywh).astype(np.float32)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of xyxy boxes a (N, 4) x b (M, 4) in float32, without "+1" (mmdet 2.x `bbox_overlaps`)."""
+    """IoU of xyxy boxes a (N, 4) x b (M, 4) in float32, without "+1" (mmdet 2.x `bbox_overlaps`).
+
+    Not `benchmark.boxes`' IoU on purpose: VOC AP50 is defined by mmdet's arithmetic (float32, a 1e-6 floor on the
+    union, so two identical zero-area boxes give 0), and this reproduces it exactly."""
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     w = np.maximum(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0)

@@ -451,12 +451,12 @@ def test_missing_class_flip_bogus_una_counts():
     assert len({a["id"] for a in r.dataset.annotations}) == len(r.dataset.annotations)  # new ids are unique
     clean = xyxy([a["bbox"] for a in ds.annotations])
     img = np.array([a["image_id"] for a in ds.annotations])
-    from noise.boxset import box_iou_pairs
+    from benchmark.boxes import paired_iou
 
     for a in added[:200]:
         same = clean[img == a["image_id"]]
         b = np.repeat(xyxy(a["bbox"]), len(same), axis=0)
-        assert (box_iou_pairs(b, same) < 0.2).all()
+        assert (paired_iou(b, same) < 0.2).all()
         im = next(i for i in ds.images if i["id"] == a["image_id"])
         x1, y1, x2, y2 = xyxy(a["bbox"])[0]
         assert x1 >= 0 and y1 >= 0 and x2 <= im["width"] - 1 and y2 <= im["height"] - 1

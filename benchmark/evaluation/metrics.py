@@ -11,13 +11,18 @@ leaderboard schema), so adding a metric is one registration plus its compute fun
   columns and table entries.
 
 Readers call the functions below at use time (never copy the dicts at import), so a metric registered later, by
-a plug-in module or a test, shows up everywhere.
+a plug-in module or a test, shows up everywhere. A plug-in names a module under the entry-point group
+`noisybox_bench.metrics`; importing it (on the first read of the registry) registers its evaluators and metrics.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import entry_points
+
+ENTRY_POINT_GROUP = "noisybox_bench.metrics"
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,20 @@ class Metric:
 EVALUATORS: dict[str, Evaluator] = {}
 METRICS: dict[str, Metric] = {}
 TABLES: dict[str, str] = {}  # report table -> its title
+_plugins_loaded = False
+
+
+def _load_plugins() -> None:
+    """Import the modules of the `noisybox_bench.metrics` entry points once; a broken one warns, never breaks."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            ep.load()
+        except Exception as exc:  # a broken plug-in must not break the suite
+            warnings.warn(f"metrics plugin {ep.name!r} ({ep.value}) failed to load: {exc}", stacklevel=3)
 
 
 def register_evaluator(name: str, compute: Callable, title: str, per_class: str = "") -> Evaluator:
@@ -76,16 +95,19 @@ def register_table(name: str, title: str) -> None:
 
 
 def evaluator_names() -> list[str]:
+    _load_plugins()
     return list(EVALUATORS)
 
 
 def get_evaluator(name: str) -> Evaluator:
+    _load_plugins()
     return EVALUATORS[name]
 
 
 def metrics(evaluator: str | None = None, table: str | None = None, leaderboard: bool | None = None,
             sweep: bool | None = None) -> list[Metric]:
     """Registered metrics in their order, optionally only those of one evaluator / report table / flag."""
+    _load_plugins()
     return [m for m in METRICS.values()
             if (evaluator is None or m.evaluator == evaluator) and (table is None or m.table == table)
             and (leaderboard is None or m.leaderboard == leaderboard) and (sweep is None or m.sweep == sweep)]
@@ -97,30 +119,31 @@ def metric_names(**where) -> list[str]:
 
 
 def get_metric(name: str) -> Metric | None:
+    _load_plugins()
     return METRICS.get(name)
 
 
 def label(name: str) -> str:
     """How a column is headed in tables: the metric's label, else the column name itself."""
-    m = METRICS.get(name)
+    m = get_metric(name)
     return m.label if m is not None else str(name)
 
 
 def scale(name: str) -> float:
     """Factor from stored value to shown value (x100 for anything not registered: AP fractions to points)."""
-    m = METRICS.get(name)
+    m = get_metric(name)
     return m.scale if m is not None else 100.0
 
 
 def higher_is_better(name: str) -> bool:
-    m = METRICS.get(name)
+    m = get_metric(name)
     return m.higher_is_better if m is not None else True
 
 
 def report_tables() -> list[tuple[str, str, list[str]]]:
     """(table name, title, metric names) for every report table some metric names, in registration order."""
     out: dict[str, list[str]] = {}
-    for m in METRICS.values():
+    for m in metrics():
         if m.table is not None:
             out.setdefault(m.table, []).append(m.name)
     return [(t, TABLES.get(t) or f"{', '.join(label(n) for n in names)}, points", names) for t, names in out.items()]

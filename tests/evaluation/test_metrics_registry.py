@@ -129,3 +129,30 @@ def test_lower_is_better_metric_marks_the_lowest_mean_best(toy):
     best = t.best()
     assert best.loc["b", ("noise 0.1", "AP")] and not best.loc["a", ("noise 0.1", "AP")]
     assert best.loc["a", ("noise 0.1", "TOY_ERR")] and not best.loc["b", ("noise 0.1", "TOY_ERR")]
+
+
+def test_a_plugin_registers_through_its_entry_point(monkeypatch):
+    """A module under the `noisybox_bench.metrics` entry points is imported on the registry's first read; a broken
+    one warns and leaves the others working."""
+    for name in ("EVALUATORS", "METRICS", "TABLES"):
+        monkeypatch.setattr(registry, name, dict(getattr(registry, name)))
+    monkeypatch.setattr(registry, "_plugins_loaded", False)
+
+    class Plugin:
+        name, value = "toy", "toy_metrics"
+
+        def load(self):  # what importing the plug-in's module does
+            registry.register_evaluator("toy", confident_share, "toy")
+            registry.register_metric("TOY_CONF", "toy", key="confident")
+
+    class Broken:
+        name, value = "broken", "missing_module"
+
+        def load(self):
+            raise ModuleNotFoundError("No module named 'missing_module'")
+
+    monkeypatch.setattr(registry, "entry_points",
+                        lambda group: [Broken(), Plugin()] if group == registry.ENTRY_POINT_GROUP else [])
+    with pytest.warns(UserWarning, match="metrics plugin 'broken'.*No module named"):
+        assert registry.metric_names()[-1] == "TOY_CONF"
+    assert list(evaluate(_gt(), DETS)) == ["coco", "voc", "toy"]

@@ -41,7 +41,6 @@ class Table:
     note: str = ""
     lower_is_better: tuple = ()  # metrics (column level 1) whose best is the lowest mean, whatever higher_is_better
 
-
     def best(self) -> pd.DataFrame:
         """Boolean frame: the best mean of each column among the non-oracle rows (ties all marked)."""
         contenders = self.mean.drop(index=[r for r in self.oracle_rows if r in self.mean.index])

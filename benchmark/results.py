@@ -14,8 +14,8 @@ Columns (metrics are fractions 0-1, as in metrics.json):
   its name), and cells that would still count one training seed twice in a table group (e.g. two fixed noise
   seeds) are labelled by what tells them apart: `[recipe <hash>]` where the same variant was trained with
   different defaults (a store holding cells of two releases), `[noise seed 7]`, else `[cell <id>]`;
-- COCO: `AP`, `AP50`, `AP75`, `APs`, `APm`, `APl`, `AR1`, `AR10`, `AR100`, `ARs`, `ARm`, `ARl`;
-- VOC: `VOC_AP50`;
+- one column per registered metric (`benchmark.evaluation.metrics`), in its order: COCO `AP`, `AP50`, `AP75`,
+  `APs`, `APm`, `APl`, `AR1`, `AR10`, `AR100`, `ARs`, `ARm`, `ARl`; VOC `VOC_AP50`;
 - `train_<name>` for every number in the cell's training metrics, `time_<name>` for its timings (seconds);
 - `cell_dir`: the cell's directory (predictions.json, refined_boxes.json, noise/ ... for deeper analysis).
 Per-class APs stay in each cell's metrics.json. Rows are sorted by dataset, method, noise model, level, seed.
@@ -32,9 +32,10 @@ import pandas as pd
 
 from benchmark import store_layout as layout
 from benchmark.errors import BenchError
+from benchmark.evaluation import metrics as registry
 from benchmark.io import atomic_write_bytes, dumps_json, sha256_bytes
 
-COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+COCO_METRICS = tuple(registry.metric_names(evaluator="coco"))  # the built-in COCO columns; readers ask the registry
 IDENTITY_COLUMNS = ("cell", "method", "dataset", "dataset_kind", "profile", "noise_model", "noise_level",
                     "noise_seed", "noise_rng", "seed", "code_version", "dataset_id", "variant", "recipe", "detector")
 # what a table holds fixed while it averages over training seeds (as reports.tables and leaderboard.add group)
@@ -85,10 +86,8 @@ def _identity_row(cell_dir: Path, config: dict, noise: dict) -> dict:
 
 
 def _metrics_row(row: dict, metrics: dict, cell_dir: Path) -> dict:
-    coco = metrics.get("coco") or {}
-    for name in COCO_METRICS:
-        row[name] = coco.get(name)
-    row["VOC_AP50"] = (metrics.get("voc") or {}).get("AP50")
+    for metric in registry.metrics():
+        row[metric.name] = metric.stored(metrics)
     for prefix, section in (("train_", "train"), ("time_", "timing")):
         for key, value in sorted((metrics.get(section) or {}).items()):
             if _number(value):
@@ -186,12 +185,13 @@ def load(store_dir: str | Path) -> pd.DataFrame:
             row = cell_row(d)
             if row is not None:
                 rows.append(row)
-    columns = [*IDENTITY_COLUMNS, *COCO_METRICS, "VOC_AP50"]
+    metric_columns = registry.metric_names()
+    columns = [*IDENTITY_COLUMNS, *metric_columns]
     df = pd.DataFrame(rows) if rows else pd.DataFrame(columns=[*columns, "cell_dir"])
     front = [c for c in columns if c in df.columns]
     rest = sorted(c for c in df.columns if c not in front and c != "cell_dir")
     df = df[front + rest + ["cell_dir"]]
-    for col in (*COCO_METRICS, "VOC_AP50", "noise_level"):
+    for col in (*metric_columns, "noise_level"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)  # undefined metric -> NaN, never 0
     if not df.empty:
         df = _distinct_names(df)

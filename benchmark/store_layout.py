@@ -225,9 +225,12 @@ def config_problem(config) -> str | None:
 
 def metrics_problem(metrics) -> str | None:
     """Why a parsed metrics.json cannot be read (None if it can): sections are objects, metrics numbers or null."""
+    from benchmark.evaluation.metrics import evaluator_names
+
     if not isinstance(metrics, dict):
         return "not a JSON object"
-    for section in ("coco", "voc", "train", "timing"):
+    evaluated = evaluator_names()  # sections of registered evaluators (`coco`, `voc`, ...) hold metrics
+    for section in (*evaluated, "train", "timing"):
         value = metrics.get(section)
         if why := _object(section, value):
             return why
@@ -237,7 +240,7 @@ def metrics_problem(metrics) -> str | None:
                     return why
                 if any(x is not None and not _number(x) for x in (v or {}).values()):
                     return f"`{section}.per_class` holds a value that is not a number"
-            elif section in ("coco", "voc") and v is not None and not _number(v):
+            elif section in evaluated and v is not None and not _number(v):
                 return f"`{section}.{key}` is not a number"
     return None
 

@@ -23,9 +23,10 @@ import pandas as pd
 
 from benchmark import __version__
 from benchmark.errors import BenchError
+from benchmark.evaluation import metrics as registry
 from benchmark.results import base_method
 from leaderboard.rows import ENTRIES, load_rows, write_row
-from leaderboard.schema import METRICS, SCHEMA_VERSION, row_key
+from leaderboard.schema import SCHEMA_VERSION, row_key
 
 LOCAL_SPLITS = ("test", "val", "val2017")  # evaluation splits with public labels (row_filename's default ones)
 
@@ -39,9 +40,9 @@ EXTERNAL = "unknown (external run)"  # cells from `bench run --external`: the su
 def _reproduced(group: pd.DataFrame, hardware: str) -> dict:
     """Mean ± std over the group's seeds, in AP points; std is None for a single seed (no spread was measured)."""
     metrics = {}
-    for m in METRICS:
+    for m in registry.metric_names(leaderboard=True):
         if m in group and group[m].notna().any():
-            vals = group[m].dropna().astype(float) * 100.0
+            vals = group[m].dropna().astype(float) * registry.scale(m)
             metrics[m] = {"mean": round(float(vals.mean()), 2),
                           "std": round(float(vals.std(ddof=1)), 2) if len(vals) > 1 else None, "n": int(len(vals))}
     return {"metrics": metrics, "cells": sorted(str(c) for c in group["cell"]), "suite_version": __version__,

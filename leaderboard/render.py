@@ -4,7 +4,8 @@ One table per (dataset, test split): a row per (method, backbone, profile), a co
 paper-reported value, the reproduced mean ± std (n seeds; no ± for a single seed, where no spread was measured)
 and their difference, flagged when |reported − reproduced| exceeds the tolerance. Rows are sorted by the chosen
 metric at the sort level (reproduced where
-measured, otherwise reported), highest first; rows without a value there go last.
+measured, otherwise reported), best first (highest, unless the metrics registry says lower is better); rows
+without a value there go last.
 
 Datasets no paper reports on (the suite's `shapes` and BCCD, a user's own data) have only reproduced rows: their
 tables come after the papers' tables, in a section of their own ("Reproduced on CPU (`cpu` profile, suite
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmark.errors import BenchError
+from benchmark.evaluation.metrics import higher_is_better
 from benchmark.io import atomic_write_text
 
 DEFAULT_METRIC = {"voc2007": "VOC_AP50"}
@@ -94,8 +96,9 @@ def build_tables(rows: list[dict], metric: str | None = None, sort_level: float 
             facts[key] = (r["detector"], r["backbone"], prof)
         levels = sorted({lvl for cells in by_entry.values() for lvl in cells})
         sl = sort_level if sort_level is not None and sort_level in levels else max(levels)
+        sign = -1 if higher_is_better(m) else 1  # best first (the metrics registry's direction)
         order = sorted(by_entry, key=lambda k: (by_entry[k].get(sl) is None or by_entry[k][sl].value() is None,
-                                                -(by_entry[k][sl].value() or 0) if sl in by_entry[k] else 0,
+                                                sign * (by_entry[k][sl].value() or 0) if sl in by_entry[k] else 0,
                                                 labels[k]))
         has_metric = [k for k in order if any(c.value() is not None for c in by_entry[k].values())]
         if has_metric:

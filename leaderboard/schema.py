@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import BenchError
+from benchmark.evaluation.metrics import metric_names
 
 SCHEMA_VERSION = 1
-METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100", "VOC_AP50")
 RNG_MODES = ("numpy", "oamil-legacy", "none", "unknown")
 REQUIRED: dict[str, type] = {
     "schema_version": int,
@@ -82,9 +82,10 @@ def _metric_block(block: Any, where: str, errors: list[str], stats: bool) -> Non
                       "stores AP points (x100, e.g. 74.8 for 0.748)")
     elif (mixed := _mixed_units(means)) is not None:
         errors.append(f"{where}: {mixed}")
+    known = metric_names(leaderboard=True)  # the registry's leaderboard metrics (`benchmark.evaluation.metrics`)
     for name, value in block.items():
-        if name not in METRICS:
-            errors.append(f"{where}.{name}: unknown metric (known: {', '.join(METRICS)})")
+        if name not in known:
+            errors.append(f"{where}.{name}: unknown metric (known: {', '.join(known)})")
             continue
         if stats:
             if not isinstance(value, dict) or not {"mean", "std", "n"} <= set(value):

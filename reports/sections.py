@@ -7,6 +7,7 @@ import pandas as pd
 
 from benchmark.datasets.core import is_ignored
 from benchmark.errors import BenchError
+from benchmark.evaluation import metrics as registry
 from reports import gallery, html
 from reports import plots as P
 from reports.analysis import (
@@ -26,9 +27,6 @@ from reports.failure_modes import BAD_MODES, MODES, UNASSIGNED, mode_rates, pool
 from reports.headline import group_headline
 from reports.store import CellCache
 from reports.tables import (
-    MAIN_METRICS,
-    SIZE_METRICS,
-    VOC_METRICS,
     aggregate,
     metric_table,
     oracle_methods_in,
@@ -168,12 +166,11 @@ def group_section(w: Writer, key, g: pd.DataFrame, cfg: ReportConfig, cache: Cel
     w.table(summary_table(g, "Retention vs the clean oracle and area under the AP-vs-noise curve",
                           oracle_methods=cfg.oracle_methods), f"{gslug}_summary")
     start = len(w.html)
-    main = [*MAIN_METRICS, *VOC_METRICS]
-    w.table(metric_table(g, main, "AP, AP50, AP75 (COCO) and AP50 (VOC area), points", cfg.oracle_methods),
-            f"{gslug}_main")
-    w.table(metric_table(g, SIZE_METRICS, "AP by object size (COCO APs / APm / APl), points", cfg.oracle_methods),
-            f"{gslug}_size")
-    w.collapse(start, "more metrics: AP50, AP75, VOC AP50, AP by object size")
+    more = []  # one table per report table of the metrics registry (`benchmark.evaluation.metrics`)
+    for name, title, names in registry.report_tables():
+        w.table(metric_table(g, names, title, cfg.oracle_methods), f"{gslug}_{name}")
+        more += [registry.label(m) for m in names if m != "AP" and m in g and g[m].notna().any()]
+    w.collapse(start, "more metrics: " + ", ".join(dict.fromkeys(more)))
 
     # 2. curves
     agg = aggregate(g, ["AP", "AP75"])
@@ -320,10 +317,14 @@ def _tide_section(w: Writer, tide: pd.DataFrame, gslug: str, oracles, colors, cf
 
 def cells_section(w: Writer, frame: pd.DataFrame, cache: CellCache) -> None:
     w.heading(2, "Cells and environments", anchor="cells")
-    cols = ["cell", "method", "dataset", "noise_model", "noise_level", "seed", "profile", "AP", "AP50", "AP75"]
+    tables = registry.report_tables()
+    shown = tables[0][2] if tables else []  # the first report table's metrics (AP, AP50, AP75, VOC AP50)
+    cols = ["cell", "method", "dataset", "noise_model", "noise_level", "seed", "profile", *shown]
     view = frame[[c for c in cols if c in frame]].copy()
-    for m in ("AP", "AP50", "AP75"):
-        view[m] = view[m] * 100.0
+    for m in shown:
+        if m in view:
+            view[m] = view[m] * registry.scale(m)
+    view = view.rename(columns={m: registry.label(m) for m in shown})
     w.frame(view, "cells", "finished cells (AP in points)", csv=frame)
     env = environment(frame, cache)
     parts = []

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from benchmark.errors import BenchError
+from benchmark.evaluation.metrics import metric_names
 from benchmark.io import dumps_json, read_json
 
-METRIC_COLUMNS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100", "VOC_AP50")
 PATH_COLUMN = "path"  # the cell directory
 
 
@@ -110,7 +110,7 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
     """The results table with the cell directory as `path`, numeric metrics (NaN where absent), text labels."""
     frame = frame.copy()
     frame[PATH_COLUMN] = frame["cell_dir"].astype(str)
-    for col in METRIC_COLUMNS:
+    for col in metric_names():  # every registered metric (`benchmark.evaluation.metrics`)
         frame[col] = pd.to_numeric(frame[col], errors="coerce") if col in frame else np.nan
     frame["noise_level"] = pd.to_numeric(frame["noise_level"], errors="coerce").fillna(0.0)
     for col in ("method", "dataset", "noise_model", "profile"):

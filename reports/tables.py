@@ -1,6 +1,7 @@
 """Comparison tables: one row per method, one column group per noise level, mean ± std (n) over seeds.
 
-Numbers are AP points (fractions x 100, one decimal) as the papers print them. The best mean of every column among
+Numbers are shown as the metrics registry says (`benchmark.evaluation.metrics`: AP fractions x 100, one decimal,
+as the papers print them; headed by each metric's label). The best mean of every column among
 the non-oracle methods is marked (bold in Markdown / LaTeX, <strong> in HTML, `best` in CSV). The clean oracle (a
 method in `oracle_methods`, trained on the clean boxes, in any variant) is a separate last row and the reference
 for retention.
@@ -19,14 +20,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from benchmark.evaluation import metrics as registry
 from benchmark.results import base_method
 
-MAIN_METRICS = ("AP", "AP50", "AP75")
-SIZE_METRICS = ("APs", "APm", "APl")
-VOC_METRICS = ("VOC_AP50",)
 DEFAULT_ORACLES = ("clean", "oracle")
 MIN_ORACLE_AP = 1.0  # AP points: below it the oracle did not learn and retention would be a ratio of noise
-METRIC_LABELS = {"VOC_AP50": "AP50 (VOC)"}
 
 
 @dataclass
@@ -41,6 +39,7 @@ class Table:
     higher_is_better: bool = True
     decimals: int = 1
     note: str = ""
+    lower_is_better: tuple = ()  # metrics (column level 1) whose best is the lowest mean, whatever higher_is_better
 
     def best(self) -> pd.DataFrame:
         """Boolean frame: the best mean of each column among the non-oracle rows (ties all marked)."""
@@ -48,6 +47,8 @@ class Table:
         if contenders.empty:
             return pd.DataFrame(False, index=self.mean.index, columns=self.mean.columns)
         target = contenders.max() if self.higher_is_better else contenders.min()
+        lower = np.array([isinstance(c, tuple) and c[1] in self.lower_is_better for c in self.mean.columns], bool)
+        target = target.where(~lower, contenders.min())
         rounded = self.mean.round(self.decimals)
         best = rounded.eq(target.round(self.decimals), axis=1) & self.mean.notna()
         best.loc[[r for r in self.oracle_rows if r in best.index]] = False
@@ -92,10 +93,11 @@ def _method_order(frame: pd.DataFrame, oracles: list[str]) -> list[str]:
 
 
 def aggregate(frame: pd.DataFrame, metrics, keys=("method", "noise_level")) -> pd.DataFrame:
-    """Long frame: mean, sample std (ddof=1; NaN for n=1) and n over seeds, in AP points, per keys x metric."""
+    """Long frame: mean, sample std (ddof=1; NaN for n=1) and n over seeds, as shown (AP points: the registry's
+    scale), per keys x metric."""
     long = frame.melt(id_vars=list(keys), value_vars=list(metrics), var_name="metric", value_name="value")
     long = long.dropna(subset=["value"])
-    long["value"] = long["value"] * 100.0
+    long["value"] = long["value"].astype(float) * long["metric"].map(registry.scale).astype(float)
     agg = long.groupby([*keys, "metric"], sort=False)["value"].agg(["mean", "std", "count"]).reset_index()
     return agg.rename(columns={"count": "n"})
 
@@ -115,7 +117,8 @@ def metric_table(frame: pd.DataFrame, metrics, title: str, oracle_methods=DEFAUL
     for r in agg.itertuples(index=False):
         key = (_level_label(r.noise_level), r.metric)
         mean.loc[r.method, key], std.loc[r.method, key], n.loc[r.method, key] = r.mean, r.std, r.n
-    return Table(title, mean, std, n, oracle_rows=oracles)
+    lower = tuple(m for m in metrics if not registry.higher_is_better(m))
+    return Table(title, mean, std, n, oracle_rows=oracles, lower_is_better=lower)
 
 
 def summary_table(frame: pd.DataFrame, title: str, metric: str = "AP",
@@ -126,7 +129,8 @@ def summary_table(frame: pd.DataFrame, title: str, metric: str = "AP",
     oracles = oracle_methods_in(frame, oracle_methods)
     rest = frame[~frame["method"].isin(oracles)]
     reference = reference_oracles(oracles)
-    oracle_ap = frame.loc[frame["method"].isin(reference), metric].mean() * 100.0 if oracles else np.nan
+    shown = registry.scale(metric)  # stored -> shown (AP fractions -> points)
+    oracle_ap = frame.loc[frame["method"].isin(reference), metric].mean() * shown if oracles else np.nan
     untrained = bool(np.isfinite(oracle_ap) and oracle_ap < MIN_ORACLE_AP)
     if untrained:  # a ratio to ~0 says nothing (0.2 / 0.2 reads "100 % kept")
         oracle_ap = np.nan
@@ -136,14 +140,14 @@ def summary_table(frame: pd.DataFrame, title: str, metric: str = "AP",
     mean = pd.DataFrame(np.nan, index=rows, columns=pd.MultiIndex.from_tuples(cols))
     std, n = mean.copy(), mean.copy()
     if np.isfinite(oracle_ap) and oracle_ap > 0:
-        ret = rest.assign(retention=rest[metric] * 100.0 / oracle_ap * 100.0)
+        ret = rest.assign(retention=rest[metric] * shown / oracle_ap * 100.0)
         agg = ret.groupby(["method", "noise_level"])["retention"].agg(["mean", "std", "count"])
         for (method, lv), r in agg.iterrows():
             key = ("retention %", _level_label(lv))
             mean.loc[method, key], std.loc[method, key], n.loc[method, key] = r["mean"], r["std"], r["count"]
     common = _common_levels(rest)
     for method, sub in frame.groupby("method", sort=False):
-        by_level = sub.groupby("noise_level")[metric].mean() * 100.0
+        by_level = sub.groupby("noise_level")[metric].mean() * shown
         value = auc(by_level, common) if method not in oracles else by_level.mean()
         mean.loc[method, ("AUC", metric)] = value
         n.loc[method, ("AUC", metric)] = len(common) if method not in oracles else len(by_level)
@@ -197,7 +201,7 @@ def _cell_text(t: Table, row, col, best: bool, style: str) -> str:
 
 
 def _col_label(col) -> str:
-    return f"{col[0]} · {METRIC_LABELS.get(col[1], col[1])}"
+    return f"{col[0]} · {registry.label(col[1])}"
 
 
 def to_markdown(t: Table) -> str:
@@ -217,7 +221,7 @@ def to_html(t: Table) -> str:
     groups = list(dict.fromkeys(c[0] for c in t.mean.columns))
     e = html.escape
     head1 = "".join(f"<th colspan='{sum(1 for c in t.mean.columns if c[0] == g)}'>{e(str(g))}</th>" for g in groups)
-    head2 = "".join(f"<th>{e(METRIC_LABELS.get(c[1], str(c[1])))}</th>" for c in t.mean.columns)
+    head2 = "".join(f"<th>{e(registry.label(c[1]))}</th>" for c in t.mean.columns)
     body = []
     for row in t.mean.index:
         cls = " class='oracle'" if row in t.oracle_rows else ""
@@ -251,7 +255,7 @@ def to_latex(t: Table) -> str:
     out.append(" & " + " & ".join(f"\\multicolumn{{{b - a + 1}}}{{c}}{{{latex_escape(g)}}}" for g, a, b in spans)
                + " \\\\")
     out.append(" ".join(f"\\cmidrule(lr){{{a}-{b}}}" for _, a, b in spans))
-    out.append("Method & " + " & ".join(latex_escape(METRIC_LABELS.get(c[1], c[1])) for c in cols) + " \\\\")
+    out.append("Method & " + " & ".join(latex_escape(registry.label(c[1])) for c in cols) + " \\\\")
     out.append("\\midrule")
     normal = [r for r in t.mean.index if r not in t.oracle_rows]
     oracle = [r for r in t.mean.index if r in t.oracle_rows]

@@ -1,4 +1,5 @@
-"""`bench eval`: score a detections file against ground truth (COCO AP and/or VOC AP50), print a table."""
+"""`bench eval`: score a detections file against ground truth (COCO AP and/or VOC AP50, or any registered
+evaluator: `benchmark.evaluation.metrics`), print a table."""
 
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ def load_ground_truth(spec: str, split: str):
 UNDEFINED = "–"  # how an undefined metric prints everywhere (reports and the leaderboard too); never 0.0
 
 
-def _pts(v) -> str:
-    return UNDEFINED if v is None or not math.isfinite(v) else f"{100 * v:.1f}"
+def _pts(v, scale: float = 100.0) -> str:
+    return UNDEFINED if v is None or not math.isfinite(v) else f"{scale * v:.1f}"
 
 
 def noisy_marker(gt) -> str | None:
@@ -62,32 +63,35 @@ def _gt_problems(gt) -> str | None:
 
 
 def format_table(gt, num_detections: int, results: dict) -> str:
-    """Metrics as AP points (x100, one decimal, as papers print them); `–` where undefined."""
-    from benchmark.evaluation.coco import STAT_NAMES, class_names
+    """Metrics as shown values (AP points: x100, one decimal, as papers print them); `–` where undefined. One block
+    per evaluator in `results` (`benchmark.evaluation.metrics`): a line for a single metric, else a row of names
+    over a row of values; then a per-class column for each evaluator that has one."""
+    from benchmark.evaluation import metrics as registry
+    from benchmark.evaluation.coco import class_names
 
     n_ignored = sum(1 for a in gt.annotations if a.get("ignore") or a.get("iscrowd"))
     lines = [f"{len(gt.images)} images, {len(gt.annotations)} ground-truth boxes ({n_ignored} ignored: crowd or "
              f"difficult), {gt.num_classes} classes, {num_detections} detections"]
     if (note := _gt_problems(gt)) is not None:
         lines.append(note)
-    coco, voc = results.get("coco"), results.get("voc")
-    if coco is not None:
-        lines += ["", "COCO (faster-coco-eval), AP points",
-                  "  ".join(f"{k:>5}" for k in STAT_NAMES),
-                  "  ".join(f"{_pts(coco[k]):>5}" for k in STAT_NAMES)]
-    if voc is not None:
-        lines += ["", f"VOC AP50 (mmdet eval_map, area, difficult ignored): {_pts(voc['AP50'])}"]
+    shown = [e for e in registry.evaluator_names() if results.get(e) is not None]
+    for name in shown:
+        ev, section = registry.get_evaluator(name), results[name]
+        ms = registry.metrics(evaluator=name)
+        values = [_pts(section.get(m.key), m.scale) for m in ms]
+        if len(ms) == 1:
+            lines += ["", f"{ev.title}: {values[0]}"]
+        else:
+            widths = [max(5, len(m.key), len(v)) for m, v in zip(ms, values)]
+            lines += ["", ev.title, "  ".join(f"{m.key:>{w}}" for m, w in zip(ms, widths)),
+                      "  ".join(f"{v:>{w}}" for v, w in zip(values, widths))]
+    columns = [(registry.get_evaluator(e).per_class, results[e].get("per_class") or {}) for e in shown
+               if registry.get_evaluator(e).per_class]
     names = class_names(gt)
     width = max([len(n) for n in names] + [8])
-    header = f"{'class':<{width}}" + ("  COCO AP" if coco else "") + ("  VOC AP50" if voc else "")
-    lines += ["", header]
+    lines += ["", f"{'class':<{width}}" + "".join(f"  {head}" for head, _ in columns)]
     for n in names:
-        row = f"{n:<{width}}"
-        if coco is not None:
-            row += f"  {_pts(coco['per_class'][n]):>7}"
-        if voc is not None:
-            row += f"  {_pts(voc['per_class'][n]):>8}"
-        lines.append(row)
+        lines.append(f"{n:<{width}}" + "".join(f"  {_pts(values.get(n)):>{len(head)}}" for head, values in columns))
     return "\n".join(lines)
 
 
@@ -98,7 +102,8 @@ def format_table(gt, num_detections: int, results: dict) -> str:
 @click.option("--dt", "dt_path", required=True, type=click.Path(dir_okay=False),
               help="detections: COCO results json (also mmdet .bbox.json, detectron2, ultralytics) or an mmdet "
                    "tools/test.py --out pickle (pickles can run code: only load trusted files)")
-@click.option("--metric", default="coco,voc", show_default=True, help="comma-separated: coco, voc")
+@click.option("--metric", default=None,
+              help="comma-separated evaluators (`benchmark.evaluation.metrics`; built in: coco, voc); default: all")
 @click.option("--split", default="test", show_default=True, help="split of a dataset spec (ignored for a json)")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="also write the metrics (fractions) here")
 @click.option("--classes", default=None,
@@ -113,14 +118,16 @@ def format_table(gt, num_detections: int, results: dict) -> str:
               help="score against a noisy training file (info.noisybox / true_bbox) as it is; refused otherwise")
 def eval_cmd(gt_spec, dt_path, metric, split, json_out, classes, category_ids, match_images, allow_noisy_gt):
     """Evaluate detections against ground truth: COCO AP (faster-coco-eval) and VOC AP50 (mmdet eval_map)."""
-    from benchmark.evaluation import METRICS, evaluate, load_detection_arrays
+    from benchmark.evaluation import evaluate, load_detection_arrays
     from benchmark.evaluation.detections import boxes_past_image
+    from benchmark.evaluation.metrics import evaluator_names
     from benchmark.io import write_json
 
-    metrics = [m.strip().lower() for m in metric.split(",") if m.strip()]
-    bad = [m for m in metrics if m not in METRICS]
+    known = evaluator_names()
+    metrics = known if metric is None else [m.strip().lower() for m in metric.split(",") if m.strip()]
+    bad = [m for m in metrics if m not in known]
     if bad or not metrics:
-        raise BenchError(f"--metric {metric!r}: choose from {', '.join(METRICS)}")
+        raise BenchError(f"--metric {metric!r}: choose from {', '.join(known)}")
     gt = load_ground_truth(gt_spec, split)
     if not allow_noisy_gt and (why := noisy_marker(gt)) is not None:
         raise BenchError(f"ground truth is a noisy file: {why}; score against the clean annotations, or pass "

@@ -203,7 +203,9 @@ def run_sweep(o: SweepOptions, echo: Callable[[str], None] = print) -> Summary:
         echo(corrupt)
     paths = results.write_tables(store.root, df)
     ids = [c.id for c in summary.cells]
-    for metric in ("AP", "AP50"):
+    from benchmark.evaluation.metrics import metric_names
+
+    for metric in metric_names(sweep=True):  # AP, AP50: the registry's `sweep` metrics
         table = ap_table(df, ids, metric)
         if table:
             echo("\n" + table)

@@ -171,17 +171,20 @@ def format_summary(summary: Summary) -> str:
 
 
 def ap_table(df, cell_ids: list[str], metric: str = "AP") -> str:
-    """Method x noise level, mean ± std over seeds in AP points (x100, one decimal); empty if nothing is done."""
+    """Method x noise level, mean ± std over seeds as shown (AP points: x100, one decimal, the registry's scale);
+    empty if nothing is done."""
+    from benchmark.evaluation import metrics as registry
+
     sub = df[df["cell"].isin(cell_ids)]
     if sub.empty or metric not in sub:
         return ""
-    sub = sub.assign(points=sub[metric].astype(float) * 100)
+    sub = sub.assign(points=sub[metric].astype(float) * registry.scale(metric))
     lines = []
     for dataset, part in sub.groupby("dataset", sort=True):
         grouped = part.groupby(["method", "noise_level"])["points"].agg(["mean", "std", "count"])
         levels = sorted(part["noise_level"].unique())
         methods = list(dict.fromkeys(part.sort_values(["noise_level"])["method"]))
-        header = [f"{metric} ({dataset})"] + [("clean" if lv == 0 else f"{lv:g}") for lv in levels]
+        header = [f"{registry.label(metric)} ({dataset})"] + [("clean" if lv == 0 else f"{lv:g}") for lv in levels]
         rows = [header]
         for m in methods:
             row = [m]

@@ -146,11 +146,13 @@ def test_labels_come_from_the_record_not_the_installed_plugins(tmp_path):
 
 
 def test_reading_a_store_imports_no_noise(tmp_path, boxes):
-    """The table (and so reports and the leaderboard) reads what the cells recorded: no noise registry, so no
-    plug-in changes a label."""
+    """The table reads what the cells recorded: no noise registry, so no plug-in changes a label; nor do the
+    reports and the leaderboard, which read the table, import it."""
     store = _store(tmp_path, boxes)
-    code = ("import json, sys; from benchmark import results; "
+    code = ("import importlib, json, pkgutil, sys; from benchmark import results; "
             f"df = results.load({str(store)!r}); "
+            "[importlib.import_module(f'{p}.{m.name}') for p in ('reports', 'leaderboard') "
+            " for m in pkgutil.iter_modules(importlib.import_module(p).__path__)]; "
             "print(json.dumps([sorted(df['method']), sorted(m for m in sys.modules if m.split('.')[0] == 'noise')]))")
     env = {**os.environ, "PYTHONPATH": str(TESTS.parent)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)

@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmark.errors import BenchError
-from noise.spec import CLEAN, CLEAN_MODEL, NoiseSpec, default_seed
+from noise.spec import CLEAN, NoiseSpec, default_seed
 
 BASELINE_METHODS = ("faster_rcnn",)  # run at every noise level of the sweep
 ORACLE_METHOD = "clean"  # trained on the clean boxes, once per seed and dataset (noise level 0)
 ORACLE_METHODS = (ORACLE_METHOD, "retinanet_clean")  # every oracle: one level-0 cell whatever --noise says
-CLEAN_NOISE = CLEAN_MODEL  # the noise model recorded for level-0 (clean) cells
 
 
 @dataclass(frozen=True)

@@ -195,13 +195,13 @@ def estimate(table: Table, specs, cost: dict, speed: dict | None = None) -> list
     out, configs = [], {}
     infer = float(cost["anchor"]["inference_s_per_image"]) * table.test_images
     for s in specs:
-        key = (s.method, s.noise_level)
+        key = (s.method, s.noise.level)
         if key not in configs:
-            configs[key] = _config(s.method, table.kind, s.noise_level)["train"]
+            configs[key] = _config(s.method, table.kind, s.noise.level)["train"]
         tcfg = configs[key]
         ips, basis = training_speed(s.method, table.kind, bool(tcfg.get("amp")), cost, speed)
         seconds = images_per_epoch(tcfg, table.train_images) * int(tcfg["epochs"]) / ips + infer
-        out.append(CellCost(s.method, s.noise_level, s.seed, int(tcfg["epochs"]), ips, basis, seconds / 3600.0))
+        out.append(CellCost(s.method, s.noise.level, s.seed, int(tcfg["epochs"]), ips, basis, seconds / 3600.0))
     return out
 
 
@@ -250,7 +250,7 @@ def needs(table: Table, specs, dataset: str | None = None,
     lines = [dataset_status(dataset or table.dataset)]
     seen = set()
     for s in specs:
-        model = _config(s.method, table.kind, s.noise_level)["model"]
+        model = _config(s.method, table.kind, s.noise.level)["model"]
         key = (model.get("backbone"), model.get("weights"), model.get("pretrained"))
         if key not in seen:
             seen.add(key)
@@ -273,15 +273,15 @@ def dry_run_text(table: Table, specs, cost: dict, speed: dict | None = None,
              f"metric {table.metric} on {table.test_split}", ""]
     rows = [("method", "level", "seed", "reported", "epochs", "img/s", "GPU-h", "speed from")]
     for s, c in zip(specs, costs):
-        rep = paper.get((s.method, s.noise_level))
-        rows.append((s.method, _level(s.noise_level), str(s.seed), "-" if rep is None else f"{rep:.1f}",
+        rep = paper.get((s.method, s.noise.level))
+        rows.append((s.method, _level(s.noise.level), str(s.seed), "-" if rep is None else f"{rep:.1f}",
                      str(c.epochs), f"{c.images_per_s:.1f}", f"{c.gpu_hours:.1f}", c.basis))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
     total = sum(c.gpu_hours for c in costs)
     lines += ["", f"{len(specs)} cells, about {total:.0f} GPU-hours ({cost['anchor']['gpu']}-class GPU; "
                   f"{'measured images/s where given, else ' if speed else ''}anchor: {cost['anchor']['source']})"]
-    unmatched = [s for s in specs if (s.method, s.noise_level) not in paper]
+    unmatched = [s for s in specs if (s.method, s.noise.level) not in paper]
     if unmatched:
         lines.append(f"{len(unmatched)} cell(s) have no paper-reported row to match (shown as -)")
     if table.not_runnable:

@@ -115,12 +115,16 @@ def base_method(label: str) -> str:
 
 def variant(config: dict) -> str:
     """What a cell changed from its method's defaults, as text: its `--set` overrides (the runner records them in
-    the config's `locator`; cells written before it did read as defaults), noise parameters, a non-default rng."""
-    overrides = (config.get("locator") or {}).get("overrides") or {}
+    the config's `locator`; cells written before it did read as defaults), noise parameters other than the model's
+    defaults (recorded in the locator too, `noise_defaults`), a non-default rng."""
+    locator = config.get("locator") or {}
+    overrides = locator.get("overrides") or {}
     parts = [f"{k}={_text(v)}" for k, v in sorted(overrides.items())]
     noise = config.get("noise") or {}
     if float(noise.get("level") or 0) > 0:
-        defaults = _noise_defaults(noise.get("model"))
+        defaults = locator.get("noise_defaults")
+        if not isinstance(defaults, dict):  # a cell planned before the runner recorded them
+            defaults = _installed_noise_defaults(noise.get("model"))
         parts += [f"noise {k}={_text(v)}" for k, v in sorted((noise.get("params") or {}).items())
                   if k not in defaults or defaults[k] != v]
         if noise.get("rng") not in (None, "numpy"):
@@ -138,9 +142,10 @@ def recipe(config: dict) -> str:
                                     "method_version": config.get("method_version")}))[:8]
 
 
-def _noise_defaults(model) -> dict:
-    """A noise model's (or composition's) default parameters (the runner records them filled in); {} for a model
-    not installed here."""
+def _installed_noise_defaults(model) -> dict:
+    """The default parameters of a noise model (or composition) installed here, for cells planned before the runner
+    recorded them in the locator (their params hold the defaults filled in); {} for a model not installed here.
+    Only such old cells import the noise package: a store the runner writes now reads without it."""
     from noise import get_model
     from noise.make import model_from_spec
 

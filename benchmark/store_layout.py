@@ -216,8 +216,9 @@ def config_problem(config) -> str | None:
     if (why := _object("noise.params", noise.get("params"))) is not None:
         return why
     locator = config.get("locator") or {}
-    if (why := _object("locator.overrides", locator.get("overrides"))) is not None:
-        return why
+    for key in ("overrides", "noise_defaults"):
+        if (why := _object(f"locator.{key}", locator.get(key))) is not None:
+            return why
     if locator.get("dataset_spec") is not None and not isinstance(locator["dataset_spec"], str):
         return "`locator.dataset_spec` is not text"
     return None

@@ -21,8 +21,9 @@ from noise.make import (
                         write_noisy,
 )
 from noise.registry import NOISE_MODELS, NoiseModel, get_model, noise_model
+from noise.spec import NoiseSpec
 from noise.stats import noise_stats
 
-__all__ = ["NOISE_MODELS", "NoiseModel", "NoisyResult", "calibrate", "compose", "get_model", "iter_noisy", "make_noisy",
-           "make_noisy_levels", "noise_model", "noise_stats", "parse_levels", "recover_clean", "write_levels",
-           "write_noisy"]
+__all__ = ["NOISE_MODELS", "NoiseModel", "NoiseSpec", "NoisyResult", "calibrate", "compose", "get_model", "iter_noisy",
+           "make_noisy", "make_noisy_levels", "noise_model", "noise_stats", "parse_levels", "recover_clean",
+           "write_levels", "write_noisy"]

@@ -140,56 +140,10 @@ def default_profile(kind: str, gpu: bool | None = None) -> str:
     return "fair" if gpu and kind in PAPER_KINDS else "cpu"
 
 
-def _check_noise(spec: CellSpec) -> None:
-    """Unknown noise models and out-of-range levels fail before anything runs."""
-    if not spec.is_clean:
-        from noise import get_model
-        from noise.make import model_from_spec
-
-        get_model(model_from_spec(spec.noise_model, spec.noise_params)[0]).check_level(spec.noise_level)
-
-
-def _with_defaults(defaults: dict, given: dict) -> dict:
-    """The model's defaults filled in and whole numbers given for float defaults as floats: `bias` with no
-    parameter, `direction=grow` and `dx=0` are one experiment, so one cell."""
-    out = {**defaults, **given}
-    for key, default in defaults.items():
-        value = out[key]
-        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            out[key] = float(value)
-    return out
-
-
-def noise_identity(spec: CellSpec) -> tuple[dict, dict]:
-    """(noise params as the identity holds them, {param: absolute path} of those naming a file).
-
-    The model's defaults are filled in (`_with_defaults`; a composition's as `step.key`). A parameter naming a
-    file (the model's `file_params`, e.g. `imported`'s `file`, or `imported.file` in a composition) is held as the
-    file's sha256, not the path as typed: an edited file is a new cell, the same file reached by another path (or
-    from another folder) the same one. A named file that does not exist fails the sweep before any cell starts."""
-    from benchmark.io import sha256_file
-    from noise import get_model
-    from noise.make import model_from_spec
-
-    params, paths = dict(spec.noise_params), {}
-    if spec.is_clean:
-        return params, paths
-    model = get_model(model_from_spec(spec.noise_model, params)[0])
-    params = _with_defaults(model.defaults(), params)
-    for key in model.file_params:
-        value = params.get(key)
-        if not isinstance(value, str) or not value:
-            continue
-        path = Path(value).expanduser().resolve()
-        if not path.is_file():
-            raise BenchError(f"--noise-param {key}={value}: file not found", path)
-        params[key], paths[key] = f"sha256:{sha256_file(path)}", str(path)
-    return params, paths
-
-
 def _cell(spec: CellSpec, facts: dict, profile: str, method_config: dict, extra: dict, locator: dict) -> Cell:
-    """The config every cell shares (method, data, noise, seed, code version) plus `extra`, hashed into its id."""
-    params, files = noise_identity(spec)
+    """The config every cell shares (method, data, noise, seed, code version) plus `extra`, hashed into its id.
+    The noise setting enters as `NoiseSpec.identity` gives it, with what it adds to the locator (files, defaults)."""
+    noise, noise_locator = spec.noise.identity()
     config = {
         "schema": SCHEMA,
         "code_version": __version__,
@@ -197,15 +151,13 @@ def _cell(spec: CellSpec, facts: dict, profile: str, method_config: dict, extra:
         "method_config": method_config,
         "profile": profile,
         "dataset": dict(facts),
-        "noise": {"model": spec.noise_model, "level": spec.noise_level, "params": params,
-                  "seed": spec.noise_seed, "rng": spec.noise_rng},
+        "noise": noise,
         "seed": spec.seed,
         **extra,
     }
     cid = cell_id(config)
     config["cell_id"] = cid
-    config["locator"] = {"dataset_spec": _absolute_spec(spec.dataset), **locator,
-                         **({"noise_files": files} if files else {})}
+    config["locator"] = {"dataset_spec": _absolute_spec(spec.dataset), **locator, **noise_locator}
     return Cell(cid, config, spec)
 
 
@@ -232,7 +184,6 @@ def resolve(spec: CellSpec, datasets: DatasetCache, gpu: bool | None = None, wei
     from methods import get_method
 
     adapter = get_method(spec.method)
-    _check_noise(spec)
     facts = datasets.facts(spec.dataset)
     profile = spec.profile or default_profile(facts["kind"], gpu)
     overrides = dict(spec.overrides)
@@ -240,7 +191,7 @@ def resolve(spec: CellSpec, datasets: DatasetCache, gpu: bool | None = None, wei
         if key in overrides:
             raise BenchError(f"--set {key}: the training seed comes from --seeds")
     overrides.update({"train.seed": spec.seed, "train.data_seed": spec.seed})
-    method_config = resolve_config(adapter, profile, facts["kind"], spec.noise_level, overrides)
+    method_config = resolve_config(adapter, profile, facts["kind"], spec.noise.level, overrides)
     version = getattr(adapter, "version", None)
     extra = {} if version is None else {"method_version": version}
     locator = {"overrides": dict(spec.overrides)}  # what the user changed (--set), for labels: not identity
@@ -256,7 +207,6 @@ def resolve_external(spec: CellSpec, datasets: DatasetCache, detections: Path, r
     from benchmark.evaluation.detections import check_read_options
     from benchmark.io import sha256_file
 
-    _check_noise(spec)
     path = Path(detections).expanduser().resolve()
     if not path.is_file():
         raise BenchError("--external: detections file not found", path)
@@ -282,16 +232,12 @@ def resolve_all(specs: list[CellSpec], datasets: DatasetCache | None = None, gpu
 
 def _try_noise(specs: list[CellSpec], datasets: DatasetCache) -> None:
     """Each sweep's noise (dataset, model, parameters, level) tried once on a few training images
-    (`noise.make.try_levels`): a bad parameter value fails the command, not every cell of the sweep one by one."""
-    from noise.make import model_from_spec, try_levels
-
+    (`NoiseSpec.try_on`): a bad parameter value fails the command, not every cell of the sweep one by one."""
     tried = set()
     for spec in specs:
-        key = (spec.dataset, spec.noise_model, dumps_json(spec.noise_params), spec.noise_rng, spec.noise_level)
-        if spec.is_clean or key in tried:
+        n = spec.noise
+        key = (spec.dataset, n.model, dumps_json(n.params), n.rng, n.level)
+        if n.is_clean or key in tried:
             continue
         tried.add(key)
-        model, params = model_from_spec(spec.noise_model, spec.noise_params)
-        seed = spec.noise_seed if isinstance(spec.noise_seed, int) else None
-        try_levels(datasets.splits(spec.dataset)["train"], model, [spec.noise_level], seed=seed, rng=spec.noise_rng,
-                   **params)
+        n.try_on(datasets.splits(spec.dataset)["train"])

@@ -49,7 +49,7 @@ def plan_external(files: list[str], methods, noise, seeds, datasets: list[str], 
     specs = sorted(expand_grid([name], levels, seed_list, datasets, noise_model=noise_model,
                                noise_params=noise_params, noise_seed=noise_seed, noise_rng=noise_rng,
                                profile=profile, baselines=False),
-                   key=lambda s: (s.noise_level, s.seed))
+                   key=lambda s: (s.noise.level, s.seed))
     if len(files) != len(specs):
         raise BenchError(f"--external: {len(files)} detections file(s) for {len(specs)} cell(s) "
                          f"({len(levels)} level(s) x {len(seed_list)} seed(s)); give one file per cell, "

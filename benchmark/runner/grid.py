@@ -11,36 +11,32 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmark.errors import BenchError
+from noise.spec import CLEAN, NoiseSpec, default_seed
 
 BASELINE_METHODS = ("faster_rcnn",)  # run at every noise level of the sweep
 ORACLE_METHOD = "clean"  # trained on the clean boxes, once per seed and dataset (noise level 0)
 ORACLE_METHODS = (ORACLE_METHOD, "retinanet_clean")  # every oracle: one level-0 cell whatever --noise says
-CLEAN_NOISE = "none"  # the noise model recorded for level-0 (clean) cells
 
 
 @dataclass(frozen=True)
 class CellSpec:
-    """One run of the grid before its config is resolved."""
+    """One run of the grid before its config is resolved. `noise`: the cell's noise setting, checked when the grid
+    was expanded (`NoiseSpec.parse`), at the cell's level and noise seed."""
 
     method: str
     dataset: str
-    noise_model: str
-    noise_level: float
+    noise: NoiseSpec
     seed: int
-    noise_seed: int = 0
-    noise_rng: str = "numpy"
-    noise_params: dict = field(default_factory=dict, hash=False)
     profile: str | None = None  # None: chosen per dataset by `cells.resolve`
     overrides: dict = field(default_factory=dict, hash=False)
     role: str = "method"  # "method", "baseline" or "oracle" (display only, not part of the identity)
 
     @property
     def is_clean(self) -> bool:
-        return self.noise_level == 0
+        return self.noise.is_clean
 
     def label(self) -> str:
-        noise = "clean" if self.is_clean else f"{self.noise_model}={self.noise_level:g}"
-        return f"{self.method} {noise} seed={self.seed} ({self.dataset})"
+        return f"{self.method} {self.noise.label()} seed={self.seed} ({self.dataset})"
 
 
 def _items(text: str, what: str) -> list[str]:
@@ -132,15 +128,15 @@ def expand_grid(methods: list[str], levels: list[float], seeds: list[int], datas
     if not levels:
         raise BenchError("--noise: at least one noise level is needed")
     if noise_seed is None:
-        from noise.legacy import LEGACY_SEED
-
-        noise_seed = LEGACY_SEED if noise_rng == "oamil-legacy" else 0
+        noise_seed = default_seed(noise_rng)
     if noise_seed != "seed" and not (isinstance(noise_seed, int) and noise_seed >= 0):
         raise BenchError(f"--noise-seed must be a non-negative integer or 'seed', got {noise_seed!r}")
     overrides = dict(overrides or {})
     levels = sorted({normalise_level(v) for v in levels})
-    if any(lv > 0 for lv in levels):
-        _check_noise(noise_model, noise_params or {}, noise_rng, [lv for lv in levels if lv > 0])
+    noisy = [lv for lv in levels if lv > 0]
+    # the one place the sweep's noise is parsed and checked: a typo fails the command, not every cell of the sweep
+    noise = NoiseSpec.parse(noise_model, noise_params, rng=noise_rng, seed=0 if noise_seed == "seed" else noise_seed,
+                            levels=noisy) if noisy else CLEAN
     plan: list[tuple[str, float, str]] = []  # (method, level, role)
     if baselines:
         plan.append((ORACLE_METHOD, 0.0, "oracle"))
@@ -154,32 +150,18 @@ def expand_grid(methods: list[str], levels: list[float], seeds: list[int], datas
     for ds in datasets:
         for seed in seeds:
             for method, level, role in sorted(plan, key=lambda p: (p[1], p[2] != "oracle", p[2] != "baseline")):
-                clean = level == 0
                 key = (ds, seed, method, level)
                 if key in seen:
                     continue
                 seen.add(key)
                 out.append(CellSpec(
-                    method=method, dataset=ds,
-                    noise_model=CLEAN_NOISE if clean else noise_model,
-                    noise_level=level, seed=seed,
-                    noise_seed=0 if clean else (seed if noise_seed == "seed" else noise_seed),
-                    noise_rng="numpy" if clean else noise_rng,
-                    noise_params={} if clean else dict(noise_params or {}),
-                    profile=profile, overrides=_overrides_for(method, overrides), role=role,
+                    method=method, dataset=ds, noise=noise.at(level, seed if noise_seed == "seed" else None),
+                    seed=seed, profile=profile, overrides=_overrides_for(method, overrides), role=role,
                 ))
     return out
 
 
 _SECTIONS = ("model", "train", "method")  # config sections: an override keyed by one of them is global
-
-
-def _check_noise(model: str, params: dict, rng: str, levels: list[float]) -> None:
-    """Noise model, parameters, rng mode and levels as `make_noisy` will check them, before any cell starts: a typo
-    fails the command, not every cell of the sweep."""
-    from noise.make import check_levels, model_from_spec
-
-    check_levels(*model_from_spec(model, params), rng, levels)
 
 
 def _check_scoped(overrides: dict[str, Any], methods: set[str]) -> None:

@@ -121,22 +121,6 @@ def run_cell(cell_dir: str | Path, *, overwrite: str = "missing", owner: str | N
         claim.release()
 
 
-def _noise_params(config: dict) -> dict:
-    """The noise parameters to run with: files named by a parameter come from the locator, checked to be the
-    content the cell's identity holds (`cells.noise_identity`)."""
-    from benchmark.io import sha256_file
-
-    params = dict(config["noise"]["params"])
-    for key, path in ((config.get("locator") or {}).get("noise_files") or {}).items():
-        want = params.get(key)
-        got = f"sha256:{sha256_file(path)}" if Path(path).is_file() else None
-        if got != want:
-            what = "is gone" if got is None else "changed since the sweep was planned"
-            raise BenchError(f"noise parameter {key}: the file {what}; rerun `bench run` to plan it again", path)
-        params[key] = path
-    return params
-
-
 def _with_weights_file(config: dict) -> dict:
     """The method config to train with: `bench run --weights` files come from the locator, checked to be the
     content the cell's identity holds (`cells.weights_identity`)."""
@@ -159,14 +143,12 @@ def _with_weights_file(config: dict) -> dict:
 
 def _noisy_train(cell_dir: Path, config: dict, train):
     """The cell's training set: clean at level 0, else the configured noise (written once to noise/)."""
-    n = config["noise"]
-    if n["level"] == 0:
+    if config["noise"]["level"] == 0:
         return train
-    from noise import make_noisy, write_noisy
-    from noise.make import model_from_spec
+    from noise import write_noisy
+    from noise.spec import NoiseSpec
 
-    model, params = model_from_spec(n["model"], _noise_params(config))  # a name, or a composition
-    made = make_noisy(train, model, n["level"], n["seed"], rng=n["rng"], **params)
+    made = NoiseSpec.from_config(config["noise"], config.get("locator")).make(train)
     out = cell_dir / st.NOISE_DIR
     if _rank() == 0 and not (out / "manifest.json").is_file():
         write_noisy(made, out)

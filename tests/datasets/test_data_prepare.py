@@ -587,9 +587,10 @@ def test_run_weights_identity(root, catalog, torch_home, tmp_path, monkeypatch):
     import benchmark.weights as w
     from benchmark.runner.cells import DatasetCache, resolve
     from benchmark.runner.grid import CellSpec
+    from noise.spec import NoiseSpec
 
     _voc07(root, catalog)
-    spec = CellSpec("faster_rcnn", "voc2007", "uniform", 0.2, 0, profile="paper")
+    spec = CellSpec("faster_rcnn", "voc2007", NoiseSpec.parse("uniform", level=0.2), 0, profile="paper")
     cache = DatasetCache(progress=False)
     plain = resolve(spec, cache, gpu=True)
     assert plain.config["method_config"]["model"]["weights"] is None

@@ -25,6 +25,7 @@ from benchmark.reproduce import (
 from benchmark.runner import store as st
 from leaderboard.rows import ENTRIES, load_rows
 from methods import METHODS
+from noise.spec import NoiseSpec
 
 SPEC = "shapes:train=4,val=2,size=64,seed=0"
 
@@ -51,14 +52,14 @@ def test_every_cell_of_every_table_has_its_paper_row():
 def test_cells_are_the_tables_rows_with_the_published_noise():
     t, _ = get_table("voc07-ssddet")
     specs = cell_specs(t, t.methods, [0])
-    assert [(s.method, s.noise_level) for s in specs] == (
+    assert [(s.method, s.noise.level) for s in specs] == (
         [("faster_rcnn", lv) for lv in (0.0, 0.1, 0.2, 0.3, 0.4)]
         + [(m, lv) for m in ("oa_mil", "ssd_det") for lv in (0.1, 0.2, 0.3, 0.4)])  # no added baselines
     assert all(s.profile == "paper" and s.dataset == "voc2007" for s in specs)
-    noisy = [s for s in specs if s.noise_level > 0]
-    assert all(s.noise_rng == "oamil-legacy" and s.noise_seed == 45 and s.noise_model == "uniform" for s in noisy)
-    (clean,) = [s for s in specs if s.noise_level == 0]
-    assert clean.noise_model == "none"
+    noisy = [s for s in specs if s.noise.level > 0]
+    assert all((s.noise.rng, s.noise.seed, s.noise.model) == ("oamil-legacy", 45, "uniform") for s in noisy)
+    (clean,) = [s for s in specs if s.noise.level == 0]
+    assert clean.noise.model == "none"
     two = cell_specs(t, select_methods(t, "ssd_det"), [0, 1])
     assert len(two) == 8 and {s.seed for s in two} == {0, 1}
     with pytest.raises(BenchError, match="retinanet not in table voc07-ssddet"):
@@ -106,7 +107,7 @@ def test_gpu_hours_follow_the_documented_cost_model(tmp_path):
         {"dataset": "shapes", "method": m, "amp": amp, "images_per_s": v}
         for m, v in (("ssd_det", 4.0), ("faster_rcnn", 12.0))]}))
     (retrain,) = estimate(coco, [s for s in cell_specs(coco, select_methods(coco, "ssd_det+retrain"), [0])
-                                 if s.noise_level == 0.4], coco_cost, speed)
+                                 if s.noise.level == 0.4], coco_cost, speed)
     assert retrain.images_per_s == pytest.approx(3.0) and "ssd_det+faster_rcnn on shapes" in retrain.basis
     with pytest.raises(BenchError, match="not a gpu_check.py result"):
         load_speed(write_json(tmp_path / "x.json", {"a": 1}))
@@ -190,9 +191,9 @@ def test_leaderboard_add_puts_reproduced_rows_beside_the_papers(tmp_path):
     store, entries = tmp_path / "store", _entries(tmp_path, "voc2007")
     cells = [s.__class__(**{**s.__dict__, "dataset": SPEC})
              for s in cell_specs(t, select_methods(t, "faster_rcnn,oa_mil"), [0])]
-    ap = {(s.method, s.noise_level): 0.5 + s.noise_level / 10 for s in cells}
+    ap = {(s.method, s.noise.level): 0.5 + s.noise.level / 10 for s in cells}
     for s in cells:
-        _store_cell(store, s, "voc2007", ap[(s.method, s.noise_level)])
+        _store_cell(store, s, "voc2007", ap[(s.method, s.noise.level)])
     res = CliRunner().invoke(cli, ["leaderboard", "add", str(store), "--entries", str(entries)])  # no options
     assert res.exit_code == 0, res.output
     assert "warning" not in res.stderr and res.stdout.count("wrote ") == len(cells)
@@ -210,7 +211,7 @@ def test_leaderboard_add_puts_reproduced_rows_beside_the_papers(tmp_path):
 
     # a default-rng sweep of the same method is another experiment: written apart, never into the paper's row
     numpy = cell_specs(t, select_methods(t, "oa_mil"), [0])[-1].__class__(
-        method="oa_mil", dataset=SPEC, noise_model="uniform", noise_level=0.4, seed=0, profile="paper")
+        method="oa_mil", dataset=SPEC, noise=NoiseSpec.parse("uniform", level=0.4), seed=0, profile="paper")
     _store_cell(store, numpy, "voc2007", 0.1)
     res = CliRunner().invoke(cli, ["leaderboard", "add", str(store), "--entries", str(entries)])
     assert res.exit_code == 0, res.output
@@ -229,7 +230,7 @@ def test_coco_rows_default_to_the_papers_val2017_split(tmp_path):
     _store_cell.cache = DatasetCache(progress=False)
     t, _ = get_table("coco-ssddet")
     store, entries = tmp_path / "store", _entries(tmp_path, "coco2017")
-    (spec,) = [s for s in cell_specs(t, select_methods(t, "ssd_det"), [0]) if s.noise_level == 0.4]
+    (spec,) = [s for s in cell_specs(t, select_methods(t, "ssd_det"), [0]) if s.noise.level == 0.4]
     _store_cell(store, spec.__class__(**{**spec.__dict__, "dataset": SPEC}), "coco2017", 0.25)
     res = CliRunner().invoke(cli, ["leaderboard", "add", str(store), "--entries", str(entries)])
     assert res.exit_code == 0, res.output

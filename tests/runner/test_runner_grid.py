@@ -14,6 +14,7 @@ from test_runner_dummy import TINY
 from benchmark.errors import BenchError
 from benchmark.runner.cells import DatasetCache, cell_id, identity, resolve, resolve_all
 from benchmark.runner.grid import CellSpec, expand_grid, parse_levels, parse_methods, parse_seeds, parse_set_options
+from noise.spec import NoiseSpec
 
 
 # ---- parsing ------------------------------------------------------------------------------------------------------
@@ -56,7 +57,7 @@ def test_parse_methods_and_scoped_overrides():
 
 # ---- expansion ----------------------------------------------------------------------------------------------------
 def _keys(cells):
-    return [(c.method, c.noise_level, c.seed, c.role) for c in cells]
+    return [(c.method, c.noise.level, c.seed, c.role) for c in cells]
 
 
 def test_expand_default_baselines_and_oracle_once_per_seed():
@@ -70,17 +71,17 @@ def test_expand_default_baselines_and_oracle_once_per_seed():
         ("faster_rcnn", 0.2, 1, "baseline"), ("ssd_det", 0.2, 1, "method"),
     ]
     oracle = cells[0]
-    assert oracle.noise_model == "none" and oracle.noise_params == {}
+    assert oracle.noise.model == "none" and oracle.noise.params == {}
 
 
 def test_expand_no_baselines_no_duplicates_and_level_zero_is_clean():
     cells = expand_grid(["faster_rcnn", "ssd_det"], [0, 0.4], [3], ["shapes", "bccd"], noise_model="bias",
                         noise_params={"direction": "shrink"}, baselines=False)
     assert len(cells) == 2 * 2 * 2
-    clean = [c for c in cells if c.noise_level == 0]
-    assert all(c.noise_model == "none" and c.noise_params == {} and c.noise_seed == 0 for c in clean)
-    noisy = [c for c in cells if c.noise_level == 0.4]
-    assert all(c.noise_model == "bias" and c.noise_params == {"direction": "shrink"} for c in noisy)
+    clean = [c for c in cells if c.noise.level == 0]
+    assert all(c.noise == NoiseSpec("none", 0.0, {}, 0, "numpy") for c in clean)
+    noisy = [c for c in cells if c.noise.level == 0.4]
+    assert all(c.noise.model == "bias" and c.noise.params == {"direction": "shrink"} for c in noisy)
     # asking for faster_rcnn explicitly with baselines on does not duplicate it
     with_base = expand_grid(["faster_rcnn"], [0.2], [0])
     assert _keys(with_base) == [("clean", 0.0, 0, "oracle"), ("faster_rcnn", 0.2, 0, "baseline")]
@@ -92,11 +93,11 @@ def test_expand_no_baselines_no_duplicates_and_level_zero_is_clean():
 
 def test_expand_noise_seed_modes():
     fixed = expand_grid(["ssd_det"], [0.2], [0, 1], baselines=False)
-    assert [c.noise_seed for c in fixed] == [0, 0]
+    assert [c.noise.seed for c in fixed] == [0, 0]
     tied = expand_grid(["ssd_det"], [0.2], [0, 1], noise_seed="seed", baselines=False)
-    assert [c.noise_seed for c in tied] == [0, 1]
+    assert [c.noise.seed for c in tied] == [0, 1]
     legacy = expand_grid(["ssd_det"], [0.2], [0], noise_rng="oamil-legacy", baselines=False)
-    assert legacy[0].noise_seed == 45  # the published OA-MIL script's seed
+    assert legacy[0].noise.seed == 45  # the published OA-MIL script's seed
     with pytest.raises(BenchError):
         expand_grid([], [0.1], [0])
 
@@ -171,7 +172,7 @@ def datasets():
 
 
 def test_resolve_full_config(datasets):
-    spec = CellSpec("dummy", TINY, "uniform", 0.2, seed=3, noise_seed=5)
+    spec = CellSpec("dummy", TINY, NoiseSpec.parse("uniform", level=0.2, seed=5), seed=3)
     cell = resolve(spec, datasets)
     c = cell.config
     assert c["cell_id"] == cell.id == cell_id(c)
@@ -187,14 +188,13 @@ def test_resolve_full_config(datasets):
 def test_noise_parameter_files_enter_the_identity_by_content(datasets, tmp_path, monkeypatch):
     """`imported`'s file (and any model's `file_params`): the same file by another path is the same cell, an edited
     file a new one (never a stale skip); the cell runs with the absolute path and refuses a file changed since."""
-    from benchmark.runner.run_cell import _noise_params
-
     boxes = tmp_path / "data" / "weak.json"
     boxes.parent.mkdir()
     boxes.write_text('[{"image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "score": 0.9}]')
 
     def cell(path):
-        return resolve(CellSpec("dummy", TINY, "imported", 0.5, seed=0, noise_params={"file": str(path)}), datasets)
+        return resolve(CellSpec("dummy", TINY, NoiseSpec.parse("imported", {"file": str(path)}, level=0.5), seed=0),
+                       datasets)
 
     monkeypatch.chdir(tmp_path)
     a = cell("data/weak.json")
@@ -203,15 +203,15 @@ def test_noise_parameter_files_enter_the_identity_by_content(datasets, tmp_path,
     assert a.id == b.id == cell(boxes).id
     assert a.config["noise"]["params"]["file"].startswith("sha256:")
     assert a.config["locator"]["noise_files"] == {"file": str(boxes)}
-    assert _noise_params(a.config)["file"] == str(boxes)
+    assert NoiseSpec.from_config(a.config["noise"], a.config["locator"]).params["file"] == str(boxes)
     boxes.write_text('[{"image_id": 1, "category_id": 1, "bbox": [2, 2, 5, 5], "score": 0.9}]')
     assert cell(boxes).id != a.id
     with pytest.raises(BenchError, match="changed since the sweep was planned"):
-        _noise_params(a.config)
+        NoiseSpec.from_config(a.config["noise"], a.config["locator"])
     with pytest.raises(BenchError, match="file not found"):
         cell(tmp_path / "nope.json")
-    flip = resolve(CellSpec("dummy", TINY, "class_flip", 0.2, seed=0, noise_params={"matrix": {"1": {"2": 1}}}),
-                   datasets)  # a matrix given inline is a value, not a file
+    flip = resolve(CellSpec("dummy", TINY, NoiseSpec.parse("class_flip", {"matrix": {"1": {"2": 1}}}, level=0.2),
+                            seed=0), datasets)  # a matrix given inline is a value, not a file
     assert flip.config["noise"]["params"]["matrix"] == {"1": {"2": 1}} and "noise_files" not in flip.config["locator"]
 
 
@@ -219,13 +219,13 @@ def test_composition_file_parameters_enter_the_identity_by_content(datasets, tmp
     """The same rule inside a composition (`imported.file`): keyed by content, run from the absolute path, and the
     steps' defaults filled in, so spelling one out is the same cell."""
     from benchmark.results import variant
-    from benchmark.runner.run_cell import _noise_params
 
     boxes = tmp_path / "weak.json"
     boxes.write_text('[{"image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "score": 0.9}]')
 
     def cell(**params):
-        return resolve(CellSpec("dummy", TINY, "uniform+imported@0.5", 0.2, seed=0, noise_params=params), datasets)
+        return resolve(CellSpec("dummy", TINY, NoiseSpec.parse("uniform+imported@0.5", params, level=0.2), seed=0),
+                       datasets)
 
     monkeypatch.chdir(tmp_path)
     a = cell(**{"imported.file": "weak.json"})
@@ -233,21 +233,21 @@ def test_composition_file_parameters_enter_the_identity_by_content(datasets, tmp
     assert a.config["noise"]["params"]["imported.file"].startswith("sha256:")
     assert a.config["noise"]["params"]["imported.same_class"] is True  # defaults filled
     assert a.config["locator"]["noise_files"] == {"imported.file": str(boxes)}
-    assert _noise_params(a.config)["imported.file"] == str(boxes)
+    assert NoiseSpec.from_config(a.config["noise"], a.config["locator"]).params["imported.file"] == str(boxes)
     assert variant(a.config).startswith("noise imported.file=sha256:")  # the file, not the filled defaults
     assert "min_iou" not in variant(a.config)
     boxes.write_text('[{"image_id": 1, "category_id": 1, "bbox": [2, 2, 5, 5], "score": 0.9}]')
     assert cell(**{"imported.file": "weak.json"}).id != a.id
     with pytest.raises(BenchError, match="changed since the sweep was planned"):
-        _noise_params(a.config)
+        NoiseSpec.from_config(a.config["noise"], a.config["locator"])
 
 
 def test_equivalent_noise_parameters_are_one_cell(datasets):
     """Defaults spelt out, or a whole number for a float default, make the same data: one cell, not four."""
-    ids = {resolve(CellSpec("dummy", TINY, "bias", 0.2, 0, noise_params=p), datasets).id
+    ids = {resolve(CellSpec("dummy", TINY, NoiseSpec.parse("bias", p, level=0.2), 0), datasets).id
            for p in ({}, {"direction": "grow"}, {"dx": 0}, {"dx": 0.0, "dy": 0.0})}
     assert len(ids) == 1
-    shrink = resolve(CellSpec("dummy", TINY, "bias", 0.2, 0, noise_params={"direction": "shrink"}), datasets)
+    shrink = resolve(CellSpec("dummy", TINY, NoiseSpec.parse("bias", {"direction": "shrink"}, level=0.2), 0), datasets)
     assert shrink.id not in ids
     from benchmark.results import variant
 
@@ -269,15 +269,20 @@ def test_resolve_is_stable_across_processes(datasets):
     assert len({c.id for c in cells}) == 4
 
 
+UNIFORM_01 = NoiseSpec("uniform", 0.1)
+
+
 def test_resolve_rejects_bad_input_before_running(datasets):
     with pytest.raises(BenchError, match="unknown method"):
-        resolve(CellSpec("no_such_method", TINY, "uniform", 0.1, 0), datasets)
-    with pytest.raises(BenchError, match="noise"):
-        resolve(CellSpec("dummy", TINY, "no_such_noise", 0.1, 0), datasets)
+        resolve(CellSpec("no_such_method", TINY, UNIFORM_01, 0), datasets)
+    with pytest.raises(BenchError, match="unknown noise model"):  # a spec built without `NoiseSpec.parse`
+        resolve(CellSpec("dummy", TINY, NoiseSpec("no_such_noise", 0.1), 0), datasets)
+    with pytest.raises(BenchError, match=r"must be in \[0, 1\)"):
+        resolve(CellSpec("dummy", TINY, NoiseSpec("uniform", 1.5), 0), datasets)
     with pytest.raises(BenchError, match="--seeds"):
-        resolve(CellSpec("dummy", TINY, "uniform", 0.1, 0, overrides={"train.seed": 4}), datasets)
+        resolve(CellSpec("dummy", TINY, UNIFORM_01, 0, overrides={"train.seed": 4}), datasets)
     with pytest.raises(BenchError, match="unknown config key"):
-        resolve(CellSpec("dummy", TINY, "uniform", 0.1, 0, overrides={"method.nope": 1}), datasets)
+        resolve(CellSpec("dummy", TINY, UNIFORM_01, 0, overrides={"method.nope": 1}), datasets)
 
 
 # ---- defaults that depend on the machine ----------------------------------------------------------------------------

@@ -164,6 +164,7 @@ CPU_CELLS = [
 def test_cpu_cell_ids_are_unchanged(method, dataset, level, seed, overrides, cell):
     from benchmark.runner.cells import DatasetCache, resolve
     from benchmark.runner.grid import CellSpec
+    from noise.spec import CLEAN, NoiseSpec
 
     class Fixed(DatasetCache):  # fixed fingerprints: no dataset is loaded
         def facts(self, spec):
@@ -171,8 +172,8 @@ def test_cpu_cell_ids_are_unchanged(method, dataset, level, seed, overrides, cel
                     "test_sha256": "b" * 64}
 
     def cell_id(extra):
-        spec = CellSpec(method, dataset, "uniform" if level else "none", level, seed, profile="cpu",
-                        overrides={**overrides, **extra})
+        noise = NoiseSpec.parse("uniform", level=level) if level else CLEAN
+        spec = CellSpec(method, dataset, noise, seed, profile="cpu", overrides={**overrides, **extra})
         return resolve(spec, Fixed(), gpu=False).config["cell_id"]
 
     # from scratch (the cpu profile's start when these were pinned) a cell keeps its id; the pretrained start,

@@ -26,12 +26,13 @@ from pathlib import Path
 
 from benchmark.errors import BenchError
 
-from .coco import load_coco
+from .coco import load_coco, save_coco
 from .core import DetectionDataset
+from .formats import FORMATS, RANK, DatasetFormat, by_scheme, detect_format, record_kind, source_kind
 from .problems import UNCLIPPED_BOXES
 from .shapes import ShapesConfig, cache_dir, ensure_shapes
-from .voc import LEGACY_DRAW_SLOTS, load_voc, voc_splits
-from .yolo import check_entries, load_yolo, lone_export_split, yolo_splits
+from .voc import LEGACY_DRAW_SLOTS, load_voc, refuse_unwritable_names, save_voc, unwritable_class_names, voc_splits
+from .yolo import check_entries, load_yolo, lone_export_split, save_yolo, unwritable_yolo_names, yolo_splits
 
 REPO = Path(__file__).resolve().parents[2]
 BCCD_RELATIVE = Path("..") / "shared" / "datasets" / "bccd" / "BCCD"
@@ -122,8 +123,8 @@ def list_datasets() -> list[dict]:
 def load_shapes(cfg: ShapesConfig | None = None, name: str = "shapes",
                 progress: bool = True) -> dict[str, DetectionDataset]:
     root = ensure_shapes(cfg or ShapesConfig(), progress=progress)
-    return {"train": load_coco(root / "train.json", root / "images", name=f"{name}/train"),
-            "test": load_coco(root / "val.json", root / "images", name=f"{name}/test")}
+    return record_kind({"train": load_coco(root / "train.json", root / "images", name=f"{name}/train"),
+                        "test": load_coco(root / "val.json", root / "images", name=f"{name}/test")}, "shapes")
 
 
 def parse_shapes_spec(spec: str) -> ShapesConfig:
@@ -147,7 +148,7 @@ def _load_bccd() -> dict[str, DetectionDataset]:
     if root is None:
         raise BenchError("dataset 'bccd' not found: set NOISYBOX_BCCD to BCCD's VOC folder (the BCCD/ folder of "
                          "github.com/Shenggan/BCCD_Dataset) or place it at ../shared/datasets/bccd/BCCD")
-    return _load_voc_root(root, "bccd")
+    return FORMATS.get("voc").load(root, "bccd")
 
 
 def _align_by_name(splits: dict[str, DetectionDataset]) -> dict[str, DetectionDataset]:
@@ -273,16 +274,17 @@ def load_prepared(name: str, root: str | Path | None = None) -> dict[str, Detect
         raise BenchError(f"dataset {name!r} is not prepared in {root}: run `bench data prepare {name}` (with --from "
                          "DIR for archives fetched by hand), or set NOISYBOX_DATA to the folder it was prepared in")
     part_of = {split: entry[split][0][0] for split in wanted}
-    if sources["parts"][part_of[next(iter(wanted))]]["format"] == "coco":
+    fmt = FORMATS.get(sources["parts"][part_of[next(iter(wanted))]]["format"])
+    if fmt.name == "coco":
         out = {}
         for split, [(loc, _)] in wanted.items():
             spec = sources["parts"][part_of[split]]
             out[split] = load_coco(loc / spec["annotations"], loc / spec["image_dir"], name=f"{name}/{split}")
-        return _same_categories(out)
-    return _load_voc_parts(wanted, name)
+        return record_kind(_same_categories(out), fmt.kind)
+    return record_kind(_load_voc_parts(wanted, name), fmt.kind)
 
 
-def _load_yolo_root(root: Path, name: str) -> dict[str, DetectionDataset]:
+def _load_yolo_root(root: Path, name: str, keep_columns: bool = False) -> dict[str, DetectionDataset]:
     check_entries(root)
     avail = yolo_splits(root)
     test = "test" if "test" in avail else ("val" if "val" in avail else None)
@@ -360,60 +362,128 @@ def _coco_dir_files(root: Path) -> dict[str, Path]:
     return out
 
 
-def detect_format(path: Path) -> str:
-    """'coco-file', 'coco-dir', 'voc', 'vocdevkit' or 'yolo', from what the path holds."""
+# ---- the built-in formats (`formats.FORMATS`) -----------------------------------------------------------------
+def _coco_detect(path: Path) -> int | None:
     if path.is_file():
-        if path.suffix.lower() == ".json":
-            return "coco-file"
-        if path.suffix.lower() in (".yaml", ".yml"):
-            return "yolo"
-        raise BenchError("cannot tell the dataset format: expected a COCO .json file, a YOLO .yaml file or a "
-                         "dataset folder", path)
+        return RANK["file"] if path.suffix.lower() == ".json" else None
+    try:
+        return RANK["files"] if _coco_dir_files(path) else None
+    except BenchError:  # e.g. two train files: it is a COCO folder, and reading it says which files clash
+        return RANK["files"]
+
+
+def _coco_kind(splits: dict[str, DetectionDataset]) -> dict[str, DetectionDataset]:
+    """A COCO json written from VOC or YOLO data (`bench data convert`) records the source format in its
+    `info.format`: the data keeps that format's kind."""
+    for ds in splits.values():
+        ds.kind = source_kind(ds)
+    return splits
+
+
+def _coco_read(path: Path, name: str, keep_columns: bool = False) -> dict[str, DetectionDataset]:
+    if path.is_file():
+        return _coco_kind(_load_coco_file(path, keep_columns))
+    files = _coco_dir_files(path)
+    return _coco_kind(_same_categories({k: load_coco(p, name=f"{name}/{k}", keep_columns=keep_columns)
+                                        for k, p in sorted(files.items(), reverse=True)}))
+
+
+def _coco_read_spec(spec: str, progress: bool = True, keep_columns: bool = False) -> dict[str, DetectionDataset]:
+    files = [f for f in spec[5:].split(",") if f]
+    if len(files) != 2:
+        raise BenchError(f"bad dataset spec {spec!r}: use coco:TRAIN.json,TEST.json")
+    return _coco_kind(_same_categories({"train": load_coco(files[0], name="train", keep_columns=keep_columns),
+                                        "test": load_coco(files[1], name="test", keep_columns=keep_columns)}))
+
+
+def _coco_split_file(dst: Path, split_name: str) -> Path:
+    return dst if dst.suffix.lower() == ".json" else dst / f"{split_name}.json"
+
+
+def _coco_save(ds: DetectionDataset, dst: Path, split_name: str, images: str, files: list,
+               state: dict) -> tuple[Path, dict]:
+    out = _coco_split_file(dst, split_name)
+    files.append(save_coco(ds, out))
+    return out, {"images": len(ds.images), "boxes": len(ds.annotations)}
+
+
+def _voc_detect(path: Path) -> int | None:
     if (path / "Annotations").is_dir():
-        return "voc"
-    if voc_devkit_years(path):
-        return "vocdevkit"
+        return RANK["marker"]
+    return RANK["container"] if voc_devkit_years(path) else None
+
+
+def _voc_read(path: Path, name: str, keep_columns: bool = False) -> dict[str, DetectionDataset]:
+    return _load_voc_root(path, name) if (path / "Annotations").is_dir() else _load_voc_devkit(path)
+
+
+def _voc_save(ds: DetectionDataset, dst: Path, split_name: str, images: str, files: list,
+              state: dict) -> tuple[Path, dict]:
+    # one Annotations/ folder for all splits: `written` (VOC image id -> content) spans the conversion
+    summary = save_voc(ds, dst, split_name, images=images, written=state.setdefault("voc_ids", {}), files=files)
+    used = {a["category_id"] for a in ds.annotations}
+    lost = sorted(c["name"] for c in ds.categories if c["id"] not in used)
+    if lost:  # VOC has no class list: a class exists only through its objects
+        summary["classes without boxes (VOC cannot record them)"] = ", ".join(lost)
+    return dst, summary
+
+
+def _yolo_detect(path: Path) -> int | None:
+    if path.is_file():
+        return RANK["file"] if path.suffix.lower() in (".yaml", ".yml") else None
     if (path / "labels").is_dir() and (path / "images").is_dir():
-        return "yolo"
-    if _coco_dir_files(path):
-        return "coco-dir"
-    if yolo_splits(path):  # a data.yaml listing its splits (Roboflow: train/images, valid/images, ...)
-        return "yolo"
-    raise BenchError("cannot tell the dataset format: expected a VOC folder (Annotations/), a YOLO folder "
-                     "(images/ + labels/, or a data.yaml listing its splits) or COCO jsons (train.json, val.json, "
-                     "annotations/instances_*.json)", path)
+        return RANK["layout"]
+    try:
+        return RANK["listing"] if yolo_splits(path) else None  # a data.yaml listing its splits (Roboflow)
+    except BenchError:  # a data.yaml that does not parse: reading it says why, if no other format claims the folder
+        return RANK["listing"]
+
+
+def _yolo_save(ds: DetectionDataset, dst: Path, split_name: str, images: str, files: list,
+               state: dict) -> tuple[Path, dict]:
+    return dst, save_yolo(ds, dst, split_name, images=images, files=files)
+
+
+def _shapes_read_spec(spec: str, progress: bool = True, keep_columns: bool = False) -> dict[str, DetectionDataset]:
+    return load_shapes(parse_shapes_spec(spec), name=spec, progress=progress)
+
+
+COCO = DatasetFormat(
+    "coco", kind="coco", read=_coco_read, detect=_coco_detect, scheme="coco", read_spec=_coco_read_spec,
+    expects="a COCO .json file or a folder of COCO jsons (train.json, val.json, annotations/instances_*.json)",
+    save=_coco_save, split_file=_coco_split_file, single_suffix=".json", split_map={"train": "train", "test": "test"})
+VOC = DatasetFormat(
+    "voc", kind="voc", read=_voc_read, detect=_voc_detect,
+    expects="a VOC folder (Annotations/, or a VOCdevkit/ holding VOC<year>/ folders)",
+    save=_voc_save, check_names=lambda names: refuse_unwritable_names("VOC", unwritable_class_names(names)),
+    split_map={"train": "trainval", "test": "test"})
+YOLO = DatasetFormat(
+    "yolo", kind="yolo", read=_load_yolo_root, detect=_yolo_detect,
+    expects="a YOLO folder (images/ + labels/, or a data.yaml listing its splits) or its .yaml file",
+    save=_yolo_save, check_names=lambda names: refuse_unwritable_names("YOLO", unwritable_yolo_names(names)),
+    split_map={"train": "train", "test": "val"})
+SHAPES = DatasetFormat("shapes", kind="shapes", scheme="shapes", read_spec=_shapes_read_spec,
+                       split_map={"train": "train", "test": "val"})
+for _fmt in (COCO, VOC, YOLO, SHAPES):
+    FORMATS.add(_fmt.name, _fmt)
 
 
 def load(spec: str | Path, progress: bool = True, keep_columns: bool = False) -> dict[str, DetectionDataset]:
-    """Load a dataset by catalog name, `shapes:...` / `coco:TRAIN,TEST` spec or path; splits `train` and `test`.
-    `progress`: a bar while a `shapes` dataset is generated on first use. `keep_columns`: COCO json datasets keep
-    their validated columns for the noise step (see `load_coco`)."""
+    """Load a dataset by catalog name, `SCHEME:...` spec (`shapes:...`, `coco:TRAIN,TEST`) or path; splits `train`
+    and `test`, each recording its format's kind. `progress`: a bar while a `shapes` dataset is generated on first
+    use. `keep_columns`: COCO json datasets keep their validated columns for the noise step (see `load_coco`)."""
     spec = str(spec)
     if spec in CATALOG:
         return CATALOG[spec].load(progress=progress)
-    if spec.startswith("shapes:"):
-        return load_shapes(parse_shapes_spec(spec), name=spec, progress=progress)
-    if spec.startswith("coco:"):
-        files = [f for f in spec[5:].split(",") if f]
-        if len(files) != 2:
-            raise BenchError(f"bad dataset spec {spec!r}: use coco:TRAIN.json,TEST.json")
-        return _same_categories({"train": load_coco(files[0], name="train", keep_columns=keep_columns),
-                                 "test": load_coco(files[1], name="test", keep_columns=keep_columns)})
+    scheme, sep, _ = spec.partition(":")
+    fmt = by_scheme(scheme) if sep else None
+    if fmt is not None:
+        return fmt.load_spec(spec, progress=progress, keep_columns=keep_columns)
     path = Path(spec).expanduser()
     if not path.exists():
+        schemes = sorted(f"{f.scheme}:" for _, f in FORMATS.items() if f.scheme and f.read_spec)
         raise BenchError(f"unknown dataset {spec!r}: not a catalog name ({', '.join(CATALOG)}), "
-                         "not a shapes:/coco: spec, and no such file or folder")
+                         f"not a {'/'.join(schemes)} spec, and no such file or folder")
     name = path.resolve().parent.name if path.suffix.lower() in (".yaml", ".yml") else (
         path.stem if path.is_file() else path.resolve().name)
-    fmt = detect_format(path)
-    if fmt == "coco-file":
-        return _load_coco_file(path, keep_columns)
-    if fmt == "voc":
-        return _load_voc_root(path, name)
-    if fmt == "vocdevkit":
-        return _load_voc_devkit(path)
-    if fmt == "yolo":
-        return _load_yolo_root(path, name)
-    files = _coco_dir_files(path)
-    return _same_categories({k: load_coco(p, name=f"{name}/{k}", keep_columns=keep_columns)
-                             for k, p in sorted(files.items(), reverse=True)})
+    return detect_format(path).load(path, name, keep_columns)

@@ -128,10 +128,26 @@ def _output_folder(dst: Path, overwrite: bool):
 COMMAND = "bench data convert"
 
 
+class _WritableFormats(click.Choice):
+    """`--to`: the formats with a `save` in `FORMATS`, read when the option is used, so a format registered after
+    this module was imported is offered too."""
+
+    def __init__(self):
+        super().__init__([])
+
+    @property  # type: ignore[override]
+    def choices(self):
+        return tuple(writable())
+
+    @choices.setter
+    def choices(self, value):
+        pass
+
+
 @data.command("convert")
 @click.argument("src")
 @click.argument("dst", type=click.Path(path_type=Path))
-@click.option("--to", "fmt", required=True, type=click.Choice(writable()),
+@click.option("--to", "fmt", required=True, type=_WritableFormats(),
               help="output format (the dataset formats that can be written)")
 @click.option("--split", "splits", multiple=True, type=click.Choice(["train", "test"]),
               help="only these splits (default: all)")

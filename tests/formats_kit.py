@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
-
 from datasets_kit import write_image
 
 CLASSES = ["cell", "dot"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
 from benchmark.errors import BenchError
 from benchmark.registry import Registry
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import formats_kit as fk
 import orjson
 import pytest
 
-import formats_kit as fk
 from benchmark.config import dataset_kind
 from benchmark.datasets import load
 

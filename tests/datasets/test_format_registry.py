@@ -8,9 +8,9 @@ import csv
 import io
 from pathlib import Path
 
+import formats_kit as fk
 import pytest
 
-import formats_kit as fk
 from benchmark.cli import main
 from benchmark.config import DATASET_KINDS, dataset_kind
 from benchmark.datasets import FORMATS, DatasetFormat, DetectionDataset, load

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.errors import BenchError
 from benchmark.io import dumps_json, sha256_bytes
 
 ANNOTATION_KEYS = ("id", "image_id", "category_id", "bbox", "area", "iscrowd", "ignore")
@@ -192,3 +193,14 @@ class DetectionDataset:
 
     def summary(self) -> dict[str, Any]:
         return {"images": len(self.images), "annotations": len(self.annotations), "categories": len(self.categories)}
+
+
+def same_categories(splits: dict[str, DetectionDataset]) -> dict[str, DetectionDataset]:
+    """`splits`, checked: train and test must number their categories alike (formats whose ids are the file's)."""
+    if "train" in splits and "test" in splits:
+        a = {c["id"]: c["name"] for c in splits["train"].categories}
+        b = {c["id"]: c["name"] for c in splits["test"].categories}
+        if a != b:
+            raise BenchError(f"categories differ from the train split's ({splits['train'].source})",
+                             splits["test"].source)
+    return splits

@@ -1,14 +1,14 @@
 """`FORMATS`: the dataset formats, each one entry saying how to find, read and write it and which recipe kind it is.
 
 Why: the format that read a dataset is the one thing that knows what the data is; the recipe kind (image size,
-SSD-Det's bag, ...) is declared here with the format and recorded on every split its reader returns
+SSD-Det's bag, ...) is declared with the format and recorded on every split its reader returns
 (`DetectionDataset.kind`), so a COCO file under a folder named `voc...` is coco and a VOC folder named `coco_like`
 is voc. `benchmark.config.dataset_kind` reads it; nothing looks at path text.
 
-A format is one module plus its registration: `FORMATS.add(DatasetFormat(...))` at the end of the module, and the
-module in `FORMATS`'s built-in list below (or the entry point `noisybox_bench.formats` naming the `DatasetFormat`,
-for a plug-in). `benchmark.datasets.load` detects and reads it, `bench data convert --to NAME` writes it where it
-has a `save`.
+A format is one module plus its registration: `FORMATS.add(NAME, DatasetFormat(NAME, ...))` at the end of the
+module (as `coco.py`, `voc.py`, `yolo.py` and `shapes.py` do), and the module in `FORMATS`'s built-in list below
+(or, for a plug-in, the entry point `noisybox_bench.formats` naming its `DatasetFormat`).
+`benchmark.datasets.load` detects and reads it; `bench data convert --to NAME` writes it where it has a `save`.
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ class DatasetFormat:
 RANK = {"file": 0, "marker": 10, "container": 15, "layout": 20, "files": 30, "listing": 40}
 
 FORMATS: Registry[DatasetFormat] = Registry("dataset format", "noisybox_bench.formats",
-                                            builtin_modules=("benchmark.datasets.catalog",))
+                                            builtin_modules=tuple(f"benchmark.datasets.{m}" for m in
+                                                                  ("coco", "voc", "yolo", "shapes")))
 
 
 def record_kind(splits: Splits, kind: str) -> Splits:

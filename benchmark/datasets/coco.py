@@ -423,15 +423,6 @@ def _coco_dir_files(root: Path) -> dict[str, Path]:
     return out
 
 
-def _coco_detect(path: Path) -> int | None:
-    if path.is_file():
-        return RANK["file"] if path.suffix.lower() == ".json" else None
-    try:
-        return RANK["files"] if _coco_dir_files(path) else None
-    except BenchError:  # e.g. two train files: it is a COCO folder, and reading it says which files clash
-        return RANK["files"]
-
-
 def _coco_kind(splits: dict[str, DetectionDataset]) -> dict[str, DetectionDataset]:
     """A COCO json written from VOC or YOLO data (`bench data convert`) records the source format in its
     `info.format`: the data keeps that format's kind."""
@@ -468,7 +459,10 @@ def _coco_save(ds: DetectionDataset, dst: Path, split_name: str, images: str, fi
 
 
 COCO = DatasetFormat(
-    "coco", kind="coco", read=_coco_read, detect=_coco_detect, scheme="coco", read_spec=_coco_read_spec,
+    "coco", kind="coco", read=_coco_read, scheme="coco", read_spec=_coco_read_spec,
+    probes=((RANK["file"], lambda p: p.is_file() and p.suffix.lower() == ".json"),
+            # raises where two files claim one split (e.g. train.json and onecls_train.json): never pick one silently
+            (RANK["files"], lambda p: p.is_dir() and bool(_coco_dir_files(p)))),
     expects="a COCO .json file or a folder of COCO jsons (train.json, val.json, annotations/instances_*.json)",
     save=_coco_save, split_file=_coco_split_file, single_suffix=".json", split_map={"train": "train", "test": "test"})
 FORMATS.add("coco", COCO)

@@ -30,9 +30,11 @@ class DatasetFormat:
     """One dataset format.
 
     - `kind`: the recipe kind of data in this format (`benchmark.config.DATASET_KINDS`).
-    - `read(path, name, keep_columns) -> {"train": ds, "test": ds}` (either split may be missing) for a path
-      `detect` recognised; `name` is the dataset name the splits are called by.
-    - `detect(path) -> rank | None`: None when `path` is not this format, else how sure (lower wins, see `RANK`).
+    - `read(path, name, keep_columns) -> {"train": ds, "test": ds}` (either split may be missing) for a path one
+      of its `probes` recognised; `name` is the dataset name the splits are called by.
+    - `probes`: `(rank, test(path) -> bool)` pairs; every format's probes run in rank order (`RANK`) and the first
+      that holds picks its format, so a cheap, sure test (a suffix, a marker folder) runs before a costly or vague
+      one, and a probe that raises a `BenchError` about the path it claims does so only when its turn comes.
     - `expects`: what a path of this format holds, for the message when no format recognises a path.
     - `scheme` + `read_spec(spec, progress, keep_columns)`: specs `SCHEME:...` (`coco:TRAIN,TEST`, `shapes:...`).
     - `save(ds, dst, split_name, images, files, state) -> (path written, summary)`: one split into `dst` (summary:
@@ -46,7 +48,7 @@ class DatasetFormat:
     name: str
     kind: str
     read: Callable[..., Splits] | None = None
-    detect: Callable[[Path], int | None] | None = None
+    probes: tuple[tuple[int, Callable[[Path], bool]], ...] = ()
     expects: str = ""
     scheme: str | None = None
     read_spec: Callable[..., Splits] | None = None
@@ -67,7 +69,7 @@ class DatasetFormat:
         return record_kind(self.read_spec(spec, progress, keep_columns), self.kind)
 
 
-# how sure a `detect` is, lowest first: a file's suffix or a layout's own marker folder beats a folder that merely
+# probe ranks, surest first: a file's suffix or a layout's own marker folder beats a folder that merely
 # holds files another format also uses
 RANK = {"file": 0, "marker": 10, "container": 15, "layout": 20, "files": 30, "listing": 40}
 
@@ -110,13 +112,13 @@ def by_scheme(scheme: str) -> DatasetFormat | None:
 
 
 def detect_format(path: Path) -> DatasetFormat:
-    """The format whose `detect` is surest about `path` (ties: by name); a one-line error naming what each format
-    expects when none recognises it."""
-    found = [(rank, name, fmt) for name, fmt in FORMATS.items()
-             if fmt.detect is not None and (rank := fmt.detect(path)) is not None]
-    if found:
-        return min(found, key=lambda t: t[:2])[2]
-    expects = [fmt.expects for _, fmt in FORMATS.items() if fmt.detect is not None and fmt.expects]
+    """The format of the first probe, in rank order (ties: by format name), that recognises `path`; a one-line error
+    naming what each format expects when none does."""
+    probes = sorted((rank, name, test) for name, fmt in FORMATS.items() for rank, test in fmt.probes)
+    for _, name, test in probes:
+        if test(path):
+            return FORMATS.get(name)
+    expects = [fmt.expects for _, fmt in FORMATS.items() if fmt.probes and fmt.expects]
     raise BenchError("cannot tell the dataset format: expected " + _one_of(expects), path)
 
 

@@ -452,12 +452,6 @@ def load_voc_devkit(path: Path) -> dict[str, DetectionDataset]:
     return load_voc_parts({"train": [(v07, "trainval"), (v12, "trainval")], "test": test}, name)
 
 
-def _voc_detect(path: Path) -> int | None:
-    if (path / "Annotations").is_dir():
-        return RANK["marker"]
-    return RANK["container"] if voc_devkit_years(path) else None
-
-
 def _voc_read(path: Path, name: str, keep_columns: bool = False) -> dict[str, DetectionDataset]:
     return load_voc_root(path, name) if (path / "Annotations").is_dir() else load_voc_devkit(path)
 
@@ -474,7 +468,9 @@ def _voc_save(ds: DetectionDataset, dst: Path, split_name: str, images: str, fil
 
 
 VOC = DatasetFormat(
-    "voc", kind="voc", read=_voc_read, detect=_voc_detect,
+    "voc", kind="voc", read=_voc_read,
+    probes=((RANK["marker"], lambda p: (p / "Annotations").is_dir()),
+            (RANK["container"], lambda p: bool(voc_devkit_years(p)))),
     expects="a VOC folder (Annotations/, or a VOCdevkit/ holding VOC<year>/ folders)",
     save=_voc_save, check_names=lambda names: refuse_unwritable_names("VOC", unwritable_class_names(names)),
     split_map={"train": "trainval", "test": "test"})

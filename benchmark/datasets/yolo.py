@@ -527,24 +527,17 @@ def load_yolo_root(root: Path, name: str, keep_columns: bool = False) -> dict[st
     return {k: load_yolo(root, s, name=f"{name}/{k}") for k, s in pairs}
 
 
-def _yolo_detect(path: Path) -> int | None:
-    if path.is_file():
-        return RANK["file"] if path.suffix.lower() in (".yaml", ".yml") else None
-    if (path / "labels").is_dir() and (path / "images").is_dir():
-        return RANK["layout"]
-    try:
-        return RANK["listing"] if yolo_splits(path) else None  # a data.yaml listing its splits (Roboflow)
-    except BenchError:  # a data.yaml that does not parse: reading it says why, if no other format claims the folder
-        return RANK["listing"]
-
-
 def _yolo_save(ds: DetectionDataset, dst: Path, split_name: str, images: str, files: list,
                state: dict) -> tuple[Path, dict]:
     return dst, save_yolo(ds, dst, split_name, images=images, files=files)
 
 
 YOLO = DatasetFormat(
-    "yolo", kind="yolo", read=load_yolo_root, detect=_yolo_detect,
+    "yolo", kind="yolo", read=load_yolo_root,
+    probes=((RANK["file"], lambda p: p.is_file() and p.suffix.lower() in (".yaml", ".yml")),
+            (RANK["layout"], lambda p: (p / "labels").is_dir() and (p / "images").is_dir()),
+            # a data.yaml listing its splits (Roboflow: train/images, valid/images, ...)
+            (RANK["listing"], lambda p: p.is_dir() and bool(yolo_splits(p)))),
     expects="a YOLO folder (images/ + labels/, or a data.yaml listing its splits) or its .yaml file",
     save=_yolo_save, check_names=lambda names: refuse_unwritable_names("YOLO", unwritable_yolo_names(names)),
     split_map={"train": "train", "test": "val"})

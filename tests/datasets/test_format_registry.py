@@ -22,8 +22,8 @@ from benchmark.io import atomic_write_text
 HEADER = ["split", "file_name", "width", "height", "class", "x", "y", "w", "h"]
 
 
-def _detect(path: Path) -> int | None:
-    return RANK["file"] if path.is_file() and path.name.endswith(".boxes.csv") else None
+def _is_boxes_csv(path: Path) -> bool:
+    return path.is_file() and path.name.endswith(".boxes.csv")
 
 
 def _read(path: Path, name: str, keep_columns: bool = False) -> dict[str, DetectionDataset]:
@@ -64,7 +64,7 @@ def _save(ds: DetectionDataset, dst: Path, split_name: str, images: str, files: 
 
 
 def toy(kind: str = "coco") -> DatasetFormat:
-    return DatasetFormat("boxcsv", kind=kind, read=_read, detect=_detect, save=_save,
+    return DatasetFormat("boxcsv", kind=kind, read=_read, probes=((RANK["file"], _is_boxes_csv),), save=_save,
                          expects="a .boxes.csv file", split_map={"train": "train", "test": "test"})
 
 
@@ -133,3 +133,20 @@ def test_builtin_formats_declare_a_recipe_kind_and_the_split_names_they_write():
     assert {n: FORMATS.get(n).split_map for n in writable()} == {
         "coco": {"train": "train", "test": "test"}, "voc": {"train": "trainval", "test": "test"},
         "yolo": {"train": "train", "test": "val"}}
+
+
+def test_probes_run_surest_first_across_formats(tmp_path):
+    """A VOC marker folder beats a YOLO images/ + labels/ layout, which beats a folder of COCO jsons, which beats a
+    data.yaml merely listing its splits (the order `load` has always followed)."""
+    from benchmark.datasets.formats import detect_format
+
+    everything = fk.coco_folder(fk.yolo_folder(fk.voc_root(tmp_path / "a")))
+    yolo_and_coco = fk.coco_folder(fk.yolo_folder(tmp_path / "b"))
+    listing = tmp_path / "c"
+    (listing / "pics").mkdir(parents=True)
+    (listing / "data.yaml").write_text("names: [cell, dot]\ntrain: pics\nval: pics\n")
+    coco_and_listing = fk.coco_folder(tmp_path / "d")
+    (coco_and_listing / "pics").mkdir()
+    (coco_and_listing / "data.yaml").write_text("names: [cell, dot]\ntrain: pics\nval: pics\n")
+    assert [detect_format(p).name for p in (everything, yolo_and_coco, listing, coco_and_listing)] == \
+        ["voc", "yolo", "yolo", "coco"]

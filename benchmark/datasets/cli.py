@@ -156,7 +156,7 @@ class _WritableFormats(click.Choice):
 @click.option("--overwrite", is_flag=True,
               help="replace the dataset an earlier conversion wrote in DST (refused if DST holds other files)")
 def convert_cmd(src, dst, fmt, splits, images, overwrite):
-    """Convert dataset SRC (catalog name, path or spec) into DST as COCO json, VOC or YOLO.
+    """Convert dataset SRC (catalog name, path or spec) into DST as COCO json, VOC or YOLO (or a plug-in format).
 
     COCO writes DST/train.json and DST/test.json (or DST itself if it ends in .json and one split is chosen);
     VOC writes ImageSets/Main/trainval.txt and test.txt; YOLO writes images|labels/train and val. `bench data

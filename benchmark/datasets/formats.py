@@ -65,7 +65,9 @@ class DatasetFormat:
         return record_kind(self.read(path, name, keep_columns), self.kind)
 
     def load_spec(self, spec: str, progress: bool = True, keep_columns: bool = False) -> Splits:
-        assert self.read_spec is not None
+        """Read a `SCHEME:...` spec; every split records this format's kind unless the reader recorded one."""
+        if self.read_spec is None:
+            raise BenchError(f"dataset format {self.name!r} reads no {self.name}:... spec")
         return record_kind(self.read_spec(spec, progress, keep_columns), self.kind)
 
 

@@ -72,14 +72,12 @@ def _spec(key: str, d: Path) -> str:
 
 
 @pytest.mark.parametrize("key", PINNED)
-def test_existing_cell_ids_are_unchanged(key, data, monkeypatch, bccd_root_or_none):
+def test_existing_cell_ids_are_unchanged(key, data, monkeypatch, request):
     from benchmark.runner.cells import DatasetCache, resolve
     from benchmark.runner.grid import CellSpec
 
-    if key == "bccd":
-        if bccd_root_or_none is None:
-            pytest.skip("BCCD not found")
-        monkeypatch.setenv("NOISYBOX_BCCD", str(bccd_root_or_none))
+    if key == "bccd":  # the conftest fixture skips, saying why, where BCCD is not found
+        monkeypatch.setenv("NOISYBOX_BCCD", str(request.getfixturevalue("bccd_root")))
     monkeypatch.setenv("NOISYBOX_DATA", str(data / "data"))
     cache = DatasetCache(progress=False)
     spec = _spec(key, data)
@@ -87,13 +85,6 @@ def test_existing_cell_ids_are_unchanged(key, data, monkeypatch, bccd_root_or_no
     ids = [resolve(CellSpec(m, spec, "uniform", level, 0, profile="cpu", overrides={"model.pretrained": False}),
                    cache, gpu=False).config["cell_id"] for m, level in (("ssd_det", 0.2), ("faster_rcnn", 0.4))]
     assert (facts["kind"], facts["name"], *ids) == PINNED[key]
-
-
-@pytest.fixture
-def bccd_root_or_none():
-    from conftest import _find_bccd
-
-    return _find_bccd()
 
 
 @pytest.mark.parametrize("folder,kind", [("voc2007_stuff", "coco"), ("voc2007_stuff/train.json", "coco"),

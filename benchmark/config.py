@@ -36,7 +36,7 @@ from benchmark.errors import BenchError
 from benchmark.scalars import check_loggers
 
 PROFILES = ("cpu", "fair", "paper")  # cpu: in code below; fair, paper: benchmark/recipes/
-DATASET_KINDS = ("coco", "voc", "yolo", "shapes")
+DATASET_KINDS = ("coco", "voc", "yolo", "shapes")  # recipe kinds; each dataset format declares one of them
 SECTIONS = ("profile", "model", "train", "method")
 DETECTORS = ("two_stage", "one_stage")  # MethodAdapter.detector: the detection core a method builds on
 DEFAULT_DETECTOR = "two_stage"
@@ -244,15 +244,15 @@ def _profile_layers(profile: str, dataset_kind: str, method_name: str | None):
 
 
 def dataset_kind(dataset) -> str:
-    """Best guess of a loaded dataset's kind from its `source`/`name` (VOC changes the paper profile's size)."""
-    text = f"{getattr(dataset, 'source', '')} {getattr(dataset, 'name', '')} {dataset.info.get('format', '')}".lower()
-    if "shapes" in text:
-        return "shapes"
-    if "voc" in text:
-        return "voc"
-    if "yolo" in text:
-        return "yolo"
-    return "coco"
+    """The recipe kind of a loaded dataset: the kind its format declares and its reader recorded
+    (`benchmark.datasets.formats`), never a guess from its path or name."""
+    from benchmark.datasets.formats import kind_of
+
+    kind = kind_of(dataset)
+    if kind not in DATASET_KINDS:
+        raise BenchError(f"dataset format declares kind {kind!r}, which no recipe knows (known: "
+                         f"{', '.join(DATASET_KINDS)}): a format's kind must be one of them")
+    return kind
 
 
 def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:

@@ -19,7 +19,6 @@ found by swapping the word); a file whose name says neither is returned as `trai
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +26,10 @@ from pathlib import Path
 from benchmark.errors import BenchError
 
 from .coco import load_coco
-from .core import DetectionDataset
-from .problems import UNCLIPPED_BOXES
-from .shapes import ShapesConfig, cache_dir, ensure_shapes
-from .voc import LEGACY_DRAW_SLOTS, load_voc, voc_splits
-from .yolo import check_entries, load_yolo, lone_export_split, yolo_splits
+from .core import DetectionDataset, same_categories
+from .formats import FORMATS, by_scheme, detect_format, record_kind
+from .shapes import ShapesConfig, cache_dir, load_shapes
+from .voc import load_voc_parts
 
 REPO = Path(__file__).resolve().parents[2]
 BCCD_RELATIVE = Path("..") / "shared" / "datasets" / "bccd" / "BCCD"
@@ -118,142 +116,12 @@ def list_datasets() -> list[dict]:
     return out
 
 
-# ---- per-source loaders -------------------------------------------------------------------------------------
-def load_shapes(cfg: ShapesConfig | None = None, name: str = "shapes",
-                progress: bool = True) -> dict[str, DetectionDataset]:
-    root = ensure_shapes(cfg or ShapesConfig(), progress=progress)
-    return {"train": load_coco(root / "train.json", root / "images", name=f"{name}/train"),
-            "test": load_coco(root / "val.json", root / "images", name=f"{name}/test")}
-
-
-def parse_shapes_spec(spec: str) -> ShapesConfig:
-    """`shapes:train=200,val=50,size=96,seed=3` -> ShapesConfig (`seed=S` sets train_seed=S, val_seed=S+1)."""
-    fields, body = {}, spec.split(":", 1)[1]
-    for item in filter(None, (s.strip() for s in body.split(","))):
-        key, _, val = item.partition("=")
-        key = {"test": "val", "test_seed": "val_seed"}.get(key.strip(), key.strip())
-        if key not in ("train", "val", "size", "seed", "train_seed", "val_seed") or not val.strip().lstrip("-").isdigit():
-            raise BenchError(f"bad shapes option {item!r} in {spec!r} (use train=N,val=N,size=PX,seed=S)")
-        fields[key] = int(val)
-    if "seed" in fields:
-        seed = fields.pop("seed")
-        fields.setdefault("train_seed", seed)
-        fields.setdefault("val_seed", seed + 1)
-    return ShapesConfig(**fields).validate()
-
-
 def _load_bccd() -> dict[str, DetectionDataset]:
     root = bccd_root()
     if root is None:
         raise BenchError("dataset 'bccd' not found: set NOISYBOX_BCCD to BCCD's VOC folder (the BCCD/ folder of "
                          "github.com/Shenggan/BCCD_Dataset) or place it at ../shared/datasets/bccd/BCCD")
-    return _load_voc_root(root, "bccd")
-
-
-def _align_by_name(splits: dict[str, DetectionDataset]) -> dict[str, DetectionDataset]:
-    """Give every split the same categories (the sorted union of names, ids 1..K): formats whose classes are
-    names (VOC) would otherwise number a class missing from one split differently."""
-    names = sorted({c["name"] for ds in splits.values() for c in ds.categories})
-    new_id = {n: i + 1 for i, n in enumerate(names)}
-    cats = [{"id": new_id[n], "name": n} for n in names]
-    for ds in splits.values():
-        if ds.categories == cats:
-            continue
-        old_to_new = {c["id"]: new_id[c["name"]] for c in ds.categories}
-        for a in ds.annotations:
-            a["category_id"] = old_to_new[a["category_id"]]
-        ds.categories = [dict(c) for c in cats]
-    return splits
-
-
-def _load_voc_root(root: Path, name: str) -> dict[str, DetectionDataset]:
-    avail = voc_splits(root)
-    if "test" in avail:
-        pairs = [("train", "trainval" if "trainval" in avail else "train"), ("test", "test")]
-    elif "val" in avail and "train" in avail:
-        pairs = [("train", "train"), ("test", "val")]
-    else:
-        pairs = [("train", s) for s in ("trainval", "train") if s in avail][:1]
-    pairs = [(k, s) for k, s in pairs if s in avail]
-    if not pairs:
-        raise BenchError("VOC folder has no split files in ImageSets/Main (expected trainval/train and test/val)", root)
-    return _align_by_name({k: load_voc(root, s, name=f"{name}/{k}") for k, s in pairs})
-
-
-def _concat(parts: list[DetectionDataset], name: str) -> DetectionDataset:
-    """One dataset from several VOC splits (the 07+12 union): categories aligned by name, image ids of each part
-    shifted past the previous part's largest, annotation ids renumbered, file names relative to the parts' common
-    folder. The order is the parts' order (mmdet's ConcatDataset order), which per-box noise draws follow."""
-    if len(parts) == 1:
-        return parts[0]
-    parts = list(_align_by_name(dict(enumerate(parts))).values())
-    roots = [Path(p.image_root).resolve() for p in parts]
-    common = Path(os.path.commonpath(roots))
-    images, anns, info = [], [], {"format": "voc", "parts": [p.source for p in parts]}
-    img_shift, ann_shift = 0, 0
-    for p, r in zip(parts, roots):
-        rel = r.relative_to(common)
-        for im in p.images:
-            images.append({**im, "id": im["id"] + img_shift, "file_name": (rel / im["file_name"]).as_posix()})
-        for a in p.annotations:
-            anns.append({**a, "id": a["id"] + ann_shift, "image_id": a["image_id"] + img_shift})
-        for key, value in p.info.items():
-            if key == UNCLIPPED_BOXES:
-                value = [[r0 + ann_shift, *rest] for r0, *rest in value]
-            elif key == LEGACY_DRAW_SLOTS:
-                value = [[iid + img_shift, before] for iid, before in value]
-            if isinstance(value, list):
-                info.setdefault(key, []).extend(value)
-            elif isinstance(value, dict) and key != "problem_examples":
-                merged = info.setdefault(key, {})
-                for k, v in value.items():
-                    merged[k] = merged.get(k, 0) + v if isinstance(v, (int, float)) else v
-            elif isinstance(value, dict):
-                merged = info.setdefault(key, {})
-                for k, v in value.items():
-                    merged.setdefault(k, []).extend(v)
-        img_shift = max((im["id"] for im in images), default=img_shift)
-        ann_shift = max((a["id"] for a in anns), default=ann_shift)
-    return DetectionDataset(images, anns, parts[0].categories, image_root=common, name=name,
-                            source=str(common), info=info)
-
-
-def _load_voc_parts(splits: dict[str, list[tuple[Path, str]]], name: str) -> dict[str, DetectionDataset]:
-    """{split: [(VOC year folder, VOC split), ...]} -> aligned splits, several parts concatenated (`_concat`)."""
-    out = {k: _concat([load_voc(root, s, name=f"{name}/{k}") for root, s in parts], f"{name}/{k}")
-           for k, parts in splits.items() if parts}
-    return _align_by_name(out)
-
-
-def voc_devkit_years(path: Path) -> dict[str, Path]:
-    """{'2007': folder, ...} of the `VOC<year>/` folders with `Annotations/` in a `VOCdevkit/` folder."""
-    if not path.is_dir() or (path / "Annotations").is_dir():
-        return {}
-    return {m.group(1): c for c in sorted(path.iterdir())
-            if (m := re.fullmatch(r"VOC(\d{4})", c.name, re.IGNORECASE)) and (c / "Annotations").is_dir()}
-
-
-def voc_devkit_name(path: Path) -> str | None:
-    """The catalog name a `VOCdevkit/` loads as: `voc0712` for 2007 + 2012, else `voc<year>` of its one year."""
-    years = voc_devkit_years(path)
-    if set(years) >= {"2007", "2012"}:
-        return "voc0712"
-    return f"voc{next(iter(years))}" if len(years) == 1 else None
-
-
-def _load_voc_devkit(path: Path) -> dict[str, DetectionDataset]:
-    """A `VOCdevkit/`: one year loads as that year's folder; 2007 + 2012 as the 07+12 union (train: 2007 trainval
-    + 2012 trainval, test: 2007 test), as `voc0712` does."""
-    years = voc_devkit_years(path)
-    name = voc_devkit_name(path) or path.name
-    if len(years) == 1:
-        return _load_voc_root(next(iter(years.values())), name)
-    if not {"2007", "2012"} <= set(years):
-        raise BenchError(f"VOCdevkit with years {', '.join(years)}: only one year, or 2007 + 2012 (the 07+12 "
-                         "union), is understood; point at one VOC<year> folder instead", path)
-    v07, v12 = years["2007"], years["2012"]
-    test = [(v07, "test")] if "test" in voc_splits(v07) else []
-    return _load_voc_parts({"train": [(v07, "trainval"), (v12, "trainval")], "test": test}, name)
+    return FORMATS.get("voc").load(root, "bccd")
 
 
 def load_prepared(name: str, root: str | Path | None = None) -> dict[str, DetectionDataset]:
@@ -273,147 +141,32 @@ def load_prepared(name: str, root: str | Path | None = None) -> dict[str, Detect
         raise BenchError(f"dataset {name!r} is not prepared in {root}: run `bench data prepare {name}` (with --from "
                          "DIR for archives fetched by hand), or set NOISYBOX_DATA to the folder it was prepared in")
     part_of = {split: entry[split][0][0] for split in wanted}
-    if sources["parts"][part_of[next(iter(wanted))]]["format"] == "coco":
+    fmt = FORMATS.get(sources["parts"][part_of[next(iter(wanted))]]["format"])
+    if fmt.name == "coco":
         out = {}
         for split, [(loc, _)] in wanted.items():
             spec = sources["parts"][part_of[split]]
             out[split] = load_coco(loc / spec["annotations"], loc / spec["image_dir"], name=f"{name}/{split}")
-        return _same_categories(out)
-    return _load_voc_parts(wanted, name)
-
-
-def _load_yolo_root(root: Path, name: str) -> dict[str, DetectionDataset]:
-    check_entries(root)
-    avail = yolo_splits(root)
-    test = "test" if "test" in avail else ("val" if "val" in avail else None)
-    pairs = [(k, s) for k, s in (("train", "train"), ("test", test)) if s in avail]
-    if not pairs:
-        raise BenchError(f"YOLO dataset has no train, val or test split (data.yaml entries or images/<split>/ "
-                         f"folders; found: {', '.join(avail) or 'nothing'})", root)
-    lone = lone_export_split(root, pairs[0][1], pairs[1][1]) if len(pairs) == 2 else None
-    if lone is not None:  # our export of one split names it under several keys: only that split is there
-        pairs = pairs[:1] if lone == "train" else pairs[1:]
-    return {k: load_yolo(root, s, name=f"{name}/{k}") for k, s in pairs}
-
-
-def _same_categories(splits: dict[str, DetectionDataset]) -> dict[str, DetectionDataset]:
-    if "train" in splits and "test" in splits:
-        a = {c["id"]: c["name"] for c in splits["train"].categories}
-        b = {c["id"]: c["name"] for c in splits["test"].categories}
-        if a != b:
-            raise BenchError(f"categories differ from the train split's ({splits['train'].source})",
-                             splits["test"].source)
-    return splits
-
-
-_SPLIT_WORDS = {"train": "train", "val": "test", "test": "test"}
-
-
-def _coco_file_split(path: Path) -> str | None:
-    words = re.findall(r"train|val|test", path.stem.lower())
-    return _SPLIT_WORDS[words[-1]] if words else None
-
-
-def _load_coco_file(path: Path, keep_columns: bool = False) -> dict[str, DetectionDataset]:
-    split = _coco_file_split(path)
-    out = {split or "train": load_coco(path, keep_columns=keep_columns)}
-    if split is not None:
-        lo = path.name.lower()
-        word = re.findall(r"train|val|test", lo)[-1]
-        i = lo.rfind(word)
-        partners = ("val", "test") if split == "train" else ("train",)
-        other = "test" if split == "train" else "train"
-        for p in partners:
-            sib = path.with_name(path.name[:i] + p + path.name[i + len(word):])
-            if sib.is_file():
-                out[other] = load_coco(sib, keep_columns=keep_columns)
-                break
-    return _same_categories(out)
-
-
-_PLAIN_STEMS = {"train", "trainval", "val", "valid", "validation", "test"}  # a file named just for its split wins
-
-
-def _coco_dir_files(root: Path) -> dict[str, Path]:
-    """split -> json in a COCO folder; `instances_*` files first (COCO's annotations/ also holds keypoints and
-    captions), then a `test` file over a `val` one for the test split."""
-    cands: dict[str, list[Path]] = {}
-    for folder in (root, root / "annotations"):
-        if folder.is_dir():
-            for p in folder.glob("*.json"):
-                split = _coco_file_split(p)
-                if split:
-                    cands.setdefault(split, []).append(p)
-
-    def rank(p: Path):
-        lo = p.stem.lower()
-        return (not lo.startswith("instances"), "test" not in lo, lo not in _PLAIN_STEMS)
-
-    out = {}
-    for split, ps in cands.items():
-        best = min(rank(p) for p in ps)
-        top = sorted(str(p) for p in ps if rank(p) == best)
-        if len(top) > 1:  # e.g. train.json and onecls_train.json: never pick one silently
-            raise BenchError(f"more than one {split} file in this folder ({', '.join(Path(t).name for t in top)}); "
-                             "say which with coco:TRAIN.json,TEST.json", root)
-        out[split] = Path(top[0])
-    return out
-
-
-def detect_format(path: Path) -> str:
-    """'coco-file', 'coco-dir', 'voc', 'vocdevkit' or 'yolo', from what the path holds."""
-    if path.is_file():
-        if path.suffix.lower() == ".json":
-            return "coco-file"
-        if path.suffix.lower() in (".yaml", ".yml"):
-            return "yolo"
-        raise BenchError("cannot tell the dataset format: expected a COCO .json file, a YOLO .yaml file or a "
-                         "dataset folder", path)
-    if (path / "Annotations").is_dir():
-        return "voc"
-    if voc_devkit_years(path):
-        return "vocdevkit"
-    if (path / "labels").is_dir() and (path / "images").is_dir():
-        return "yolo"
-    if _coco_dir_files(path):
-        return "coco-dir"
-    if yolo_splits(path):  # a data.yaml listing its splits (Roboflow: train/images, valid/images, ...)
-        return "yolo"
-    raise BenchError("cannot tell the dataset format: expected a VOC folder (Annotations/), a YOLO folder "
-                     "(images/ + labels/, or a data.yaml listing its splits) or COCO jsons (train.json, val.json, "
-                     "annotations/instances_*.json)", path)
+        return record_kind(same_categories(out), fmt.kind)
+    return record_kind(load_voc_parts(wanted, name), fmt.kind)
 
 
 def load(spec: str | Path, progress: bool = True, keep_columns: bool = False) -> dict[str, DetectionDataset]:
-    """Load a dataset by catalog name, `shapes:...` / `coco:TRAIN,TEST` spec or path; splits `train` and `test`.
-    `progress`: a bar while a `shapes` dataset is generated on first use. `keep_columns`: COCO json datasets keep
-    their validated columns for the noise step (see `load_coco`)."""
+    """Load a dataset by catalog name, `SCHEME:...` spec (`shapes:...`, `coco:TRAIN,TEST`) or path; splits `train`
+    and `test`, each recording its format's kind. `progress`: a bar while a `shapes` dataset is generated on first
+    use. `keep_columns`: COCO json datasets keep their validated columns for the noise step (see `load_coco`)."""
     spec = str(spec)
     if spec in CATALOG:
         return CATALOG[spec].load(progress=progress)
-    if spec.startswith("shapes:"):
-        return load_shapes(parse_shapes_spec(spec), name=spec, progress=progress)
-    if spec.startswith("coco:"):
-        files = [f for f in spec[5:].split(",") if f]
-        if len(files) != 2:
-            raise BenchError(f"bad dataset spec {spec!r}: use coco:TRAIN.json,TEST.json")
-        return _same_categories({"train": load_coco(files[0], name="train", keep_columns=keep_columns),
-                                 "test": load_coco(files[1], name="test", keep_columns=keep_columns)})
+    scheme, sep, _ = spec.partition(":")
+    fmt = by_scheme(scheme) if sep else None
+    if fmt is not None:
+        return fmt.load_spec(spec, progress=progress, keep_columns=keep_columns)
     path = Path(spec).expanduser()
     if not path.exists():
+        schemes = sorted(f"{f.scheme}:" for _, f in FORMATS.items() if f.scheme and f.read_spec)
         raise BenchError(f"unknown dataset {spec!r}: not a catalog name ({', '.join(CATALOG)}), "
-                         "not a shapes:/coco: spec, and no such file or folder")
+                         f"not a {'/'.join(schemes)} spec, and no such file or folder")
     name = path.resolve().parent.name if path.suffix.lower() in (".yaml", ".yml") else (
         path.stem if path.is_file() else path.resolve().name)
-    fmt = detect_format(path)
-    if fmt == "coco-file":
-        return _load_coco_file(path, keep_columns)
-    if fmt == "voc":
-        return _load_voc_root(path, name)
-    if fmt == "vocdevkit":
-        return _load_voc_devkit(path)
-    if fmt == "yolo":
-        return _load_yolo_root(path, name)
-    files = _coco_dir_files(path)
-    return _same_categories({k: load_coco(p, name=f"{name}/{k}", keep_columns=keep_columns)
-                             for k, p in sorted(files.items(), reverse=True)})
+    return detect_format(path).load(path, name, keep_columns)

@@ -9,6 +9,8 @@ import click
 from benchmark.errors import BenchError
 from benchmark.io import dumps_json
 
+from .formats import FORMATS, writable
+
 
 @click.group()
 def data():
@@ -92,10 +94,6 @@ def check_cmd(spec, splits, no_images, as_json, strict):
         click.get_current_context().exit(1)
 
 
-SPLIT_NAMES = {"coco": {"train": "train", "test": "test"}, "voc": {"train": "trainval", "test": "test"},
-               "yolo": {"train": "train", "test": "val"}}
-
-
 def _read_problems(ds) -> str:
     """What the loader dropped or clipped while reading a split (`ds.info`): a conversion loses it from the output,
     so it is counted here, never silent."""
@@ -130,10 +128,27 @@ def _output_folder(dst: Path, overwrite: bool):
 COMMAND = "bench data convert"
 
 
+class _WritableFormats(click.Choice):
+    """`--to`: the formats with a `save` in `FORMATS`, read when the option is used, so a format registered after
+    this module was imported is offered too."""
+
+    def __init__(self):
+        super().__init__([])
+
+    @property  # type: ignore[override]
+    def choices(self):
+        return tuple(writable())
+
+    @choices.setter
+    def choices(self, value):
+        pass
+
+
 @data.command("convert")
 @click.argument("src")
 @click.argument("dst", type=click.Path(path_type=Path))
-@click.option("--to", "fmt", required=True, type=click.Choice(["coco", "voc", "yolo"]), help="output format")
+@click.option("--to", "fmt", required=True, type=_WritableFormats(),
+              help="output format (the dataset formats that can be written)")
 @click.option("--split", "splits", multiple=True, type=click.Choice(["train", "test"]),
               help="only these splits (default: all)")
 @click.option("--images", default="symlink", show_default=True, type=click.Choice(["symlink", "copy", "none"]),
@@ -141,7 +156,7 @@ COMMAND = "bench data convert"
 @click.option("--overwrite", is_flag=True,
               help="replace the dataset an earlier conversion wrote in DST (refused if DST holds other files)")
 def convert_cmd(src, dst, fmt, splits, images, overwrite):
-    """Convert dataset SRC (catalog name, path or spec) into DST as COCO json, VOC or YOLO.
+    """Convert dataset SRC (catalog name, path or spec) into DST as COCO json, VOC or YOLO (or a plug-in format).
 
     COCO writes DST/train.json and DST/test.json (or DST itself if it ends in .json and one split is chosen);
     VOC writes ImageSets/Main/trainval.txt and test.txt; YOLO writes images|labels/train and val. `bench data
@@ -149,27 +164,24 @@ def convert_cmd(src, dst, fmt, splits, images, overwrite):
     conversion's output as a whole (DST/.noisybox-written.json records its files), and is refused where DST
     holds anything else. What the reader dropped or clipped, and what the format cannot keep, is counted."""
     from .catalog import load
-    from .voc import refuse_unwritable_names, unwritable_class_names
-    from .yolo import unwritable_yolo_names
 
+    out_format = FORMATS.get(fmt)
     source = Path(src).expanduser()
     root = source.parent if source.suffix.lower() in (".yaml", ".yml") else source  # a YOLO dataset's yaml
     if root.is_dir() and root.resolve() == dst.resolve():
         raise BenchError("DST is the source dataset's own folder: converting in place would overwrite its files; "
                          "choose another folder", dst)
     loaded = _selected(load(src), splits, src)
-    single = fmt == "coco" and dst.suffix.lower() == ".json"
+    single = out_format.single_suffix is not None and dst.suffix.lower() == out_format.single_suffix
     if single and len(loaded) != 1:
-        raise BenchError("a single .json output needs exactly one split: add --split train or --split test", dst)
-    for ds in loaded.values():  # before anything is written or replaced
-        names = [c["name"] for c in ds.categories]
-        if fmt == "voc":
-            refuse_unwritable_names("VOC", unwritable_class_names(names))
-        elif fmt == "yolo":
-            refuse_unwritable_names("YOLO", unwritable_yolo_names(names))
-    if fmt == "coco" and source.is_file():
+        raise BenchError(f"a single {out_format.single_suffix} output needs exactly one split: add --split train or "
+                         "--split test", dst)
+    if out_format.check_names is not None:
+        for ds in loaded.values():  # before anything is written or replaced
+            out_format.check_names([c["name"] for c in ds.categories])
+    if out_format.split_file is not None and source.is_file():
         for split in loaded:
-            out = dst if single else dst / f"{SPLIT_NAMES[fmt][split]}.json"
+            out = out_format.split_file(dst, out_format.split_map[split])
             if out.resolve() == source.resolve():
                 raise BenchError("the output would overwrite the source file; choose another DST", out)
     if single:
@@ -180,7 +192,7 @@ def convert_cmd(src, dst, fmt, splits, images, overwrite):
         folder = _output_folder(dst, overwrite)
     files: list = []
     try:
-        _convert(loaded, dst, fmt, images, files)
+        _convert(loaded, dst, out_format, images, files)
     finally:
         if folder is not None and (files or folder.before):
             for f in files:
@@ -188,31 +200,15 @@ def convert_cmd(src, dst, fmt, splits, images, overwrite):
             folder.save()
 
 
-def _convert(loaded: dict, dst: Path, fmt: str, images: str, files: list) -> None:
-    """Write each split, print what it wrote and what did not make it; `files` collects the paths written."""
-    from .coco import save_coco
-    from .voc import save_voc
-    from .yolo import save_yolo
-
-    voc_ids: dict = {}  # VOC image id -> content, over all splits (one Annotations/ folder for all of them)
+def _convert(loaded: dict, dst: Path, fmt, images: str, files: list) -> None:
+    """Write each split with the format's `save`, print what it wrote and what did not make it; `files` collects
+    the paths written."""
+    state: dict = {}  # shared by the splits of this conversion (VOC: one Annotations/ folder for all of them)
     for split, ds in loaded.items():
-        name = SPLIT_NAMES[fmt][split]
-        if fmt == "coco":
-            out = dst if dst.suffix.lower() == ".json" else dst / f"{name}.json"
-            files.append(save_coco(ds, out))
-            summary = {"images": len(ds.images), "boxes": len(ds.annotations)}
-        elif fmt == "voc":
-            out = dst
-            summary = save_voc(ds, dst, name, images=images, written=voc_ids, files=files)
-            used = {a["category_id"] for a in ds.annotations}
-            lost = sorted(c["name"] for c in ds.categories if c["id"] not in used)
-            if lost:  # VOC has no class list: a class exists only through its objects
-                summary["classes without boxes (VOC cannot record them)"] = ", ".join(lost)
-        else:
-            out = dst
-            summary = save_yolo(ds, dst, name, images=images, files=files)
+        name = fmt.split_map[split]
+        out, summary = fmt.save(ds, dst, name, images=images, files=files, state=state)
         extra = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items() if k not in ("images", "boxes") and v)
-        click.echo(f"{split} -> {out} ({fmt} split {name!r}): {summary['images']} images, {summary['boxes']} boxes"
+        click.echo(f"{split} -> {out} ({fmt.name} split {name!r}): {summary['images']} images, {summary['boxes']} boxes"
                    + (f"; {extra}" if extra else ""))
         read = _read_problems(ds)
         if read:

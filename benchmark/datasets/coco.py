@@ -10,6 +10,7 @@ clipped and counted. Images without annotations are valid and kept.
 from __future__ import annotations
 
 import os
+import re
 from array import array
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,7 +23,8 @@ import numpy as np
 from benchmark.errors import BenchError
 from benchmark.io import gc_paused, parse_json, read_bytes, sha256_bytes, write_json
 
-from .core import AnnotationColumns, DetectionDataset, rows_by_id
+from .core import AnnotationColumns, DetectionDataset, rows_by_id, same_categories
+from .formats import FORMATS, RANK, DatasetFormat, source_kind
 from .problems import ProblemLog, clean_box
 
 _FLAG_TYPES = {int, bool, float, type(None)}  # COCO iscrowd 0 / 1; true / false, 0.0 / 1.0 and null read as meant
@@ -365,3 +367,102 @@ def save_coco(ds: DetectionDataset, path: str | Path) -> Path:
             rel = str(Path(ds.image_root).resolve())
         coco["info"]["image_root"] = rel
     return write_json(path, coco)
+
+# ---- the `coco` entry of `formats.FORMATS` (path layouts, reading, writing, kind) -----------------------------------
+_SPLIT_WORDS = {"train": "train", "val": "test", "test": "test"}
+
+
+def _coco_file_split(path: Path) -> str | None:
+    words = re.findall(r"train|val|test", path.stem.lower())
+    return _SPLIT_WORDS[words[-1]] if words else None
+
+
+def _load_coco_file(path: Path, keep_columns: bool = False) -> dict[str, DetectionDataset]:
+    split = _coco_file_split(path)
+    out = {split or "train": load_coco(path, keep_columns=keep_columns)}
+    if split is not None:
+        lo = path.name.lower()
+        word = re.findall(r"train|val|test", lo)[-1]
+        i = lo.rfind(word)
+        partners = ("val", "test") if split == "train" else ("train",)
+        other = "test" if split == "train" else "train"
+        for p in partners:
+            sib = path.with_name(path.name[:i] + p + path.name[i + len(word):])
+            if sib.is_file():
+                out[other] = load_coco(sib, keep_columns=keep_columns)
+                break
+    return same_categories(out)
+
+
+_PLAIN_STEMS = {"train", "trainval", "val", "valid", "validation", "test"}  # a file named just for its split wins
+
+
+def _coco_dir_files(root: Path) -> dict[str, Path]:
+    """split -> json in a COCO folder; `instances_*` files first (COCO's annotations/ also holds keypoints and
+    captions), then a `test` file over a `val` one for the test split."""
+    cands: dict[str, list[Path]] = {}
+    for folder in (root, root / "annotations"):
+        if folder.is_dir():
+            for p in folder.glob("*.json"):
+                split = _coco_file_split(p)
+                if split:
+                    cands.setdefault(split, []).append(p)
+
+    def rank(p: Path):
+        lo = p.stem.lower()
+        return (not lo.startswith("instances"), "test" not in lo, lo not in _PLAIN_STEMS)
+
+    out = {}
+    for split, ps in cands.items():
+        best = min(rank(p) for p in ps)
+        top = sorted(str(p) for p in ps if rank(p) == best)
+        if len(top) > 1:  # e.g. train.json and onecls_train.json: never pick one silently
+            raise BenchError(f"more than one {split} file in this folder ({', '.join(Path(t).name for t in top)}); "
+                             "say which with coco:TRAIN.json,TEST.json", root)
+        out[split] = Path(top[0])
+    return out
+
+
+def _coco_kind(splits: dict[str, DetectionDataset]) -> dict[str, DetectionDataset]:
+    """A COCO json written from VOC or YOLO data (`bench data convert`) records the source format in its
+    `info.format`: the data keeps that format's kind."""
+    for ds in splits.values():
+        ds.kind = source_kind(ds)
+    return splits
+
+
+def _coco_read(path: Path, name: str, keep_columns: bool = False) -> dict[str, DetectionDataset]:
+    if path.is_file():
+        return _coco_kind(_load_coco_file(path, keep_columns))
+    files = _coco_dir_files(path)
+    return _coco_kind(same_categories({k: load_coco(p, name=f"{name}/{k}", keep_columns=keep_columns)
+                                        for k, p in sorted(files.items(), reverse=True)}))
+
+
+def _coco_read_spec(spec: str, progress: bool = True, keep_columns: bool = False) -> dict[str, DetectionDataset]:
+    files = [f for f in spec[5:].split(",") if f]
+    if len(files) != 2:
+        raise BenchError(f"bad dataset spec {spec!r}: use coco:TRAIN.json,TEST.json")
+    return _coco_kind(same_categories({"train": load_coco(files[0], name="train", keep_columns=keep_columns),
+                                        "test": load_coco(files[1], name="test", keep_columns=keep_columns)}))
+
+
+def _coco_split_file(dst: Path, split_name: str) -> Path:
+    return dst if dst.suffix.lower() == ".json" else dst / f"{split_name}.json"
+
+
+def _coco_save(ds: DetectionDataset, dst: Path, split_name: str, images: str, files: list,
+               state: dict) -> tuple[Path, dict]:
+    out = _coco_split_file(dst, split_name)
+    files.append(save_coco(ds, out))
+    return out, {"images": len(ds.images), "boxes": len(ds.annotations)}
+
+
+COCO = DatasetFormat(
+    "coco", kind="coco", read=_coco_read, scheme="coco", read_spec=_coco_read_spec,
+    probes=((RANK["file"], lambda p: p.is_file() and p.suffix.lower() == ".json"),
+            # raises where two files claim one split (e.g. train.json and onecls_train.json): never pick one silently
+            (RANK["files"], lambda p: p.is_dir() and bool(_coco_dir_files(p)))),
+    expects="a COCO .json file or a folder of COCO jsons (train.json, val.json, annotations/instances_*.json)",
+    save=_coco_save, split_file=_coco_split_file, single_suffix=".json", split_map={"train": "train", "test": "test"})
+FORMATS.add("coco", COCO)

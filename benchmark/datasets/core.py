@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.errors import BenchError
 from benchmark.io import dumps_json, sha256_bytes
 
 ANNOTATION_KEYS = ("id", "image_id", "category_id", "bbox", "area", "iscrowd", "ignore")
@@ -90,6 +91,9 @@ class DetectionDataset:
     file_sha256: str | None = field(default=None, compare=False, repr=False)
     # the loader's columns of `annotations` (`AnnotationColumns`), only when asked for; dropped like file_sha256
     loaded_columns: AnnotationColumns | None = field(default=None, compare=False, repr=False)
+    # the recipe kind the format that read this dataset declares (`formats.FORMATS`; `formats.kind_of` reads it),
+    # kept by every view below; None for data built in memory. Never written to a file, never in a fingerprint.
+    kind: str | None = field(default=None, compare=False, repr=False)
 
     # ---- construction -------------------------------------------------------------------------------------
     @classmethod
@@ -129,7 +133,7 @@ class DetectionDataset:
 
     def replace_annotations(self, annotations: list[dict], name: str | None = None) -> DetectionDataset:
         return DetectionDataset(self.images, annotations, self.categories, self.image_root,
-                                self.name if name is None else name, self.source, dict(self.info))
+                                self.name if name is None else name, self.source, dict(self.info), kind=self.kind)
 
     def without_clean_boxes(self) -> DetectionDataset:
         """The view every method trains on: `true_bbox` removed, so a method cannot read the clean boxes."""
@@ -153,7 +157,8 @@ class DetectionDataset:
         keep = set(image_ids)
         return DetectionDataset([i for i in self.images if i["id"] in keep],
                                 [a for a in self.annotations if a["image_id"] in keep],
-                                self.categories, self.image_root, self.name, self.source, dict(self.info))
+                                self.categories, self.image_root, self.name, self.source, dict(self.info),
+                                kind=self.kind)
 
     # ---- derived ----------------------------------------------------------------------------------------
     @property
@@ -188,3 +193,14 @@ class DetectionDataset:
 
     def summary(self) -> dict[str, Any]:
         return {"images": len(self.images), "annotations": len(self.annotations), "categories": len(self.categories)}
+
+
+def same_categories(splits: dict[str, DetectionDataset]) -> dict[str, DetectionDataset]:
+    """`splits`, checked: train and test must number their categories alike (formats whose ids are the file's)."""
+    if "train" in splits and "test" in splits:
+        a = {c["id"]: c["name"] for c in splits["train"].categories}
+        b = {c["id"]: c["name"] for c in splits["test"].categories}
+        if a != b:
+            raise BenchError(f"categories differ from the train split's ({splits['train'].source})",
+                             splits["test"].source)
+    return splits

@@ -31,6 +31,10 @@ from PIL import Image, ImageDraw, ImageFilter
 from benchmark.errors import BenchError
 from benchmark.io import write_json
 
+from .coco import load_coco
+from .core import DetectionDataset
+from .formats import FORMATS, DatasetFormat, record_kind
+
 VERSION = 1  # bump when the generator's output changes: cached copies are keyed by it
 CLASSES = ("ellipse", "rectangle", "triangle", "cross")
 TOUCH_PROB = 0.3
@@ -242,3 +246,36 @@ def ensure_shapes(cfg: ShapesConfig = ShapesConfig(), root: str | Path | None = 
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+# ---- the `shapes` entry of `formats.FORMATS` (the `shapes:` spec, reading, kind) ------------------------------------
+def load_shapes(cfg: ShapesConfig | None = None, name: str = "shapes",
+                progress: bool = True) -> dict[str, DetectionDataset]:
+    """The synthetic set `cfg` (generated on first use) as `train` and `test` (its `val` file)."""
+    root = ensure_shapes(cfg or ShapesConfig(), progress=progress)
+    return record_kind({"train": load_coco(root / "train.json", root / "images", name=f"{name}/train"),
+                        "test": load_coco(root / "val.json", root / "images", name=f"{name}/test")}, SHAPES.kind)
+
+
+def parse_shapes_spec(spec: str) -> ShapesConfig:
+    """`shapes:train=200,val=50,size=96,seed=3` -> ShapesConfig (`seed=S` sets train_seed=S, val_seed=S+1)."""
+    fields, body = {}, spec.split(":", 1)[1]
+    for item in filter(None, (s.strip() for s in body.split(","))):
+        key, _, val = item.partition("=")
+        key = {"test": "val", "test_seed": "val_seed"}.get(key.strip(), key.strip())
+        if key not in ("train", "val", "size", "seed", "train_seed", "val_seed") or not val.strip().lstrip("-").isdigit():
+            raise BenchError(f"bad shapes option {item!r} in {spec!r} (use train=N,val=N,size=PX,seed=S)")
+        fields[key] = int(val)
+    if "seed" in fields:
+        seed = fields.pop("seed")
+        fields.setdefault("train_seed", seed)
+        fields.setdefault("val_seed", seed + 1)
+    return ShapesConfig(**fields).validate()
+
+
+def _shapes_read_spec(spec: str, progress: bool = True, keep_columns: bool = False) -> dict[str, DetectionDataset]:
+    return load_shapes(parse_shapes_spec(spec), name=spec, progress=progress)
+
+
+SHAPES = DatasetFormat("shapes", kind="shapes", scheme="shapes", read_spec=_shapes_read_spec,
+                       split_map={"train": "train", "test": "val"})
+FORMATS.add("shapes", SHAPES)

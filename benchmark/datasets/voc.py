@@ -25,8 +25,9 @@ from benchmark.errors import BenchError
 from benchmark.io import atomic_write_text
 
 from .core import DetectionDataset
+from .formats import FORMATS, RANK, DatasetFormat
 from .images import image_size, is_image_file, place_image
-from .problems import ProblemLog, clean_box
+from .problems import UNCLIPPED_BOXES, ProblemLog, clean_box
 
 
 def voc_splits(root: str | Path) -> list[str]:
@@ -342,3 +343,135 @@ def save_voc(ds: DetectionDataset, root: str | Path, split: str, images: str = "
     files.append(atomic_write_text(root / "ImageSets" / "Main" / f"{split}.txt", "".join(s + "\n" for s in stems)))
     return {"images": len(stems), "boxes": boxes, "missing_source_images": missing,
             "renamed_images": renamed, "widened_boxes": widened}
+
+# ---- the `voc` entry of `formats.FORMATS` (path layouts, reading, writing, kind) ------------------------------------
+def align_by_name(splits: dict[str, DetectionDataset]) -> dict[str, DetectionDataset]:
+    """Give every split the same categories (the sorted union of names, ids 1..K): formats whose classes are
+    names (VOC) would otherwise number a class missing from one split differently."""
+    names = sorted({c["name"] for ds in splits.values() for c in ds.categories})
+    new_id = {n: i + 1 for i, n in enumerate(names)}
+    cats = [{"id": new_id[n], "name": n} for n in names]
+    for ds in splits.values():
+        if ds.categories == cats:
+            continue
+        old_to_new = {c["id"]: new_id[c["name"]] for c in ds.categories}
+        for a in ds.annotations:
+            a["category_id"] = old_to_new[a["category_id"]]
+        ds.categories = [dict(c) for c in cats]
+    return splits
+
+
+def load_voc_root(root: Path, name: str) -> dict[str, DetectionDataset]:
+    """A VOC year folder as `train` (`trainval`, else `train`) and `test` (`test`, else `val`)."""
+    avail = voc_splits(root)
+    if "test" in avail:
+        pairs = [("train", "trainval" if "trainval" in avail else "train"), ("test", "test")]
+    elif "val" in avail and "train" in avail:
+        pairs = [("train", "train"), ("test", "val")]
+    else:
+        pairs = [("train", s) for s in ("trainval", "train") if s in avail][:1]
+    pairs = [(k, s) for k, s in pairs if s in avail]
+    if not pairs:
+        raise BenchError("VOC folder has no split files in ImageSets/Main (expected trainval/train and test/val)", root)
+    return align_by_name({k: load_voc(root, s, name=f"{name}/{k}") for k, s in pairs})
+
+
+def _concat(parts: list[DetectionDataset], name: str) -> DetectionDataset:
+    """One dataset from several VOC splits (the 07+12 union): categories aligned by name, image ids of each part
+    shifted past the previous part's largest, annotation ids renumbered, file names relative to the parts' common
+    folder. The order is the parts' order (mmdet's ConcatDataset order), which per-box noise draws follow."""
+    if len(parts) == 1:
+        return parts[0]
+    parts = list(align_by_name(dict(enumerate(parts))).values())
+    roots = [Path(p.image_root).resolve() for p in parts]
+    common = Path(os.path.commonpath(roots))
+    images, anns, info = [], [], {"format": "voc", "parts": [p.source for p in parts]}
+    img_shift, ann_shift = 0, 0
+    for p, r in zip(parts, roots):
+        rel = r.relative_to(common)
+        for im in p.images:
+            images.append({**im, "id": im["id"] + img_shift, "file_name": (rel / im["file_name"]).as_posix()})
+        for a in p.annotations:
+            anns.append({**a, "id": a["id"] + ann_shift, "image_id": a["image_id"] + img_shift})
+        for key, value in p.info.items():
+            if key == UNCLIPPED_BOXES:
+                value = [[r0 + ann_shift, *rest] for r0, *rest in value]
+            elif key == LEGACY_DRAW_SLOTS:
+                value = [[iid + img_shift, before] for iid, before in value]
+            if isinstance(value, list):
+                info.setdefault(key, []).extend(value)
+            elif isinstance(value, dict) and key != "problem_examples":
+                merged = info.setdefault(key, {})
+                for k, v in value.items():
+                    merged[k] = merged.get(k, 0) + v if isinstance(v, (int, float)) else v
+            elif isinstance(value, dict):
+                merged = info.setdefault(key, {})
+                for k, v in value.items():
+                    merged.setdefault(k, []).extend(v)
+        img_shift = max((im["id"] for im in images), default=img_shift)
+        ann_shift = max((a["id"] for a in anns), default=ann_shift)
+    return DetectionDataset(images, anns, parts[0].categories, image_root=common, name=name,
+                            source=str(common), info=info)
+
+
+def load_voc_parts(splits: dict[str, list[tuple[Path, str]]], name: str) -> dict[str, DetectionDataset]:
+    """{split: [(VOC year folder, VOC split), ...]} -> aligned splits, several parts concatenated (`_concat`)."""
+    out = {k: _concat([load_voc(root, s, name=f"{name}/{k}") for root, s in parts], f"{name}/{k}")
+           for k, parts in splits.items() if parts}
+    return align_by_name(out)
+
+
+def voc_devkit_years(path: Path) -> dict[str, Path]:
+    """{'2007': folder, ...} of the `VOC<year>/` folders with `Annotations/` in a `VOCdevkit/` folder."""
+    if not path.is_dir() or (path / "Annotations").is_dir():
+        return {}
+    return {m.group(1): c for c in sorted(path.iterdir())
+            if (m := re.fullmatch(r"VOC(\d{4})", c.name, re.IGNORECASE)) and (c / "Annotations").is_dir()}
+
+
+def voc_devkit_name(path: Path) -> str | None:
+    """The catalog name a `VOCdevkit/` loads as: `voc0712` for 2007 + 2012, else `voc<year>` of its one year."""
+    years = voc_devkit_years(path)
+    if set(years) >= {"2007", "2012"}:
+        return "voc0712"
+    return f"voc{next(iter(years))}" if len(years) == 1 else None
+
+
+def load_voc_devkit(path: Path) -> dict[str, DetectionDataset]:
+    """A `VOCdevkit/`: one year loads as that year's folder; 2007 + 2012 as the 07+12 union (train: 2007 trainval
+    + 2012 trainval, test: 2007 test), as `voc0712` does."""
+    years = voc_devkit_years(path)
+    name = voc_devkit_name(path) or path.name
+    if len(years) == 1:
+        return load_voc_root(next(iter(years.values())), name)
+    if not {"2007", "2012"} <= set(years):
+        raise BenchError(f"VOCdevkit with years {', '.join(years)}: only one year, or 2007 + 2012 (the 07+12 "
+                         "union), is understood; point at one VOC<year> folder instead", path)
+    v07, v12 = years["2007"], years["2012"]
+    test = [(v07, "test")] if "test" in voc_splits(v07) else []
+    return load_voc_parts({"train": [(v07, "trainval"), (v12, "trainval")], "test": test}, name)
+
+
+def _voc_read(path: Path, name: str, keep_columns: bool = False) -> dict[str, DetectionDataset]:
+    return load_voc_root(path, name) if (path / "Annotations").is_dir() else load_voc_devkit(path)
+
+
+def _voc_save(ds: DetectionDataset, dst: Path, split_name: str, images: str, files: list,
+              state: dict) -> tuple[Path, dict]:
+    # one Annotations/ folder for all splits: `written` (VOC image id -> content) spans the conversion
+    summary = save_voc(ds, dst, split_name, images=images, written=state.setdefault("voc_ids", {}), files=files)
+    used = {a["category_id"] for a in ds.annotations}
+    lost = sorted(c["name"] for c in ds.categories if c["id"] not in used)
+    if lost:  # VOC has no class list: a class exists only through its objects
+        summary["classes without boxes (VOC cannot record them)"] = ", ".join(lost)
+    return dst, summary
+
+
+VOC = DatasetFormat(
+    "voc", kind="voc", read=_voc_read,
+    probes=((RANK["marker"], lambda p: (p / "Annotations").is_dir()),
+            (RANK["container"], lambda p: bool(voc_devkit_years(p)))),
+    expects="a VOC folder (Annotations/, or a VOCdevkit/ holding VOC<year>/ folders)",
+    save=_voc_save, check_names=lambda names: refuse_unwritable_names("VOC", unwritable_class_names(names)),
+    split_map={"train": "trainval", "test": "test"})
+FORMATS.add("voc", VOC)

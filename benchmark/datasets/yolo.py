@@ -28,6 +28,7 @@ from benchmark.errors import BenchError
 from benchmark.io import atomic_write_text
 
 from .core import DetectionDataset
+from .formats import FORMATS, RANK, DatasetFormat
 from .images import image_size, is_image_file, place_image
 from .problems import ProblemLog, clean_box
 from .voc import refuse_unwritable_names, safe_relpath, unwritable_class_names
@@ -509,3 +510,35 @@ def save_yolo(ds: DetectionDataset, root: str | Path, split: str, images: str = 
     renamed = sum(r != safe_relpath(img["file_name"]) for img, r in zip(ds.images, rels))
     return {"images": written, "boxes": boxes, "ignored_boxes_left_out": dropped, "missing_source_images": missing,
             "renamed_images": renamed}
+
+# ---- the `yolo` entry of `formats.FORMATS` (path layouts, reading, writing, kind) -----------------------------------
+def load_yolo_root(root: Path, name: str, keep_columns: bool = False) -> dict[str, DetectionDataset]:
+    """A YOLO folder (or its yaml) as `train` and `test` (its `test` split, else `val`)."""
+    check_entries(root)
+    avail = yolo_splits(root)
+    test = "test" if "test" in avail else ("val" if "val" in avail else None)
+    pairs = [(k, s) for k, s in (("train", "train"), ("test", test)) if s in avail]
+    if not pairs:
+        raise BenchError(f"YOLO dataset has no train, val or test split (data.yaml entries or images/<split>/ "
+                         f"folders; found: {', '.join(avail) or 'nothing'})", root)
+    lone = lone_export_split(root, pairs[0][1], pairs[1][1]) if len(pairs) == 2 else None
+    if lone is not None:  # our export of one split names it under several keys: only that split is there
+        pairs = pairs[:1] if lone == "train" else pairs[1:]
+    return {k: load_yolo(root, s, name=f"{name}/{k}") for k, s in pairs}
+
+
+def _yolo_save(ds: DetectionDataset, dst: Path, split_name: str, images: str, files: list,
+               state: dict) -> tuple[Path, dict]:
+    return dst, save_yolo(ds, dst, split_name, images=images, files=files)
+
+
+YOLO = DatasetFormat(
+    "yolo", kind="yolo", read=load_yolo_root,
+    probes=((RANK["file"], lambda p: p.is_file() and p.suffix.lower() in (".yaml", ".yml")),
+            (RANK["layout"], lambda p: (p / "labels").is_dir() and (p / "images").is_dir()),
+            # a data.yaml listing its splits (Roboflow: train/images, valid/images, ...)
+            (RANK["listing"], lambda p: p.is_dir() and bool(yolo_splits(p)))),
+    expects="a YOLO folder (images/ + labels/, or a data.yaml listing its splits) or its .yaml file",
+    save=_yolo_save, check_names=lambda names: refuse_unwritable_names("YOLO", unwritable_yolo_names(names)),
+    split_map={"train": "train", "test": "val"})
+FORMATS.add("yolo", YOLO)

@@ -87,7 +87,7 @@ def dataset_name(spec: str) -> str:
     p = Path(spec).expanduser()
     if p.exists():
         if p.is_dir():
-            from benchmark.datasets.catalog import voc_devkit_name
+            from benchmark.datasets.voc import voc_devkit_name
 
             devkit = voc_devkit_name(p)
             if devkit:

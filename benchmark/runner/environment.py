@@ -18,7 +18,8 @@ RUNTIME = ("torch", "torchvision", "numpy", "pandas", "faster-coco-eval", "pillo
            "pyyaml", "tqdm")
 # besides the suite's own runtime requirements (read from its installed metadata): what a cell may also run with
 OPTIONAL = ("pycocotools", "scipy", "pyarrow", "submitit", "mmengine", "mmdet", "mmcv")
-PLUGIN_GROUPS = {"methods": "noisybox_bench.methods", "noise": "noisybox_bench.noise"}
+PLUGIN_GROUPS = {"methods": "noisybox_bench.methods", "noise": "noisybox_bench.noise",
+                 "formats": "noisybox_bench.formats"}
 
 
 def _requirement_name(req: str) -> str | None:

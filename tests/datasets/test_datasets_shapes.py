@@ -14,8 +14,7 @@ import pytest
 from PIL import Image
 
 from benchmark.datasets import SHAPES_CLASSES, ShapesConfig, ensure_shapes, load
-from benchmark.datasets.catalog import parse_shapes_spec
-from benchmark.datasets.shapes import _shape_mask, generate_split, render
+from benchmark.datasets.shapes import _shape_mask, generate_split, parse_shapes_spec, render
 from benchmark.errors import BenchError
 from benchmark.io import dumps_json
 

@@ -253,8 +253,9 @@ def test_env_json_records_every_runtime_dependency_plugins_and_cuda(store):
         name = _requirement_name(req)
         assert env["packages"][name] == metadata.version(name), name
     assert env["packages"]["noisybox-bench"]
-    assert set(env["plugins"]) == {"methods", "noise"}
-    for group, key in (("noisybox_bench.methods", "methods"), ("noisybox_bench.noise", "noise")):
+    assert set(env["plugins"]) == {"methods", "noise", "formats"}
+    for group, key in (("noisybox_bench.methods", "methods"), ("noisybox_bench.noise", "noise"),
+                       ("noisybox_bench.formats", "formats")):
         for ep in metadata.entry_points(group=group):
             assert env["plugins"][key][ep.name] == {"dist": ep.dist.name, "version": ep.dist.version,
                                                     "value": ep.value}

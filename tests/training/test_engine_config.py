@@ -95,12 +95,16 @@ def test_parse_overrides():
         parse_overrides(["train.lr"])
 
 
-def test_dataset_kind_from_loader_info():
+def test_dataset_kind_is_what_the_reader_recorded_never_the_name():
     from benchmark.datasets.core import DetectionDataset
 
-    assert dataset_kind(DetectionDataset([], [], [], info={"format": "voc"})) == "voc"
-    assert dataset_kind(DetectionDataset([], [], [], name="shapes")) == "shapes"
-    assert dataset_kind(DetectionDataset([], [], [], source="/d/instances.json")) == "coco"
+    assert dataset_kind(DetectionDataset([], [], [], kind="shapes")) == "shapes"
+    assert dataset_kind(DetectionDataset([], [], [], info={"format": "voc"})) == "voc"  # built in memory from VOC
+    assert dataset_kind(DetectionDataset([], [], [], name="shapes", source="/voc/shapes.json")) == "coco"
+    kept = DetectionDataset([], [], [], kind="voc").subset([]).replace_annotations([]).copy()
+    assert dataset_kind(kept) == "voc"
+    with pytest.raises(BenchError, match="declares kind 'lvis', which no recipe knows"):
+        dataset_kind(DetectionDataset([], [], [], kind="lvis"))
 
 
 def test_steps_beyond_a_short_cosine_run_are_not_an_error():

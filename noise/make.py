@@ -54,6 +54,7 @@ class NoisyResult:
     image_root: Path | None = None  # of the source dataset, for `dataset`
     name: str = ""
     source: str = ""
+    kind: str | None = None  # the source dataset's recipe kind (declared by the format that read it)
 
     @property
     def sha256(self) -> str:
@@ -63,7 +64,7 @@ class NoisyResult:
     def dataset(self) -> DetectionDataset:
         coco = parse_json(self.payload, f"noisy payload of {self.name or 'a dataset'}")
         return DetectionDataset(coco["images"], coco["annotations"], coco["categories"], self.image_root, self.name,
-                                self.source, coco["info"])
+                                self.source, coco["info"], kind=self.kind)
 
 
 # ---- entry points ---------------------------------------------------------------------------------------------
@@ -331,7 +332,8 @@ def recover_clean(noisy: DetectionDataset, manifest: dict) -> DetectionDataset:
     for r in sorted(manifest.get("removed", []), key=lambda r: r["index"]):
         anns.insert(r["index"], dict(r["annotation"]))
     info = {k: v for k, v in noisy.info.items() if k != "noisybox"}
-    return DetectionDataset(noisy.images, anns, noisy.categories, noisy.image_root, noisy.name, noisy.source, info)
+    return DetectionDataset(noisy.images, anns, noisy.categories, noisy.image_root, noisy.name, noisy.source, info,
+                            kind=noisy.kind)
 
 
 # ---- internals ------------------------------------------------------------------------------------------------
@@ -604,7 +606,7 @@ def _finish(ds, bs: BoxSet, nm: NoiseModel, level, seed, mode, layout, recorded:
         "added_ids": added_ids,
         "clean_area": clean_area,
     }
-    return NoisyResult(manifest, payload, ds.image_root, ds.name, ds.source)
+    return NoisyResult(manifest, payload, ds.image_root, ds.name, ds.source, ds.kind)
 
 
 def _ids(template: OutputTemplate, rows: np.ndarray) -> list:

@@ -92,3 +92,17 @@ def test_existing_cell_ids_are_unchanged(key, data, monkeypatch, request):
 def test_the_kind_comes_from_the_format_not_the_path(folder, kind, data):
     splits = load(data / folder)
     assert {k: dataset_kind(ds) for k, ds in splits.items()} == {"train": kind, "test": kind}
+
+
+def test_noisy_and_recovered_sets_keep_the_kind():
+    """The noise step keeps the recipe kind of the set it perturbs (shapes stays shapes, not the coco fallback)."""
+    from benchmark.config import dataset_kind
+    from benchmark.datasets import load
+    from noise import make_noisy
+    from noise.make import recover_clean
+
+    train = load("shapes-mini")["train"]
+    assert dataset_kind(train) == "shapes"
+    noisy = make_noisy(train, "uniform", 0.4, seed=0)
+    assert dataset_kind(noisy.dataset) == "shapes"
+    assert dataset_kind(recover_clean(noisy.dataset, noisy.manifest)) == "shapes"

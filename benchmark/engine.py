@@ -326,33 +326,33 @@ def _fit(adapter, train, cfg, workdir, dist: _Dist, resume, diagnostics, progres
     """torchvision's `main`: open the workdir, build, restore, then epochs of `_train_one_epoch`, then `_finish`."""
     state = _open_workdir(workdir, cfg, train, dist, resume)
     run = _build(adapter, train, cfg, workdir, dist, diagnostics)
-    done = _restore(run, state)
+    loop = _restore(run, state)
     run.ddp_model = run.model
     if dist.enabled:
         run.ddp_model = nn.parallel.DistributedDataParallel(
             run.model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None,
             find_unused_parameters=bool(run.tcfg["find_unused_parameters"]))
     with _train_log(workdir / TRAIN_LOG if dist.main else None):
-        _log_start(run, done)
+        _log_start(run, loop)
         scalars = bar = None
         if dist.main:  # a cell trains in STORE/cells/<id>/train: the cell id names its tracker run
             run_name = workdir.parent.name if workdir.name == "train" else workdir.name
-            scalars = ScalarLog(workdir, run.tcfg["loggers"], done.iteration if done.resumed else None, run_name, cfg)
-        if progress and dist.main and done.iteration < run.total_iters:
+            scalars = ScalarLog(workdir, run.tcfg["loggers"], loop.iteration if loop.resumed else None, run_name, cfg)
+        if progress and dist.main and loop.iteration < run.total_iters:
             from tqdm import tqdm
 
-            bar = tqdm(total=run.total_iters, initial=done.iteration, desc=f"train {adapter.name}", unit="it",
+            bar = tqdm(total=run.total_iters, initial=loop.iteration, desc=f"train {adapter.name}", unit="it",
                        file=sys.stderr, dynamic_ncols=True, leave=False)
         saver = _Checkpointer(workdir / CHECKPOINT, run.tcfg, dist.main)
         try:
-            for epoch in range(done.start_epoch, run.epochs):
-                _train_one_epoch(run, done, epoch, saver, bar, scalars)
+            for epoch in range(loop.start_epoch, run.epochs):
+                _train_one_epoch(run, loop, epoch, saver, bar, scalars)
         finally:
             if bar is not None:
                 bar.close()
             if scalars is not None:
                 scalars.close()
-        return _finish(run, done)
+        return _finish(run, loop)
 
 
 def _open_workdir(workdir: Path, cfg: dict, train, dist: _Dist, resume: bool) -> dict | None:
@@ -421,20 +421,20 @@ def _restore(run: _Run, state: dict | None) -> _Progress:
     run.scheduler.load_state_dict(state["scheduler"])
     if state["scaler"]:  # empty when written without AMP (CPU, amp=false): a GPU run may resume it with AMP on
         run.scaler.load_state_dict(state["scaler"])
-    done = _Progress(state["epoch"], state["iteration"], list(state.get("history", [])),
+    loop = _Progress(state["epoch"], state["iteration"], list(state.get("history", [])),
                      float(state.get("elapsed", 0.0)), resumed=True,
                      mid_epoch=state if state.get("partial") is not None else None)
     if len(state["rng"]) == dist.world_size:
         _set_rng_state(state["rng"][dist.rank], device)
     else:  # a different number of processes: fresh, but still seeded, sampler randomness
-        _seed_everything(seed + 7919 * (done.start_epoch + 1) + dist.rank, device)
-    return done
+        _seed_everything(seed + 7919 * (loop.start_epoch + 1) + dist.rank, device)
+    return loop
 
 
-def _restore_mid_epoch(run: _Run, done: _Progress, epoch: _Epoch) -> None:
+def _restore_mid_epoch(run: _Run, loop: _Progress, epoch: _Epoch) -> None:
     """Resumed inside this epoch: the hooks' state as saved (not as `set_epoch` left it), the RNG state of that
     iteration and the epoch's loss sums so far."""
-    state, done.mid_epoch = done.mid_epoch, None
+    state, loop.mid_epoch = loop.mid_epoch, None
     run.model.load_state_dict(state["model"])
     if len(state["rng"]) == run.dist.world_size:
         _set_rng_state(state["rng"][run.dist.rank], run.dist.device)
@@ -442,10 +442,10 @@ def _restore_mid_epoch(run: _Run, done: _Progress, epoch: _Epoch) -> None:
     epoch.sums, epoch.count, epoch.before = dict(so_far["sums"]), int(so_far["count"]), float(so_far["seconds"])
 
 
-def _log_start(run: _Run, done: _Progress) -> None:
+def _log_start(run: _Run, loop: _Progress) -> None:
     tcfg, dist = run.tcfg, run.dist
-    if done.resumed:
-        _log.info(f"resume from epoch {done.start_epoch} (iteration {done.iteration}) world_size={dist.world_size}")
+    if loop.resumed:
+        _log.info(f"resume from epoch {loop.start_epoch} (iteration {loop.iteration}) world_size={dist.world_size}")
         return
     _log.info(f"start method={run.adapter.name} images={run.num_images} epochs={run.epochs} iters/epoch={run.ipe} "
               f"batch={tcfg['batch_size']} lr={scaled_lr(tcfg):g} seed={tcfg['seed']} data_seed={tcfg['data_seed']} "
@@ -453,34 +453,34 @@ def _log_start(run: _Run, done: _Progress) -> None:
     _log.info(f"config {dumps_json(run.cfg).decode()}")
 
 
-def _train_one_epoch(run: _Run, done: _Progress, epoch: int, saver: _Checkpointer, bar, scalars) -> None:
+def _train_one_epoch(run: _Run, loop: _Progress, epoch: int, saver: _Checkpointer, bar, scalars) -> None:
     """torchvision's `train_one_epoch`: a loader from where the run stands, one `_train_step` per batch with its log
     line, scalars row and time-based checkpoint; the epoch's history entry and end-of-epoch checkpoint."""
     _call_hook(run.model, "set_epoch", epoch, run.epochs)
     sums = _Epoch(time.perf_counter())
     run.ddp_model.train()
     loader = torch.utils.data.DataLoader(  # from `iteration`: epoch * ipe, or where a checkpoint left off
-        run.images, batch_sampler=IterationBatches(run.order, done.iteration, (epoch + 1) * run.ipe),
+        run.images, batch_sampler=IterationBatches(run.order, loop.iteration, (epoch + 1) * run.ipe),
         collate_fn=collate, num_workers=run.tcfg["workers"], pin_memory=run.dist.device.type == "cuda")
     batches = iter(loader)  # draws its base seed from the global RNG, as it did before the checkpoint
-    if done.mid_epoch is not None:
-        _restore_mid_epoch(run, done, sums)
+    if loop.mid_epoch is not None:
+        _restore_mid_epoch(run, loop, sums)
     for ims, targets in batches:
         ims, targets = _to_device(ims, targets, run.dist.device)
-        names, values, save_now = _train_step(run, ims, targets, done.iteration, epoch, saver)
-        done.iteration += 1
+        names, values, save_now = _train_step(run, ims, targets, loop.iteration, epoch, saver)
+        loop.iteration += 1
         sums.add(names, values)
-        _log_iteration(run, done, epoch, sums, names, values, bar, scalars)
-        if save_now and done.iteration < (epoch + 1) * run.ipe:  # the epoch's end saves anyway
-            saver.save(run, done, epoch, {"sums": sums.sums, "count": sums.count, "seconds": sums.seconds()})
+        _log_iteration(run, loop, epoch, sums, names, values, bar, scalars)
+        if save_now and loop.iteration < (epoch + 1) * run.ipe:  # the epoch's end saves anyway
+            saver.save(run, loop, epoch, {"sums": sums.sums, "count": sums.count, "seconds": sums.seconds()})
     seconds = sums.seconds()
-    done.elapsed += seconds
-    done.history.append({"epoch": epoch + 1, "iteration": done.iteration, "seconds": round(seconds, 3),
+    loop.elapsed += seconds
+    loop.history.append({"epoch": epoch + 1, "iteration": loop.iteration, "seconds": round(seconds, 3),
                          **{k: round(v / max(sums.count, 1), 5) for k, v in sums.sums.items()}})
     _log.info(f"epoch {epoch + 1}/{run.epochs} done in {seconds:.1f}s "
               f"mean loss={sums.sums.get('loss', 0.0) / max(sums.count, 1):.4f}")
     if saver.at_epoch_end(epoch, run.epochs):
-        saver.save(run, done, epoch + 1, None)
+        saver.save(run, loop, epoch + 1, None)
 
 
 def _train_step(run: _Run, ims, targets, iteration: int, epoch: int, saver: _Checkpointer):
@@ -511,19 +511,19 @@ def _train_step(run: _Run, ims, targets, iteration: int, epoch: int, saver: _Che
     return ["loss"] + list(loss_dict), reduced[:-1].tolist(), save_now
 
 
-def _log_iteration(run: _Run, done: _Progress, epoch: int, sums: _Epoch, names, values, bar, scalars) -> None:
+def _log_iteration(run: _Run, loop: _Progress, epoch: int, sums: _Epoch, names, values, bar, scalars) -> None:
     """The progress bar every step; every `log_every` steps (and the last) a train.log line and a scalars row."""
     lr = run.optimizer.param_groups[0]["lr"]
     if bar is not None:
         bar.update(1)
         bar.set_postfix(loss=f"{values[0]:.3f}", lr=f"{lr:.2e}", epoch=f"{epoch + 1}/{run.epochs}", refresh=False)
-    if done.iteration % run.tcfg["log_every"] and done.iteration != run.total_iters:
+    if loop.iteration % run.tcfg["log_every"] and loop.iteration != run.total_iters:
         return
     parts = " ".join(f"{k}={v:.4f}" for k, v in zip(names, values))
-    _log.info(f"epoch {epoch + 1}/{run.epochs} iter {done.iteration}/{run.total_iters} lr={lr:.3e} {parts}")
+    _log.info(f"epoch {epoch + 1}/{run.epochs} iter {loop.iteration}/{run.total_iters} lr={lr:.3e} {parts}")
     if scalars is not None:
-        scalars.log({"iteration": done.iteration, "epoch": round(done.iteration / run.ipe, 4), "lr": lr,
-                     "seconds": round(done.elapsed + time.perf_counter() - sums.t0 + sums.before, 3),
+        scalars.log({"iteration": loop.iteration, "epoch": round(loop.iteration / run.ipe, 4), "lr": lr,
+                     "seconds": round(loop.elapsed + time.perf_counter() - sums.t0 + sums.before, 3),
                      **dict(zip(names, values)), **_numeric(_call_hook(run.model, "diagnostics"))})
 
 
@@ -544,24 +544,24 @@ class _Checkpointer:
     def at_epoch_end(self, epoch: int, epochs: int) -> bool:
         return (epoch + 1) % self.every_epochs == 0 or epoch + 1 == epochs
 
-    def save(self, run: _Run, done: _Progress, epochs_done: int, epoch_so_far: dict | None) -> None:
+    def save(self, run: _Run, loop: _Progress, epochs_done: int, epoch_so_far: dict | None) -> None:
         """`epoch_so_far`: the loss sums of the epoch under way (a mid-epoch checkpoint), None at an epoch's end."""
         rng = run.dist.all_gather(_rng_state(run.dist.device))
         if run.dist.main:
             _save(self.path, {
                 "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
                 "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(),
-                "epoch": epochs_done, "iteration": done.iteration, "rng": rng, "config": run.cfg,
+                "epoch": epochs_done, "iteration": loop.iteration, "rng": rng, "config": run.cfg,
                 "categories": run.categories, "category_names": run.category_names, "method": run.adapter.name,
-                "history": done.history, "elapsed": done.elapsed, "partial": epoch_so_far,
+                "history": loop.history, "elapsed": loop.elapsed, "partial": epoch_so_far,
             })
         run.dist.barrier()
         if epoch_so_far is not None:
-            _log.info(f"checkpoint at iteration {done.iteration} (epoch {epochs_done + 1}/{run.epochs} under way)")
+            _log.info(f"checkpoint at iteration {loop.iteration} (epoch {epochs_done + 1}/{run.epochs} under way)")
         self.last = time.perf_counter()
 
 
-def _finish(run: _Run, done: _Progress) -> TrainResult:
+def _finish(run: _Run, loop: _Progress) -> TrainResult:
     """End of training: the `refined_boxes` and `diagnostics` hooks (gathered from every process), then on the main
     process the final weights, refined_boxes.json and train_metrics.json."""
     dist, tcfg, final_path = run.dist, run.tcfg, run.workdir / FINAL
@@ -579,16 +579,16 @@ def _finish(run: _Run, done: _Progress) -> TrainResult:
             write_json(refined_path, refined_annotations(run.train, merged))
         metrics = {
             "method": run.adapter.name, "images": run.num_images, "epochs": run.epochs, "iters_per_epoch": run.ipe,
-            "iterations": done.iteration, "batch_size": tcfg["batch_size"], "lr": scaled_lr(tcfg),
+            "iterations": loop.iteration, "batch_size": tcfg["batch_size"], "lr": scaled_lr(tcfg),
             "seed": tcfg["seed"], "data_seed": tcfg["data_seed"], "world_size": dist.world_size,
-            "device": str(dist.device), "amp": run.use_amp, "train_seconds": round(done.elapsed, 3),
-            "seconds_per_iter": round(done.elapsed / max(done.iteration, 1), 4),
+            "device": str(dist.device), "amp": run.use_amp, "train_seconds": round(loop.elapsed, 3),
+            "seconds_per_iter": round(loop.elapsed / max(loop.iteration, 1), 4),
             "skipped_annotations": run.images.skipped,
-            "final_loss": done.history[-1].get("loss") if done.history else None, "history": done.history,
+            "final_loss": loop.history[-1].get("loss") if loop.history else None, "history": loop.history,
         }
         metrics.update(_merge_diagnostics(diag_parts, metrics))
         write_json(run.workdir / "train_metrics.json", metrics, indent=True)
-        _log.info(f"done: {done.iteration} iterations in {done.elapsed:.1f}s")
+        _log.info(f"done: {loop.iteration} iterations in {loop.elapsed:.1f}s")
     dist.barrier()
     return TrainResult(checkpoint=final_path, metrics=metrics, refined_boxes=refined_path)
 

@@ -13,21 +13,27 @@
   `train.batch_size` is the total over all processes;
 - a non-finite loss (or, without AMP, a non-finite gradient of finite losses) stops the run with a `BenchError`
   naming the iteration and the batch's image ids;
-- `workdir/train.log`, `workdir/train_metrics.json`, `workdir/scalars.csv` (+ `train.loggers`), a tqdm bar (loss,
-  it/s, ETA) on stderr;
+- `workdir/train.log` (the `noisybox.train` logger: its records also reach the runner's cell.log),
+  `workdir/train_metrics.json`, `workdir/scalars.csv` (+ `train.loggers`), a tqdm bar (loss, it/s, ETA) on stderr;
 - model hooks (see methods/base.py): `set_epoch`, `set_diagnostics`, `refined_boxes` (-> `refined_boxes.json`,
   gathered across processes), `diagnostics` (merged into the metrics).
+
+The loop is cut the way torchvision's references/detection cut theirs: `_fit` (main) opens the workdir, `_build`s,
+`_restore`s, runs `_train_one_epoch` (one `_train_step` per batch), and `_finish`es; `_Checkpointer` holds the
+checkpoint policy.
 
 `predict(adapter, checkpoint, dataset)` returns COCO results in original-image coordinates and category ids.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -192,18 +198,37 @@ def _seed_everything(seed: int, device: torch.device) -> None:
 
 
 # ---- logging ------------------------------------------------------------------------------------------------
-class _Log:
-    def __init__(self, path: Path | None):
-        self.fh = open(path, "a", encoding="utf-8") if path else None
+_log = logging.getLogger("noisybox.train")
+TRAIN_LOG = "train.log"
 
-    def __call__(self, line: str) -> None:
-        if self.fh:
-            self.fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
-            self.fh.flush()
 
-    def close(self) -> None:
-        if self.fh:
-            self.fh.close()
+def _drop(record: logging.LogRecord) -> bool:
+    return False
+
+
+@contextmanager
+def _train_log(path: Path | None):
+    """Send `noisybox.train` records to `path` (the run's train.log) while the run trains; they still propagate, so
+    the runner's cell.log handler sees them. `path` None (a process other than the main one): drop them."""
+    level = _log.level
+    if _log.getEffectiveLevel() > logging.INFO:
+        _log.setLevel(logging.INFO)  # train.log gets every line whatever the root logger's level
+    handler = None
+    if path is None:
+        _log.addFilter(_drop)
+    else:
+        handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+        _log.addHandler(handler)
+    try:
+        yield
+    finally:
+        if handler is None:
+            _log.removeFilter(_drop)
+        else:
+            _log.removeHandler(handler)
+            handler.close()
+        _log.setLevel(level)
 
 
 def _call_hook(model: nn.Module, name: str, *args):
@@ -218,6 +243,72 @@ def _to_device(images, targets, device):
 
 
 # ---- training -----------------------------------------------------------------------------------------------
+@dataclass
+class _Run:
+    """What a run trains with; built once (`_build`), then only read. The loop's state is `_Progress`."""
+
+    adapter: Any
+    train: Any
+    cfg: dict
+    workdir: Path
+    dist: _Dist
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    images: DetectionImages
+    order: TrainOrder
+    num_images: int
+    ipe: int
+    use_amp: bool
+    params: list  # what gradient clipping clips: the trainable parameters when the run starts
+    categories: list[int]
+    category_names: list
+    ddp_model: nn.Module | None = None  # `model` under DDP, wrapped once the checkpoint is restored
+
+    @property
+    def tcfg(self) -> dict:
+        return self.cfg["train"]
+
+    @property
+    def epochs(self) -> int:
+        return self.tcfg["epochs"]
+
+    @property
+    def total_iters(self) -> int:
+        return self.epochs * self.ipe
+
+
+@dataclass
+class _Progress:
+    """The loop state a checkpoint carries: where the run stands, the epochs' history and training time."""
+
+    start_epoch: int = 0
+    iteration: int = 0
+    history: list = field(default_factory=list)
+    elapsed: float = 0.0
+    resumed: bool = False
+    mid_epoch: dict | None = None  # a checkpoint written inside `start_epoch`: restored once its loader exists
+
+
+@dataclass
+class _Epoch:
+    """One epoch's loss sums so far and its clock (`before`: seconds spent in it before a resume)."""
+
+    t0: float
+    sums: dict = field(default_factory=dict)
+    count: int = 0
+    before: float = 0.0
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.t0 + self.before
+
+    def add(self, names: list[str], values: list[float]) -> None:
+        self.count += 1
+        for name, v in zip(names, values):
+            self.sums[name] = self.sums.get(name, 0.0) + v
+
+
 def fit(adapter, train, cfg: dict, workdir: Path, *, resume: bool = True, diagnostics: Any = None,
         progress: bool = True) -> TrainResult:
     """Train `adapter`'s model on `train` (already the adapter's training view) into `workdir`."""
@@ -232,17 +323,46 @@ def fit(adapter, train, cfg: dict, workdir: Path, *, resume: bool = True, diagno
 
 
 def _fit(adapter, train, cfg, workdir, dist: _Dist, resume, diagnostics, progress) -> TrainResult:
-    tcfg = cfg["train"]
-    device = dist.device
+    """torchvision's `main`: open the workdir, build, restore, then epochs of `_train_one_epoch`, then `_finish`."""
+    state = _open_workdir(workdir, cfg, train, dist, resume)
+    run = _build(adapter, train, cfg, workdir, dist, diagnostics)
+    loop = _restore(run, state)
+    run.ddp_model = run.model
+    if dist.enabled:
+        run.ddp_model = nn.parallel.DistributedDataParallel(
+            run.model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None,
+            find_unused_parameters=bool(run.tcfg["find_unused_parameters"]))
+    with _train_log(workdir / TRAIN_LOG if dist.main else None):
+        _log_start(run, loop)
+        scalars = bar = None
+        if dist.main:  # a cell trains in STORE/cells/<id>/train: the cell id names its tracker run
+            run_name = workdir.parent.name if workdir.name == "train" else workdir.name
+            scalars = ScalarLog(workdir, run.tcfg["loggers"], loop.iteration if loop.resumed else None, run_name, cfg)
+        if progress and dist.main and loop.iteration < run.total_iters:
+            from tqdm import tqdm
+
+            bar = tqdm(total=run.total_iters, initial=loop.iteration, desc=f"train {adapter.name}", unit="it",
+                       file=sys.stderr, dynamic_ncols=True, leave=False)
+        saver = _Checkpointer(workdir / CHECKPOINT, run.tcfg, dist.main)
+        try:
+            for epoch in range(loop.start_epoch, run.epochs):
+                _train_one_epoch(run, loop, epoch, saver, bar, scalars)
+        finally:
+            if bar is not None:
+                bar.close()
+            if scalars is not None:
+                scalars.close()
+        return _finish(run, loop)
+
+
+def _open_workdir(workdir: Path, cfg: dict, train, dist: _Dist, resume: bool) -> dict | None:
+    """The checkpoint to resume from (checked to be this experiment's), or None; without `resume`, the outputs of
+    an earlier run are removed first."""
     if dist.main:
         workdir.mkdir(parents=True, exist_ok=True)
     dist.barrier()
-    ckpt_path, final_path = workdir / CHECKPOINT, workdir / FINAL
+    ckpt_path = workdir / CHECKPOINT
     categories = sorted(c["id"] for c in train.categories)
-    names = {c["id"]: c.get("name") for c in train.categories}
-    category_names = [names[cid] for cid in categories]  # saved so `predict` can tell ids that mean other classes
-    labels = train.contiguous_labels()
-
     state = None
     if resume and ckpt_path.is_file():
         state = _load(ckpt_path)
@@ -252,11 +372,19 @@ def _fit(adapter, train, cfg, workdir, dist: _Dist, resume, diagnostics, progres
         if state.get("categories") != categories:
             raise BenchError("checkpoint was trained on different categories", ckpt_path)
     elif not resume and dist.main:
-        for p in (ckpt_path, final_path, workdir / "train.log", workdir / "train_metrics.json",
+        for p in (ckpt_path, workdir / FINAL, workdir / TRAIN_LOG, workdir / "train_metrics.json",
                   workdir / "refined_boxes.json", workdir / CSV_NAME):
             p.unlink(missing_ok=True)
     dist.barrier()
+    return state
 
+
+def _build(adapter, train, cfg: dict, workdir: Path, dist: _Dist, diagnostics: Any) -> _Run:
+    """Seeded model (+ `set_diagnostics`), optimizer, images, image order and lr schedule: a fresh run's start."""
+    tcfg, device = cfg["train"], dist.device
+    categories = sorted(c["id"] for c in train.categories)
+    names = {c["id"]: c.get("name") for c in train.categories}
+    labels = train.contiguous_labels()
     _seed_everything(tcfg["seed"], device)
     model = adapter.build_model(cfg, len(categories)).to(device)
     if diagnostics is not None:
@@ -268,180 +396,199 @@ def _fit(adapter, train, cfg, workdir, dist: _Dist, resume, diagnostics, progres
     order = TrainOrder(len(train.images), tcfg["batch_size"], tcfg["data_seed"], tcfg["hflip"], tcfg["vflip"],
                        dist.rank, dist.world_size, indices=kept,
                        groups=aspect_groups(train) if option(tcfg, "train", "aspect_ratio_group") else None)
-    num_images = len(train.images) if kept is None else len(kept)
     ipe = iters_per_epoch(tcfg, order.pass_length)
-    epochs = tcfg["epochs"]
-    total_iters = epochs * ipe
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, tcfg, ipe))
     use_amp = bool(tcfg["amp"]) and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    # a plain lambda: for a callable object LambdaLR.state_dict would store its __dict__ (a checkpoint change)
+    return _Run(
+        adapter=adapter, train=train, cfg=cfg, workdir=workdir, dist=dist, model=model, optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, tcfg, ipe)),
+        scaler=torch.amp.GradScaler("cuda", enabled=use_amp), images=images, order=order,
+        num_images=len(train.images) if kept is None else len(kept), ipe=ipe, use_amp=use_amp,
+        params=[p for p in model.parameters() if p.requires_grad], categories=categories,
+        category_names=[names[cid] for cid in categories])  # names saved so `predict` can tell ids of other classes
 
-    start_epoch, iteration, history, elapsed, partial = 0, 0, [], 0.0, None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if state["scaler"]:  # empty when written without AMP (CPU, amp=false): a GPU run may resume it with AMP on
-            scaler.load_state_dict(state["scaler"])
-        start_epoch, iteration = state["epoch"], state["iteration"]
-        history, elapsed = list(state.get("history", [])), float(state.get("elapsed", 0.0))
-        partial = state.get("partial")  # written inside an epoch: that epoch's loss sums so far
-        rng = state["rng"]
-        if len(rng) == dist.world_size:
-            _set_rng_state(rng[dist.rank], device)
-        else:  # a different number of processes: fresh, but still seeded, sampler randomness
-            _seed_everything(tcfg["seed"] + 7919 * (start_epoch + 1) + dist.rank, device)
-    elif dist.rank:
-        _seed_everything(tcfg["seed"] + dist.rank, device)  # different RoI sampling per process, as torchrun would
 
-    ddp_model = model
-    if dist.enabled:
-        ddp_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=bool(tcfg["find_unused_parameters"]))
-
-    log = _Log(workdir / "train.log" if dist.main else None)
+def _restore(run: _Run, state: dict | None) -> _Progress:
+    """Model, optimizer, schedule, scaler and RNG as the checkpoint left them (a fresh run: other processes seed
+    their own RNG); returns where the loop starts."""
+    dist, device, seed = run.dist, run.dist.device, run.tcfg["seed"]
     if state is None:
-        log(f"start method={adapter.name} images={num_images} epochs={epochs} iters/epoch={ipe} "
-            f"batch={tcfg['batch_size']} lr={scaled_lr(tcfg):g} seed={tcfg['seed']} data_seed={tcfg['data_seed']} "
-            f"device={device} world_size={dist.world_size} amp={use_amp} skipped={images.skipped}")
-        log(f"config {dumps_json(cfg).decode()}")
-    else:
-        log(f"resume from epoch {start_epoch} (iteration {iteration}) world_size={dist.world_size}")
-    scalars = None
-    if dist.main:  # a cell trains in STORE/cells/<id>/train: the cell id names its tracker run
-        run_name = workdir.parent.name if workdir.name == "train" else workdir.name
-        scalars = ScalarLog(workdir, tcfg["loggers"], None if state is None else iteration, run_name, cfg)
+        if dist.rank:
+            _seed_everything(seed + dist.rank, device)  # different RoI sampling per process, as torchrun would
+        return _Progress()
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    if state["scaler"]:  # empty when written without AMP (CPU, amp=false): a GPU run may resume it with AMP on
+        run.scaler.load_state_dict(state["scaler"])
+    loop = _Progress(state["epoch"], state["iteration"], list(state.get("history", [])),
+                     float(state.get("elapsed", 0.0)), resumed=True,
+                     mid_epoch=state if state.get("partial") is not None else None)
+    if len(state["rng"]) == dist.world_size:
+        _set_rng_state(state["rng"][dist.rank], device)
+    else:  # a different number of processes: fresh, but still seeded, sampler randomness
+        _seed_everything(seed + 7919 * (loop.start_epoch + 1) + dist.rank, device)
+    return loop
 
-    bar = None
-    if progress and dist.main and iteration < total_iters:
-        from tqdm import tqdm
 
-        bar = tqdm(total=total_iters, initial=iteration, desc=f"train {adapter.name}", unit="it", file=sys.stderr,
-                   dynamic_ncols=True, leave=False)
-    params = [p for p in model.parameters() if p.requires_grad]
-    autocast = (lambda: torch.autocast("cuda")) if use_amp else nullcontext
-    save_every_s = 60.0 * float(tcfg["checkpoint_minutes"])
-    last_save = time.perf_counter()
+def _restore_mid_epoch(run: _Run, loop: _Progress, epoch: _Epoch) -> None:
+    """Resumed inside this epoch: the hooks' state as saved (not as `set_epoch` left it), the RNG state of that
+    iteration and the epoch's loss sums so far."""
+    state, loop.mid_epoch = loop.mid_epoch, None
+    run.model.load_state_dict(state["model"])
+    if len(state["rng"]) == run.dist.world_size:
+        _set_rng_state(state["rng"][run.dist.rank], run.dist.device)
+    so_far = state["partial"]
+    epoch.sums, epoch.count, epoch.before = dict(so_far["sums"]), int(so_far["count"]), float(so_far["seconds"])
 
-    def save_checkpoint(epochs_done: int, epoch_so_far: dict | None) -> None:
-        rng = dist.all_gather(_rng_state(device))
-        if dist.main:
-            _save(ckpt_path, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                "epoch": epochs_done, "iteration": iteration, "rng": rng, "config": cfg,
-                "categories": categories, "category_names": category_names, "method": adapter.name,
-                "history": history, "elapsed": elapsed, "partial": epoch_so_far,
+
+def _log_start(run: _Run, loop: _Progress) -> None:
+    tcfg, dist = run.tcfg, run.dist
+    if loop.resumed:
+        _log.info(f"resume from epoch {loop.start_epoch} (iteration {loop.iteration}) world_size={dist.world_size}")
+        return
+    _log.info(f"start method={run.adapter.name} images={run.num_images} epochs={run.epochs} iters/epoch={run.ipe} "
+              f"batch={tcfg['batch_size']} lr={scaled_lr(tcfg):g} seed={tcfg['seed']} data_seed={tcfg['data_seed']} "
+              f"device={dist.device} world_size={dist.world_size} amp={run.use_amp} skipped={run.images.skipped}")
+    _log.info(f"config {dumps_json(run.cfg).decode()}")
+
+
+def _train_one_epoch(run: _Run, loop: _Progress, epoch: int, saver: _Checkpointer, bar, scalars) -> None:
+    """torchvision's `train_one_epoch`: a loader from where the run stands, one `_train_step` per batch with its log
+    line, scalars row and time-based checkpoint; the epoch's history entry and end-of-epoch checkpoint."""
+    _call_hook(run.model, "set_epoch", epoch, run.epochs)
+    sums = _Epoch(time.perf_counter())
+    run.ddp_model.train()
+    loader = torch.utils.data.DataLoader(  # from `iteration`: epoch * ipe, or where a checkpoint left off
+        run.images, batch_sampler=IterationBatches(run.order, loop.iteration, (epoch + 1) * run.ipe),
+        collate_fn=collate, num_workers=run.tcfg["workers"], pin_memory=run.dist.device.type == "cuda")
+    batches = iter(loader)  # draws its base seed from the global RNG, as it did before the checkpoint
+    if loop.mid_epoch is not None:
+        _restore_mid_epoch(run, loop, sums)
+    for ims, targets in batches:
+        ims, targets = _to_device(ims, targets, run.dist.device)
+        names, values, save_now = _train_step(run, ims, targets, loop.iteration, epoch, saver)
+        loop.iteration += 1
+        sums.add(names, values)
+        _log_iteration(run, loop, epoch, sums, names, values, bar, scalars)
+        if save_now and loop.iteration < (epoch + 1) * run.ipe:  # the epoch's end saves anyway
+            saver.save(run, loop, epoch, {"sums": sums.sums, "count": sums.count, "seconds": sums.seconds()})
+    seconds = sums.seconds()
+    loop.elapsed += seconds
+    loop.history.append({"epoch": epoch + 1, "iteration": loop.iteration, "seconds": round(seconds, 3),
+                         **{k: round(v / max(sums.count, 1), 5) for k, v in sums.sums.items()}})
+    _log.info(f"epoch {epoch + 1}/{run.epochs} done in {seconds:.1f}s "
+              f"mean loss={sums.sums.get('loss', 0.0) / max(sums.count, 1):.4f}")
+    if saver.at_epoch_end(epoch, run.epochs):
+        saver.save(run, loop, epoch + 1, None)
+
+
+def _train_step(run: _Run, ims, targets, iteration: int, epoch: int, saver: _Checkpointer):
+    """One optimizer step: forward (CUDA AMP), losses averaged over processes with the non-finite guard, backward,
+    gradient clipping, optimizer, scaler and lr schedule. Returns the loss names, their averaged values, and whether
+    every process checkpoints after this step (the main process's clock asks; the flag rides on the reduction)."""
+    dist, tcfg = run.dist, run.tcfg
+    with torch.autocast("cuda") if run.use_amp else nullcontext():
+        loss_dict = run.ddp_model(ims, targets)
+    loss = sum(loss_dict.values())
+    values = torch.stack([loss.detach().float()] + [v.detach().float() for v in loss_dict.values()])
+    finite = torch.isfinite(values).all().float().reshape(1)
+    reduced = dist.all_reduce_mean(torch.cat([values, finite, finite.new_tensor([float(saver.due())])]))
+    save_now = bool(reduced[-1] > 0)
+    reduced = reduced[:-1]
+    if reduced[-1] < 1.0 or not torch.isfinite(reduced).all():
+        _raise_nonfinite(dist, iteration, epoch, loss_dict, targets)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    if tcfg["grad_clip"]:
+        run.scaler.unscale_(run.optimizer)
+        norm = nn.utils.clip_grad_norm_(run.params, tcfg["grad_clip"])
+        if not run.use_amp and not torch.isfinite(norm):  # with AMP the scaler skips such a step
+            _raise_nonfinite(dist, iteration, epoch, loss_dict, targets, "gradient")
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    return ["loss"] + list(loss_dict), reduced[:-1].tolist(), save_now
+
+
+def _log_iteration(run: _Run, loop: _Progress, epoch: int, sums: _Epoch, names, values, bar, scalars) -> None:
+    """The progress bar every step; every `log_every` steps (and the last) a train.log line and a scalars row."""
+    lr = run.optimizer.param_groups[0]["lr"]
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{values[0]:.3f}", lr=f"{lr:.2e}", epoch=f"{epoch + 1}/{run.epochs}", refresh=False)
+    if loop.iteration % run.tcfg["log_every"] and loop.iteration != run.total_iters:
+        return
+    parts = " ".join(f"{k}={v:.4f}" for k, v in zip(names, values))
+    _log.info(f"epoch {epoch + 1}/{run.epochs} iter {loop.iteration}/{run.total_iters} lr={lr:.3e} {parts}")
+    if scalars is not None:
+        scalars.log({"iteration": loop.iteration, "epoch": round(loop.iteration / run.ipe, 4), "lr": lr,
+                     "seconds": round(loop.elapsed + time.perf_counter() - sums.t0 + sums.before, 3),
+                     **dict(zip(names, values)), **_numeric(_call_hook(run.model, "diagnostics"))})
+
+
+class _Checkpointer:
+    """When and what to save: the rolling checkpoint after every `checkpoint_every` epochs and the last one, and
+    inside an epoch once `checkpoint_minutes` have passed since the last save (the main process's clock); written
+    atomically by the main process once every process has sent its RNG state."""
+
+    def __init__(self, path: Path, tcfg: dict, main: bool):
+        self.path, self.main = path, main
+        self.every_epochs = tcfg["checkpoint_every"]
+        self.every_s = 60.0 * float(tcfg["checkpoint_minutes"])
+        self.last = time.perf_counter()
+
+    def due(self) -> bool:
+        return self.main and self.every_s > 0 and time.perf_counter() - self.last >= self.every_s
+
+    def at_epoch_end(self, epoch: int, epochs: int) -> bool:
+        return (epoch + 1) % self.every_epochs == 0 or epoch + 1 == epochs
+
+    def save(self, run: _Run, loop: _Progress, epochs_done: int, epoch_so_far: dict | None) -> None:
+        """`epoch_so_far`: the loss sums of the epoch under way (a mid-epoch checkpoint), None at an epoch's end."""
+        rng = run.dist.all_gather(_rng_state(run.dist.device))
+        if run.dist.main:
+            _save(self.path, {
+                "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+                "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(),
+                "epoch": epochs_done, "iteration": loop.iteration, "rng": rng, "config": run.cfg,
+                "categories": run.categories, "category_names": run.category_names, "method": run.adapter.name,
+                "history": loop.history, "elapsed": loop.elapsed, "partial": epoch_so_far,
             })
-        dist.barrier()
+        run.dist.barrier()
+        if epoch_so_far is not None:
+            _log.info(f"checkpoint at iteration {loop.iteration} (epoch {epochs_done + 1}/{run.epochs} under way)")
+        self.last = time.perf_counter()
 
-    try:
-        for epoch in range(start_epoch, epochs):
-            _call_hook(model, "set_epoch", epoch, epochs)
-            t0, sums, count, before = time.perf_counter(), {}, 0, 0.0
-            ddp_model.train()
-            loader = torch.utils.data.DataLoader(  # from `iteration`: epoch * ipe, or where a checkpoint left off
-                images, batch_sampler=IterationBatches(order, iteration, (epoch + 1) * ipe), collate_fn=collate,
-                num_workers=tcfg["workers"], pin_memory=device.type == "cuda")
-            batches = iter(loader)  # draws its base seed from the global RNG, as it did before the checkpoint
-            if partial is not None:  # resumed inside this epoch: the hooks' state as saved, not as set_epoch left
-                model.load_state_dict(state["model"])  # it, and the RNG state of that iteration
-                if len(state["rng"]) == dist.world_size:
-                    _set_rng_state(state["rng"][dist.rank], device)
-                sums, count, before = dict(partial["sums"]), int(partial["count"]), float(partial["seconds"])
-                partial = None
-            for ims, targets in batches:
-                ims, targets = _to_device(ims, targets, device)
-                with autocast():
-                    loss_dict = ddp_model(ims, targets)
-                loss = sum(loss_dict.values())
-                values = torch.stack([loss.detach().float()] + [v.detach().float() for v in loss_dict.values()])
-                finite = torch.isfinite(values).all().float().reshape(1)
-                # the main process's clock decides when to checkpoint; the flag rides on the loss reduction
-                due = dist.main and save_every_s > 0 and time.perf_counter() - last_save >= save_every_s
-                reduced = dist.all_reduce_mean(torch.cat([values, finite, finite.new_tensor([float(due)])]))
-                save_now = bool(reduced[-1] > 0)
-                reduced = reduced[:-1]
-                if reduced[-1] < 1.0 or not torch.isfinite(reduced).all():
-                    _raise_nonfinite(dist, iteration, epoch, loss_dict, targets)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if tcfg["grad_clip"]:
-                    scaler.unscale_(optimizer)
-                    norm = nn.utils.clip_grad_norm_(params, tcfg["grad_clip"])
-                    if not use_amp and not torch.isfinite(norm):  # with AMP the scaler skips such a step
-                        _raise_nonfinite(dist, iteration, epoch, loss_dict, targets, "gradient")
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                iteration += 1
-                count += 1
-                names = ["loss"] + list(loss_dict)
-                for name, v in zip(names, reduced[:-1].tolist()):
-                    sums[name] = sums.get(name, 0.0) + v
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{reduced[0].item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}",
-                                    epoch=f"{epoch + 1}/{epochs}", refresh=False)
-                if iteration % tcfg["log_every"] == 0 or iteration == total_iters:
-                    parts = " ".join(f"{k}={v:.4f}" for k, v in zip(names, reduced[:-1].tolist()))
-                    log(f"epoch {epoch + 1}/{epochs} iter {iteration}/{total_iters} "
-                        f"lr={optimizer.param_groups[0]['lr']:.3e} {parts}")
-                    if scalars is not None:
-                        scalars.log({"iteration": iteration, "epoch": round(iteration / ipe, 4),
-                                     "lr": optimizer.param_groups[0]["lr"],
-                                     "seconds": round(elapsed + time.perf_counter() - t0 + before, 3),
-                                     **dict(zip(names, reduced[:-1].tolist())),
-                                     **_numeric(_call_hook(model, "diagnostics"))})
-                if save_now and iteration < (epoch + 1) * ipe:  # the epoch's end saves anyway
-                    save_checkpoint(epoch, {"sums": sums, "count": count,
-                                            "seconds": time.perf_counter() - t0 + before})
-                    log(f"checkpoint at iteration {iteration} (epoch {epoch + 1}/{epochs} under way)")
-                    last_save = time.perf_counter()
-            seconds = time.perf_counter() - t0 + before
-            elapsed += seconds
-            history.append({"epoch": epoch + 1, "iteration": iteration, "seconds": round(seconds, 3),
-                            **{k: round(v / max(count, 1), 5) for k, v in sums.items()}})
-            log(f"epoch {epoch + 1}/{epochs} done in {seconds:.1f}s mean loss={sums.get('loss', 0.0) / max(count, 1):.4f}")
-            if (epoch + 1) % tcfg["checkpoint_every"] == 0 or epoch + 1 == epochs:
-                save_checkpoint(epoch + 1, None)
-                last_save = time.perf_counter()
-    finally:
-        if bar is not None:
-            bar.close()
-        if scalars is not None:
-            scalars.close()
 
-    # ---- end of training: hooks, final weights, metrics --------------------------------------------------------
-    refined = _call_hook(model, "refined_boxes")
-    refined_parts = dist.all_gather(refined)
-    diag = _call_hook(model, "diagnostics")
-    diag_parts = dist.all_gather(diag)
-    refined_path = None
+def _finish(run: _Run, loop: _Progress) -> TrainResult:
+    """End of training: the `refined_boxes` and `diagnostics` hooks (gathered from every process), then on the main
+    process the final weights, refined_boxes.json and train_metrics.json."""
+    dist, tcfg, final_path = run.dist, run.tcfg, run.workdir / FINAL
+    refined_parts = dist.all_gather(_call_hook(run.model, "refined_boxes"))
+    diag_parts = dist.all_gather(_call_hook(run.model, "diagnostics"))
+    refined_path, metrics = None, {}
     if dist.main:
-        _save(final_path, {"model": model.state_dict(), "config": cfg, "categories": categories,
-                           "category_names": category_names, "method": adapter.name})
+        _save(final_path, {"model": run.model.state_dict(), "config": run.cfg, "categories": run.categories,
+                           "category_names": run.category_names, "method": run.adapter.name})
         if any(p is not None for p in refined_parts):
             merged = {}
             for part in refined_parts:
                 merged.update({int(k): v for k, v in (part or {}).items()})
-            refined_path = workdir / "refined_boxes.json"
-            write_json(refined_path, refined_annotations(train, merged))
+            refined_path = run.workdir / "refined_boxes.json"
+            write_json(refined_path, refined_annotations(run.train, merged))
         metrics = {
-            "method": adapter.name, "images": num_images, "epochs": epochs, "iters_per_epoch": ipe,
-            "iterations": iteration, "batch_size": tcfg["batch_size"], "lr": scaled_lr(tcfg),
+            "method": run.adapter.name, "images": run.num_images, "epochs": run.epochs, "iters_per_epoch": run.ipe,
+            "iterations": loop.iteration, "batch_size": tcfg["batch_size"], "lr": scaled_lr(tcfg),
             "seed": tcfg["seed"], "data_seed": tcfg["data_seed"], "world_size": dist.world_size,
-            "device": str(device), "amp": use_amp, "train_seconds": round(elapsed, 3),
-            "seconds_per_iter": round(elapsed / max(iteration, 1), 4), "skipped_annotations": images.skipped,
-            "final_loss": history[-1].get("loss") if history else None, "history": history,
+            "device": str(dist.device), "amp": run.use_amp, "train_seconds": round(loop.elapsed, 3),
+            "seconds_per_iter": round(loop.elapsed / max(loop.iteration, 1), 4),
+            "skipped_annotations": run.images.skipped,
+            "final_loss": loop.history[-1].get("loss") if loop.history else None, "history": loop.history,
         }
         metrics.update(_merge_diagnostics(diag_parts, metrics))
-        write_json(workdir / "train_metrics.json", metrics, indent=True)
-        log(f"done: {iteration} iterations in {elapsed:.1f}s")
-    else:
-        metrics = {}
-    log.close()
+        write_json(run.workdir / "train_metrics.json", metrics, indent=True)
+        _log.info(f"done: {loop.iteration} iterations in {loop.elapsed:.1f}s")
     dist.barrier()
     return TrainResult(checkpoint=final_path, metrics=metrics, refined_boxes=refined_path)
 

@@ -95,7 +95,7 @@ def test_the_adapter_shows_every_protocol_hook(probe):
     missing = [n for n, method in protocol.items()
                if not re.search(rf"^    (# )?def {n}\(" if method else rf"^    {n} = ", source, re.M)]
     assert not missing, f"protocol members absent from the template: {missing}"
-    model_hooks = set(re.findall(r'_call_hook\(model, "(\w+)"', ENGINE.read_text()))
+    model_hooks = set(re.findall(r'_call_hook\([\w.]*model, "(\w+)"', ENGINE.read_text()))
     assert model_hooks == {"set_epoch", "set_diagnostics", "refined_boxes", "diagnostics"}
     assert not [h for h in model_hooks if f"model.{h} = " not in source]
     # the overrides it does write keep the suite's behaviour

@@ -183,6 +183,44 @@ def test_hooks_refined_boxes_and_diagnostics(toy, tmp_path):
         assert r["bbox"] == pytest.approx(a["bbox"], abs=1e-3)
 
 
+def test_hooks_run_in_order_and_the_checkpoint_keeps_its_layout(toy, tmp_path):
+    """The engine's call order as methods/base.py documents it, and the checkpoint's keys in the order they are
+    written (pickled dicts keep it); the schedule's lambda is stored as None, as LambdaLR does for plain functions."""
+    calls = []
+
+    class Recording(HookedModel):
+        def set_diagnostics(self, d):
+            calls.append("set_diagnostics")
+            super().set_diagnostics(d)
+
+        def set_epoch(self, epoch, num_epochs):
+            calls.append(f"set_epoch {epoch}/{num_epochs}")
+
+        def refined_boxes(self):
+            calls.append("refined_boxes")
+            return super().refined_boxes()
+
+        def diagnostics(self):
+            calls.append("diagnostics")
+            return super().diagnostics()
+
+    class Recorded(Hooked):
+        def build_model(self, cfg, num_classes):
+            return Recording(build_faster_rcnn(cfg["model"], num_classes))
+
+    cfg = tiny_cfg(Recorded(), **{"train.log_every": 1})  # 2 epochs of 1 iteration: a scalars row each
+    fit(Recorded(), toy, cfg, tmp_path / "run", diagnostics={"clean": True}, progress=False)
+    assert calls == ["set_diagnostics", "set_epoch 0/2", "diagnostics", "set_epoch 1/2", "diagnostics",
+                     "refined_boxes", "diagnostics"]
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pth", weights_only=True)
+    assert list(ckpt) == ["model", "optimizer", "scheduler", "scaler", "epoch", "iteration", "rng", "config",
+                          "categories", "category_names", "method", "history", "elapsed", "partial"]
+    assert ckpt["scheduler"]["lr_lambdas"] == [None] and ckpt["scaler"] == {} and ckpt["partial"] is None
+    assert (ckpt["epoch"], ckpt["iteration"], len(ckpt["rng"])) == (2, 2, 1)
+    final = torch.load(tmp_path / "run" / "model_final.pth", weights_only=True)
+    assert list(final) == ["model", "config", "categories", "category_names", "method"]
+
+
 def test_nan_loss_stops_with_iteration_and_image_ids(toy, tmp_path):
     class Failing(Hooked):
         fail_at = 2

@@ -75,6 +75,7 @@ def _spec(key: str, d: Path) -> str:
 def test_existing_cell_ids_are_unchanged(key, data, monkeypatch, request):
     from benchmark.runner.cells import DatasetCache, resolve
     from benchmark.runner.grid import CellSpec
+    from noise import NoiseSpec
 
     if key == "bccd":  # the conftest fixture skips, saying why, where BCCD is not found
         monkeypatch.setenv("NOISYBOX_BCCD", str(request.getfixturevalue("bccd_root")))
@@ -82,7 +83,7 @@ def test_existing_cell_ids_are_unchanged(key, data, monkeypatch, request):
     cache = DatasetCache(progress=False)
     spec = _spec(key, data)
     facts = cache.facts(spec)
-    ids = [resolve(CellSpec(m, spec, "uniform", level, 0, profile="cpu", overrides={"model.pretrained": False}),
+    ids = [resolve(CellSpec(m, spec, NoiseSpec.parse("uniform", levels=[level]).at(level), 0, profile="cpu", overrides={"model.pretrained": False}),
                    cache, gpu=False).config["cell_id"] for m, level in (("ssd_det", 0.2), ("faster_rcnn", 0.4))]
     assert (facts["kind"], facts["name"], *ids) == PINNED[key]
 

@@ -17,9 +17,9 @@ import pandas as pd
 from benchmark.boxes import paired_iou, xywh_to_xyxy
 from benchmark.datasets.core import is_ignored
 from benchmark.errors import BenchError
-from reports.failure_modes import FailureModeConfig, classify_detections, classify_training, sensitivity
+from benchmark.evaluation.failure_modes import FailureModeConfig, classify_detections, classify_training, sensitivity
+from benchmark.evaluation.tide import TideConfig, decomposition_rows
 from reports.store import Cell, CellCache, dataset_spec
-from reports.tide import TideConfig, decomposition_rows
 
 NOISY_INPUT = "noisy input"  # pseudo-method: the noisy training boxes themselves, classified like refined boxes
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from benchmark.errors import BenchError
+from benchmark.evaluation.failure_modes import RANGES as FM_RANGES
+from benchmark.evaluation.failure_modes import FailureModeConfig
+from benchmark.evaluation.tide import AREA_RANGES, STYLES, TideConfig
 from benchmark.io import read_json
-from reports.failure_modes import RANGES as FM_RANGES
-from reports.failure_modes import FailureModeConfig
-from reports.settings import NON_NEGATIVE, check, checked, show
+from benchmark.settings_check import NON_NEGATIVE, check, checked, show
 from reports.tables import DEFAULT_ORACLES
-from reports.tide import AREA_RANGES, STYLES, TideConfig
 
 FORMATS = ("md", "html", "csv", "latex")
 RANGES = {"gallery_per_mode": NON_NEGATIVE, "gallery_seed": NON_NEGATIVE}  # galleries: 0 examples draws none

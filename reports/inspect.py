@@ -17,9 +17,9 @@ from pathlib import Path
 
 from benchmark.boxes import paired_iou, xywh_to_xyxy
 from benchmark.errors import BenchError
+from benchmark.evaluation.failure_modes import classify_detections, classify_training
 from benchmark.io import read_json
 from reports.analysis import Datasets
-from reports.failure_modes import classify_detections, classify_training
 from reports.store import Cell, load_cells
 
 FIELD = re.compile(r"[^A-Za-z0-9]+")

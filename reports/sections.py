@@ -8,6 +8,8 @@ import pandas as pd
 from benchmark.datasets.core import is_ignored
 from benchmark.errors import BenchError
 from benchmark.evaluation import metrics as registry
+from benchmark.evaluation.failure_modes import BAD_MODES, MODES, UNASSIGNED, mode_rates, pool_rates
+from benchmark.evaluation.tide import ERROR_TYPES, SPECIAL_TYPES
 from reports import gallery, html
 from reports import plots as P
 from reports.analysis import (
@@ -23,7 +25,6 @@ from reports.analysis import (
 )
 from reports.config import ReportConfig
 from reports.curves import is_loss, pooled, training_curves
-from reports.failure_modes import BAD_MODES, MODES, UNASSIGNED, mode_rates, pool_rates
 from reports.headline import group_headline
 from reports.store import CellCache
 from reports.tables import (
@@ -32,7 +33,6 @@ from reports.tables import (
     oracle_methods_in,
     summary_table,
 )
-from reports.tide import ERROR_TYPES, SPECIAL_TYPES
 from reports.writer import Writer, slug
 
 # ---- failure-mode presentation --------------------------------------------------------------------------------

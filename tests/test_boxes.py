@@ -109,7 +109,7 @@ def test_coco_area_ranges_are_faster_coco_evals_and_closed_at_both_ends():
     from faster_coco_eval import COCO, COCOeval_faster
     from faster_coco_eval.core.cocoeval import Params
 
-    from reports.tide import decompose_range
+    from benchmark.evaluation.tide import decompose_range
 
     params = Params(iouType="bbox")
     assert {k: list(v) for k, v in COCO_AREA_RANGES.items()} == dict(zip(params.areaRngLbl, params.areaRng))

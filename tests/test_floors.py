@@ -11,9 +11,9 @@ PACKAGES = ("benchmark", "methods", "noise", "reports", "leaderboard")
 # 3 method adapters, 4 readers of the results store, 5 the harness (runner), 6 command lines and orchestration
 FLOORS = {
     "benchmark": 0, "benchmark.errors": 0, "benchmark.io": 0, "benchmark.registry": 0, "benchmark.owned": 0,
-    "benchmark.boxes": 0,
+    "benchmark.boxes": 0, "benchmark.settings_check": 0,
     "benchmark.datasets": 0, "benchmark.datasets.formats": 0, "benchmark.evaluation": 0,
-    "benchmark.evaluation.metrics": 0,
+    "benchmark.evaluation.metrics": 0, "benchmark.evaluation.tide": 0, "benchmark.evaluation.failure_modes": 0,
     "noise": 1,
     "benchmark.config": 2, "benchmark.config_docs": 2, "benchmark.scalars": 2, "benchmark.train_result": 2,
     "benchmark.engine": 2, "benchmark.recipes": 2, "benchmark.weights": 2, "benchmark.store_layout": 2,

@@ -7,9 +7,9 @@ import numpy as np
 import orjson
 
 from benchmark.datasets.core import DetectionDataset
+from benchmark.evaluation.failure_modes import classify_training
 from noise import make_noisy, noise_stats
 from reports.analysis import realised_ious
-from reports.failure_modes import classify_training
 
 CATEGORIES = [{"id": 1, "name": "a"}]
 

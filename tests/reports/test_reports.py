@@ -446,9 +446,9 @@ def test_report_noise_figures_count_the_boxes_noise_stats_and_the_manifest_count
     import orjson
 
     from benchmark.datasets.core import DetectionDataset
+    from benchmark.evaluation.failure_modes import classify_training
     from noise import make_noisy, noise_stats
     from reports.analysis import realised_ious, refined_ious
-    from reports.failure_modes import classify_training
 
     rng = np.random.default_rng(3)
     images = [{"id": i + 1, "file_name": f"{i}.png", "width": 200, "height": 150} for i in range(4)]

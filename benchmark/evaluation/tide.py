@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.boxes import COCO_AREA_RANGES, area, pairwise_iod, pairwise_iou, xywh_to_xyxy
-from reports.settings import POSITIVE_COUNT, UNIT, checked
+from benchmark.settings_check import POSITIVE_COUNT, UNIT, checked
 
 ERROR_TYPES = ("Cls", "Loc", "Both", "Dupe", "Bkg", "Miss")
 SPECIAL_TYPES = ("FalsePos", "FalseNeg")

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reports.failure_modes import (
+from benchmark.evaluation.failure_modes import (
     MODES,
     UNASSIGNED,
     FailureModeConfig,

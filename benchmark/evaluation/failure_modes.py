@@ -34,7 +34,7 @@ import pandas as pd
 
 from benchmark.boxes import area, overlaps, size_bucket, xywh_to_xyxy
 from benchmark.datasets.core import is_ignored
-from reports.settings import NON_NEGATIVE, POSITIVE_COUNT, UNIT, checked
+from benchmark.settings_check import NON_NEGATIVE, POSITIVE_COUNT, UNIT, checked
 
 MODES = ("good", "group", "drift", "part", "oversize", "shift")
 BAD_MODES = MODES[1:]

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from reports.tide import ERROR_TYPES, TideConfig, class_ap, decompose, decompose_range, decomposition_rows
+from benchmark.evaluation.tide import ERROR_TYPES, TideConfig, class_ap, decompose, decompose_range, decomposition_rows
 
 # COCO 101-point AP of a class whose PR curve is: precision 1 up to recall r1, then p2 up to recall 1
 # (points 0..r1 -> 1, the rest -> p2)

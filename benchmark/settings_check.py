@@ -1,4 +1,5 @@
-"""Checks for report settings read from JSON: each value must have its default's type and a sensible range.
+"""Checks for settings read from JSON (the report's, TIDE's, the failure modes'): each value must have its
+default's type and a sensible range.
 
 A wrong value is one `ValueError` naming the key, the value and what is expected (the config loader turns it into a
 `BenchError`), never a traceback deep inside numpy or a string silently read character by character.

@@ -83,8 +83,9 @@ def test_existing_cell_ids_are_unchanged(key, data, monkeypatch, request):
     cache = DatasetCache(progress=False)
     spec = _spec(key, data)
     facts = cache.facts(spec)
-    ids = [resolve(CellSpec(m, spec, NoiseSpec.parse("uniform", levels=[level]).at(level), 0, profile="cpu", overrides={"model.pretrained": False}),
-                   cache, gpu=False).config["cell_id"] for m, level in (("ssd_det", 0.2), ("faster_rcnn", 0.4))]
+    cells = [CellSpec(m, spec, NoiseSpec.parse("uniform", levels=[level]).at(level), 0, profile="cpu",
+                      overrides={"model.pretrained": False}) for m, level in (("ssd_det", 0.2), ("faster_rcnn", 0.4))]
+    ids = [resolve(c, cache, gpu=False).config["cell_id"] for c in cells]
     assert (facts["kind"], facts["name"], *ids) == PINNED[key]
 
 

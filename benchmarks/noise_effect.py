@@ -92,9 +92,9 @@ def build_grid(datasets: list[str], groups: list[tuple[str, str, bool]], seeds: 
     if unused:
         raise BenchError(f"--set {unused[0]}: {_scope(unused[0])!r} is not a method of this grid")
     oracle = {(s.dataset, s.seed): s.overrides for s in specs if s.method == ORACLE}
-    dropped = {(s.dataset, s.seed) for s in specs if s.method == BASELINE and s.noise_level == 0
+    dropped = {(s.dataset, s.seed) for s in specs if s.method == BASELINE and s.noise.level == 0
                and oracle.get((s.dataset, s.seed), None) == s.overrides}
-    specs = [s for s in specs if not (s.method == BASELINE and s.noise_level == 0 and (s.dataset, s.seed) in dropped)]
+    specs = [s for s in specs if not (s.method == BASELINE and s.noise.level == 0 and (s.dataset, s.seed) in dropped)]
     # the baseline and the oracle first (the noise-effect table), then the other methods, seed by seed, so a stopped
     # run has complete tables for what it finished
     specs.sort(key=lambda s: (s.method not in (BASELINE, ORACLE), s.seed))

@@ -63,11 +63,11 @@ def test_level_zero_baseline_reuses_the_oracle(tmp_path):
     """faster_rcnn at noise 0 trains what the oracle trains: planned once (the oracle's cell)."""
     specs, dropped = ne.build_grid([TINY], [("faster_rcnn", "0,0.2", True)], "0,1", "cpu")
     assert dropped == {(TINY, 0), (TINY, 1)}
-    assert sorted((s.method, s.noise_level) for s in specs if s.seed == 0) == [("clean", 0.0), ("faster_rcnn", 0.2)]
+    assert sorted((s.method, s.noise.level) for s in specs if s.seed == 0) == [("clean", 0.0), ("faster_rcnn", 0.2)]
     # a --set scoped to faster_rcnn makes its level-0 run another training: then it is kept
     specs, dropped = ne.build_grid([TINY], [("faster_rcnn", "0,0.2", True)], "0,", "cpu",
                                    ["faster_rcnn:train.lr=0.001"])
-    assert dropped == set() and ("faster_rcnn", 0.0) in {(s.method, s.noise_level) for s in specs}
+    assert dropped == set() and ("faster_rcnn", 0.0) in {(s.method, s.noise.level) for s in specs}
 
 
 @pytest.fixture

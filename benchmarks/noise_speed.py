@@ -1,7 +1,7 @@
 """Noise generation speed at COCO train2017 scale: the suite's `noise` package against a per-box loop.
 
-Generates (seeded, into a temporary folder) a COCO-train-sized annotation file like the one in
-`shared/reference/perf-anchors.md` §2: 118 287 images (W, H ~ U{320..640}), 860 001 boxes on uniformly random images
+Generates (seeded, into a temporary folder) a COCO-train-sized annotation file like the synthetic
+one the targets of issue 4 were set on: 118 287 images (W, H ~ U{320..640}), 860 001 boxes on uniformly random images
 (fully inside, w and h 2-90 % of the side, 0.01 px), 1 % crowd, 80 COCO category ids, one 4-point polygon per box
 (~200 MB). Then runs, each in its own subprocess so its wall time and peak RSS are its own (`os.wait4`):
 
@@ -12,7 +12,7 @@ Generates (seeded, into a temporary folder) a COCO-train-sized annotation file l
   four levels  one load_coco, then 0.1..0.4 through iter_noisy, each written by write_levels while the next is made
                (as `bench noise make` writes)
   bench CLI    `bench noise make -d coco:TRAIN,TEST -l 0.4` as a user runs it (interpreter start-up included)
-  I/O floor    orjson loads + dumps + write with the garbage collector off, nothing else: perf-anchors.md's anchor G
+  I/O floor    orjson loads + dumps + write with the garbage collector off, nothing else
 
 The VM this runs on changes speed between sessions (the same per-box loop has read 8 s and 18 s), and the absolute
 targets were set on a machine where the loop took 18 s and the I/O floor 3.6 s. So the table also states the
@@ -47,7 +47,8 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "out" / "noise_speed.json"
 COCO_IDS = [i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)]
 TARGET_KERNEL_SPEEDUP, TARGET_ONE_S, TARGET_FOUR_S, TARGET_RSS_GB = 50.0, 8.0, 20.0, 2.5
-# the reference machine of issue 4 (perf-anchors.md §3): A3, the published per-box loop, and G, the I/O floor
+# the 2-vCPU machine the targets of issue 4 were set on: the published per-box loop (OA-MIL `utils/gen_noisy_coco.py`,
+# `gen_noise_gt`) and the I/O floor
 # (orjson loads + dumps with the garbage collector off, whole process under GNU time), on the same file size
 REFERENCE_LOOP_S, REFERENCE_FLOOR_S = 18.05, 3.6
 

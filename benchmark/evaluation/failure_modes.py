@@ -1,7 +1,7 @@
 """Failure modes of refined / predicted boxes: good, group, drift, part, oversize, shift.
 
 SSD-Det (ICCV 2023, §4.4, Table 9) names object drift, group prediction and part domination but gives no thresholds,
-priority or script. We use the deterministic classifier proposed in the project's reference notes (methods.md §6)
+priority or script. We use our own deterministic classifier (docs/evaluation.md, "Failure modes")
 for a box D attached to object G_i in an image with objects {G_j}; IoU = I/(D+G-I), IoG = I/G, IoD = I/D:
 
 1. good      IoU(D, G_i) >= bad_iou. Otherwise D is bad and takes the first mode that applies:
@@ -40,7 +40,7 @@ MODES = ("good", "group", "drift", "part", "oversize", "shift")
 BAD_MODES = MODES[1:]
 UNASSIGNED = "unassigned"
 
-# default sensitivity grid (methods.md §6): bad-IoU in {0.3, 0.5} x group cover threshold in {0.6, 0.7, 0.8}
+# default sensitivity grid (docs/evaluation.md): bad-IoU in {0.3, 0.5} x group cover threshold in {0.6, 0.7, 0.8}
 SENSITIVITY_GRID = {"bad_iou": (0.3, 0.5), "group_cover": (0.6, 0.7, 0.8)}
 
 
@@ -62,7 +62,7 @@ def _expand_ranges(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.n
 
 @dataclass(frozen=True)
 class FailureModeConfig:
-    """Classifier thresholds (defaults: methods.md §6 proposal)."""
+    """Classifier thresholds (defaults: the classifier of docs/evaluation.md)."""
 
     bad_iou: float = 0.5
     group_cover: float = 0.7

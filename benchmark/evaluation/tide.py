@@ -7,7 +7,7 @@ Matching (`style="coco"`, COCOeval's rules): a detection takes the unmatched, no
 highest IoU >= t (first GT on ties). Failing that, if it overlaps an ignored GT of its class by >= t it is ignored
 (crowd GT: intersection over the detection's area, reusable; other ignored GT: IoU, used once). Ignored GT are
 `iscrowd` / `ignore` boxes and, for a size bucket, GT whose `area` lies outside it; an unmatched detection whose own
-area lies outside the bucket is ignored too. `style="voc"` (mmdet `eval_map`, methods.md §7): a detection takes its
+area lies outside the bucket is ignored too. `style="voc"` (mmdet `eval_map`, docs/evaluation.md): a detection takes its
 highest-IoU GT of its class among counted and ignored together; ignored -> neither TP nor FP; counted and free -> TP;
 taken -> FP (no fallback).
 

@@ -1,6 +1,6 @@
 """VOC AP50 exactly as OA-MIL and SSD-Det report it: mmdet 2.x `eval_map` with all-point ("area") AP.
 
-The rule (see docs/reference `methods.md` section 7), per class:
+The rule (docs/evaluation.md, "VOC AP50"; OA-MIL's `mmdet/core/evaluation/mean_ap.py`), per class:
 - ground truth splits into counted boxes and ignored ones (`ignore=1`: VOC `difficult`, COCO crowd);
 - within an image, detections are visited by descending score; each takes its highest-IoU box among counted and
   ignored boxes together (ties: the first counted box). IoU >= thr with an ignored box: neither TP nor FP; with a

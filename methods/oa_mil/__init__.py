@@ -2,7 +2,7 @@
 
 The core Faster R-CNN with its RoI head swapped for `OAMILRoIHeads` (same RoI pool, box head and predictor: no
 parameter is added, as in the paper). Mechanism and its sources: `methods/oa_mil/head.py` and
-`../shared/reference/methods.md` §3.2. Inference is plain Faster R-CNN.
+docs/methods.md ("OA-MIL RoI head"). Inference is plain Faster R-CNN.
 
 Hyper-parameters (`default_config`), with their published values and where they come from:
 

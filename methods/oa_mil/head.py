@@ -1,4 +1,5 @@
-"""OA-MIL's RoI head (Liu et al., ECCV 2022), written from the description in methods.md §3.2.
+"""OA-MIL's RoI head (Liu et al., ECCV 2022), written from the paper (§3) and the authors' code (cxliu0/OA-MIL,
+`StandardRoIHeadOAMIL`, `Shared2FCBBoxHeadOAMIL`); summary in docs/methods.md ("OA-MIL RoI head").
 
 The head is torchvision's `RoIHeads` with the same RoI pool, box head and predictor (no extra parameters). Only
 training changes:

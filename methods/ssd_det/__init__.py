@@ -2,7 +2,7 @@
 
 One shared backbone/FPN pass per training iteration feeds two consumers:
 - the refiner (`methods/ssd_det/refiner.py`): neighbourhood sampler -> SPSD-I -> stage-I MIL -> SPSD-II -> adaptive
-  negatives -> stage-II MIL -> SISD with ORE -> one pseudo box per noisy box (methods.md §3.1, steps 1-7);
+  negatives -> stage-II MIL -> SISD with ORE -> one pseudo box per noisy box (docs/methods.md, "SSD-Det step by step", steps 1-7);
 - the core Faster R-CNN's RPN and box head, trained in the same iteration on the detached pseudo boxes (step 8).
 At test time only the detector runs, so inference costs exactly a Faster R-CNN. After training, one refinement pass
 over the whole training set (no augmentation, no gradients) produces the exported pseudo boxes
@@ -63,7 +63,7 @@ regressor (`spsd1_steps=2`).
 Loss normalisation as the reference code: SPSD-I/II are L1 summed over the 4 codes and averaged over all proposals
 (mmdet `L1Loss`, avg_factor = number of proposals); the stage-II negatives weigh 0.75 x mean stage-I bag score
 and are not also scaled by the MIL weight 0.25 (`loss_p2b_weight=1`).
-Where methods.md is silent or loose and the reference code differs in detail, we keep methods.md's reading:
+Where the paper is silent or loose and the reference code differs in detail, we keep our reading of the paper:
 - bags are clipped to the image after their validity is computed, and the SPSD-I outputs' validity is recomputed
   (the code pools unclipped proposals and keeps the sampler's validity for the stage-I bag);
 - negatives: both corners uniform over [-0.2 W, W] x [-0.2 H, H], clipped (the code draws x1 ~ U[-0.2 W, W],

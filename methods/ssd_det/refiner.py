@@ -1,5 +1,5 @@
 """SSD-Det's box refiner (private to `methods/ssd_det/__init__.py`): bags of proposals around each noisy box, two MIL stages,
-the two SPSD regressors, adaptive negatives and the SISD IoU head (methods.md §3.1, steps 1-7).
+the two SPSD regressors, adaptive negatives and the SISD IoU head (docs/methods.md, "SSD-Det step by step", steps 1-7).
 
 Every object of the batch is handled at once: a bag is a padded `[num_objects, bag_size, 4]` tensor with a
 `[num_objects, bag_size]` validity mask, each stage pools all bags of the batch (plus that stage's negatives) with

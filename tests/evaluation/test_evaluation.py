@@ -218,7 +218,7 @@ def test_voc_other_threshold_and_empty_detections():
 
 
 def reference_eval_map(coco: dict, dets: list, iou_thr: float = 0.5) -> dict:
-    """A literal, loop-by-loop reading of methods.md section 7 (independent of the vectorised code)."""
+    """A literal, loop-by-loop reading of docs/evaluation.md's VOC AP50 rule (independent of the vectorised code)."""
     def iou(a, b):
         ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
         iw = max(min(ax2, bx2) - max(a[0], b[0]), 0.0)

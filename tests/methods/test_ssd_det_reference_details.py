@@ -1,6 +1,7 @@
-"""Loss normalisations of SSD-Det's refiner checked against the reference code (methods.md §3.1, PointTinyBenchmark
-SSD-Det branch): SPSD is an mmdet `L1Loss` summed over the 4 codes and averaged over proposals; the stage-II
-negatives carry their own weight (0.75 x mean stage-I bag score), not also the MIL loss weight."""
+"""Loss normalisations of SSD-Det's refiner checked against the reference code (PointTinyBenchmark
+SSD-Det branch, `MIL_bbox_head_EPLUS.py`; docs/methods.md "SSD-Det step by step"): SPSD is an mmdet `L1Loss` summed
+over the 4 codes and averaged over proposals; the stage-II negatives carry their own weight (0.75 x mean stage-I bag
+score), not also the MIL loss weight."""
 
 from __future__ import annotations
 

@@ -41,7 +41,7 @@ def test_every_cell_of_every_table_has_its_paper_row():
                 assert (method, lv) in paper, (t.name, method, lv)
         assert not set(t.methods) & set(t.not_runnable)
         assert set(cost["method_cost"]) >= set(t.methods)
-    # the papers' numbers (methods.md 2.1 / 2.2: SSD-Det Tables 1 and 2, OA-MIL README FAQ)
+    # the papers' numbers (SSD-Det Tables 1 and 2, OA-MIL README FAQ)
     voc, coco = reported(tables["voc07-ssddet"]), reported(tables["coco-ssddet"])
     assert voc[("ssd_det", 0.4)] == 66.9 and voc[("oa_mil", 0.1)] == 77.4 and voc[("faster_rcnn", 0.0)] == 77.2
     assert coco[("ssd_det", 0.4)] == 27.6 and coco[("ssd_det+retrain", 0.2)] == 34.4

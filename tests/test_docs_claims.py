@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,3 +53,57 @@ def test_leaderboard_rows_state_rng_as_documented():
             assert rng == "none", row
         elif row.get("reported") is not None:
             assert rng == "oamil-legacy", row
+
+
+# Notes that live outside the repository (the developers' reference folder); users never get them, so nothing the
+# suite ships may cite them. The repo's own docs/methods.md is fine: a bare "methods.md §N" / "methods.md 2.4" is not.
+_OUTSIDE_REFS = re.compile(
+    r"shared/reference|(?<![\w/-])(?:perf-anchors|fidelity-audit|structure-review|cpu-prototype|peers|anchors)\.md"
+    r"|(?<!docs/)(?<![\w-])methods\.md\W{0,3}(?:§|section\b|\d)"
+)
+_DOC_CITATION = re.compile(r"docs/([\w-]+\.md)(?:,? \(?\"([^\"\n]+)\")?")
+
+
+def _tracked_text_files() -> dict[str, str]:
+    try:
+        names = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+        paths = [REPO / n for n in names.decode().split("\0") if n]
+    except (OSError, subprocess.CalledProcessError):  # an unpacked sdist: no git
+        paths = [p for p in REPO.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.parts)]
+    out = {}
+    for p in paths:
+        if p.is_file() and p.suffix in {".py", ".md", ".yaml", ".yml", ".toml", ".txt", ".cfg", ".json", ".html"}:
+            out[p.relative_to(REPO).as_posix()] = p.read_text(encoding="utf-8", errors="replace")
+    return out
+
+
+def test_no_citation_of_notes_outside_the_repository():
+    here = Path(__file__).relative_to(REPO).as_posix()  # this file spells the patterns out
+    hits = [f"{name}:{text.count(chr(10), 0, m.start()) + 1}: {m.group(0)}"
+            for name, text in _tracked_text_files().items() if name != here
+            for m in _OUTSIDE_REFS.finditer(text)]
+    assert not hits, "cite the paper / authors' code or a docs/ page instead:\n" + "\n".join(hits)
+
+
+def test_outside_refs_pattern_catches_the_old_citations():
+    bad = ["(methods.md §6)", "methods.md 2.4: OA-MIL", "`../shared/reference/methods.md` §3.2",
+           "perf-anchors.md's anchor G", "reading of methods.md section 7", "see anchors.md"]
+    good = ["docs/methods.md", "[choices](methods.md#oa-mil-roi-head)", "  - Methods and choices: methods.md",
+            'docs/methods.md ("OA-MIL RoI head")']
+    assert all(_OUTSIDE_REFS.search(s) for s in bad)
+    assert not any(_OUTSIDE_REFS.search(s) for s in good)
+
+
+def test_cited_docs_pages_and_sections_exist():
+    """`docs/<page>.md` cited anywhere exists, and a section named after it in quotes is one of its headings."""
+    missing = []
+    for name, text in _tracked_text_files().items():
+        for m in _DOC_CITATION.finditer(text):
+            page = REPO / "docs" / m.group(1)
+            if not page.is_file():
+                missing.append(f"{name}: docs/{m.group(1)}")
+            elif m.group(2):
+                headings = {h.strip() for h in re.findall(r"^#+ (.+)$", page.read_text(encoding="utf-8"), re.M)}
+                if m.group(2) not in headings:
+                    missing.append(f'{name}: docs/{m.group(1)} "{m.group(2)}"')
+    assert not missing, "\n".join(missing)

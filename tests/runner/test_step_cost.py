@@ -1,0 +1,75 @@
+"""benchmarks/step_cost.py: every engine-trained method is timed by default, a variant is built with the engine's
+hooks at the last epoch, its step updates the weights, and the JSON has one row per variant with faster_rcnn's
+ratio exactly 1.0."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "step_cost.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("step_cost", PATH)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("step_cost", mod)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+sc = _module()
+
+
+def test_default_variants_are_every_engine_trained_method_with_faster_rcnn_first():
+    names = sc.default_variants()
+    assert names[0] == "faster_rcnn"
+    assert set(names) >= {"faster_rcnn", "clean", "oa_mil", "ssd_det", "kl_loss", "retinanet", "retinanet_clean",
+                          "free_anchor", "co_teaching", "sd_locnet", "disco"}
+    assert not set(names) & {"mmdet", "ssd_det+retrain"}
+    assert sc.resolve_variant("ssd_det paper")[0] == "ssd_det"
+
+
+def test_build_run_sets_the_last_epoch_and_the_step_updates_weights():
+    from benchmark.datasets import load
+    from noise import make_noisy
+
+    train = make_noisy(load("shapes")["train"], "uniform", 0.4, seed=0).dataset
+    run = sc.build_run("oa_mil", train, "coco", 0.4, "cpu", {"train.batch_size": 2})
+    head = run["model"].roi_heads
+    assert (run["epoch"], head.epoch, head.num_epochs) == (run["cfg"]["train"]["epochs"] - 1,) * 2 + (
+        run["cfg"]["train"]["epochs"],)
+    assert head.oais_active  # OA-MIL's box correction is part of the timed step
+    before = [p.detach().clone() for p in run["params"]]
+    dt = sc.train_step(run, 0)
+    assert dt > 0 and len(run["objects"]) == 1
+    assert any(not torch.equal(a, p.detach()) for a, p in zip(before, run["params"]))
+
+
+@pytest.mark.slow
+def test_cli_writes_one_row_per_variant_with_faster_rcnn_at_exactly_one(tmp_path):
+    out = tmp_path / "step_cost.json"
+    res = CliRunner().invoke(sc.main, ["--steps", "1", "--warmup", "0", "--variants", "faster_rcnn,retinanet",
+                                       "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert [r["variant"] for r in data["rows"]] == ["faster_rcnn", "retinanet"]
+    rows = {r["variant"]: r for r in data["rows"]}
+    assert rows["faster_rcnn"]["ratio_vs_faster_rcnn"] == 1.0
+    assert rows["retinanet"]["detector"] == "one_stage" and rows["retinanet"]["rois_per_img"] is None
+    expected = round(rows["retinanet"]["median_s"] / rows["faster_rcnn"]["median_s"], 2)
+    assert rows["retinanet"]["ratio_vs_faster_rcnn"] == pytest.approx(expected, abs=0.011)  # medians are rounded
+    assert data["threads"] == 1 and data["steps"] == 1 and data["dataset"] == "shapes"
+    assert "faster_rcnn" in res.output and "retinanet" in res.output
+
+
+def test_cli_rejects_an_unknown_variant_in_one_line(tmp_path):
+    res = CliRunner().invoke(sc.main, ["--variants", "faster_rcnn,nope", "--out", str(tmp_path / "x.json")])
+    assert res.exit_code == 2 and "unknown variant 'nope'" in res.output
+    assert not (tmp_path / "x.json").exists()

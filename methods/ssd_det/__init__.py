@@ -45,7 +45,7 @@ noise over 3 seeds (19.4 +- 1.3 pooled 7x7 on the earlier 128-RoI head). Smaller
 ({1.2, 0.8} x 5 shifts) 13.8 / 13.7, 5 (the box and its 4 shifts) 8.2 / 10.7. The refiner pools, like the core
 detector's box head, with `FastMultiScaleRoIAlign` (torchvision's forward, a sparse-matrix CPU backward,
 `methods/_core/roi_align.py`): torchvision's CPU RoIAlign backward dominated the step. Measured on shapes
-(`benchmarks/ssd_step_time.py`, one thread, both models with the fast backward): at 512 RoIs/img the paper's refiner
+(`benchmarks/step_cost.py`, one thread, both models with the fast backward): at 512 RoIs/img the paper's refiner
 (125 proposals, 500 negatives) costs 4.6x a Faster R-CNN step (7.1x with torchvision's backward in the refiner), the
 `cpu` 45-proposal bags pooled 7x7 2.2x; at 128 RoIs/img (the `cpu` profile off shapes) those cost 3.6x (2.69 s vs
 0.75 s): the refiner pools ~9 k RoIs per step through its two-layer head, the detector 1 k. With the shapes recipe

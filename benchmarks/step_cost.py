@@ -102,7 +102,8 @@ def build_run(name: str, train, kind: str, noise: float, profile: str, overrides
                              clip_gt=bool(option(tcfg, "train", "clip_gt")))
     order = TrainOrder(len(view.images), tcfg["batch_size"], tcfg["data_seed"], tcfg["hflip"], tcfg["vflip"])
     pooler = getattr(getattr(model, "refiner", None), "pooler", None)
-    return {"name": name, "method": method, "detector": ad.detector, "torchvision_roi_align": torchvision_pooler, "model": model,
+    return {"name": name, "method": method, "detector": ad.detector, "relative_cost": ad.relative_cost,
+            "torchvision_roi_align": torchvision_pooler, "model": model,
             "optimizer": make_optimizer(model, tcfg), "params": [p for p in model.parameters() if p.requires_grad],
             "grad_clip": tcfg["grad_clip"], "images": images, "order": order, "cfg": cfg, "epoch": epoch,
             "sampling_ratio": getattr(pooler, "sampling_ratio", None), "times": [], "objects": []}
@@ -161,7 +162,7 @@ def measure(names: list[str], dataset: str, noise: float, steps: int, warmup: in
         rows.append({"variant": r["name"], "method": r["method"], "detector": r["detector"], "median_s": round(med, 4),
                      "mean_s": round(statistics.fmean(r["times"]), 4), "min_s": round(min(r["times"]), 4),
                      "ratio_vs_faster_rcnn": 1.0 if r["name"] == "faster_rcnn" else round(med / base, 2),
-                     "batch_size": r["cfg"]["train"]["batch_size"],
+                     "relative_cost_hint": r["relative_cost"], "batch_size": r["cfg"]["train"]["batch_size"],
                      "rois_per_img": r["cfg"]["model"].get("box_batch_size_per_image") if two_stage else None,
                      "epoch": r["epoch"], "epochs": r["cfg"]["train"]["epochs"],
                      "torchvision_roi_align": r["torchvision_roi_align"],
@@ -175,14 +176,14 @@ def measure(names: list[str], dataset: str, noise: float, steps: int, warmup: in
 
 
 def table(result: dict) -> str:
-    head = f"{'variant':<17} {'batch':>5} {'RoIs':>5} {'epoch':>7} {'median s':>9} {'min s':>7} {'x FR':>6}"
+    head = f"{'variant':<17} {'batch':>5} {'RoIs':>5} {'epoch':>7} {'median s':>9} {'min s':>7} {'x FR':>6} {'hint':>5}"
     lines = [f"{result['dataset']} ({result['profile']}) noise {result['noise']}, {result['threads']} thread(s), "
              f"{result['steps']} timed steps, {result['objects_per_img']} objects/img, load avg "
              f"{result['load_avg_1min']:.1f}; {result['epoch_note']}", head, "-" * len(head)]
     for r in result["rows"]:
         lines.append(f"{r['variant']:<17} {r['batch_size']:>5} {r['rois_per_img'] or '':>5} "
                      f"{str(r['epoch'] + 1) + '/' + str(r['epochs']):>7} {r['median_s']:9.3f} {r['min_s']:7.3f} "
-                     f"{r['ratio_vs_faster_rcnn']:6.2f}")
+                     f"{r['ratio_vs_faster_rcnn']:6.2f} {r['relative_cost_hint']:5.1f}")
     return "\n".join(lines)
 
 
@@ -198,10 +199,12 @@ def table(result: dict) -> str:
 @click.option("--variants", default=None, help="comma-separated method names and/or "
               f"{', '.join(repr(v) for v in SSD_VARIANTS)} (default: every registered method but "
               f"{', '.join(NOT_TIMED)})")
+@click.option("--set", "sets", multiple=True, help="config override for every variant, e.g. train.batch_size=2")
 @click.option("--out", default=str(REPO / "benchmarks" / "out" / "step_cost.json"), show_default=True)
-def main(dataset, profile, noise, rois, steps, warmup, threads, variants, out):
+def main(dataset, profile, noise, rois, steps, warmup, threads, variants, sets, out):
     import torch
 
+    from benchmark.config import parse_overrides
     from benchmark.errors import BenchError
     from benchmark.io import write_json
 
@@ -210,8 +213,10 @@ def main(dataset, profile, noise, rois, steps, warmup, threads, variants, out):
     try:
         for n in names:
             resolve_variant(n)
-        result = measure(names, dataset, noise, steps, warmup, profile,
-                         {} if rois is None else {"model.box_batch_size_per_image": rois})
+        overrides = parse_overrides(sets)
+        if rois is not None:
+            overrides["model.box_batch_size_per_image"] = rois
+        result = measure(names, dataset, noise, steps, warmup, profile, overrides)
     except BenchError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from None

@@ -13,6 +13,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from benchmark.testing import CONTRACT_DATASET, TINY_OVERRIDES
+
+TINY_SETS = [f"{k}={json.dumps(v)}" for k, v in TINY_OVERRIDES.items()]
 PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "step_cost.py"
 
 
@@ -40,8 +43,8 @@ def test_build_run_sets_the_last_epoch_and_the_step_updates_weights():
     from benchmark.datasets import load
     from noise import make_noisy
 
-    train = make_noisy(load("shapes")["train"], "uniform", 0.4, seed=0).dataset
-    run = sc.build_run("oa_mil", train, "coco", 0.4, "cpu", {"train.batch_size": 2})
+    train = make_noisy(load(CONTRACT_DATASET)["train"], "uniform", 0.4, seed=0).dataset
+    run = sc.build_run("oa_mil", train, "coco", 0.4, "cpu", dict(TINY_OVERRIDES))
     head = run["model"].roi_heads
     assert (run["epoch"], head.epoch, head.num_epochs) == (run["cfg"]["train"]["epochs"] - 1,) * 2 + (
         run["cfg"]["train"]["epochs"],)
@@ -52,11 +55,15 @@ def test_build_run_sets_the_last_epoch_and_the_step_updates_weights():
     assert any(not torch.equal(a, p.detach()) for a, p in zip(before, run["params"]))
 
 
-@pytest.mark.slow
 def test_cli_writes_one_row_per_variant_with_faster_rcnn_at_exactly_one(tmp_path):
     out = tmp_path / "step_cost.json"
-    res = CliRunner().invoke(sc.main, ["--steps", "1", "--warmup", "0", "--variants", "faster_rcnn,retinanet",
-                                       "--out", str(out)])
+    sets = [a for kv in TINY_SETS for a in ("--set", kv)]
+    threads = torch.get_num_threads()
+    try:
+        res = CliRunner().invoke(sc.main, ["--dataset", CONTRACT_DATASET, "--steps", "2", "--warmup", "0",
+                                           "--variants", "faster_rcnn,retinanet", "--out", str(out), *sets])
+    finally:
+        torch.set_num_threads(threads)  # the script sets the process's threads; later tests keep theirs
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
     assert [r["variant"] for r in data["rows"]] == ["faster_rcnn", "retinanet"]
@@ -64,8 +71,11 @@ def test_cli_writes_one_row_per_variant_with_faster_rcnn_at_exactly_one(tmp_path
     assert rows["faster_rcnn"]["ratio_vs_faster_rcnn"] == 1.0
     assert rows["retinanet"]["detector"] == "one_stage" and rows["retinanet"]["rois_per_img"] is None
     expected = round(rows["retinanet"]["median_s"] / rows["faster_rcnn"]["median_s"], 2)
-    assert rows["retinanet"]["ratio_vs_faster_rcnn"] == pytest.approx(expected, abs=0.011)  # medians are rounded
-    assert data["threads"] == 1 and data["steps"] == 1 and data["dataset"] == "shapes"
+    assert rows["retinanet"]["ratio_vs_faster_rcnn"] == pytest.approx(expected, rel=0.01, abs=0.011)  # rounded medians
+    assert rows["faster_rcnn"]["relative_cost_hint"] == 1.0
+    assert data["threads"] == 1 and data["steps"] == 2 and data["dataset"] == CONTRACT_DATASET
+    assert data["overrides"]["train.batch_size"] == TINY_OVERRIDES["train.batch_size"]
+    assert all((r["epoch"], r["epochs"]) == (1, 2) for r in data["rows"])  # hooks at the last of the 2 epochs
     assert "faster_rcnn" in res.output and "retinanet" in res.output
 
 

@@ -20,9 +20,11 @@ Variants are method names or the SSD-Det refiner variants of issue 7:
 
     python benchmarks/step_cost.py --dataset shapes --steps 6           # every method, the recipe's own RoIs
     python benchmarks/step_cost.py --dataset bccd --steps 4
+    python benchmarks/step_cost.py --variants faster_rcnn,oa_mil --set train.batch_size=4
     python benchmarks/step_cost.py --rois 512 --variants "faster_rcnn,ssd_det,ssd_det sr1,ssd_det paper,ssd_det paper tv"
 
-Prints a table and writes benchmarks/out/step_cost.json.
+Prints a table (with each adapter's `relative_cost` scheduling hint beside the measured ratio) and writes
+benchmarks/out/step_cost.json.
 """
 
 from __future__ import annotations

@@ -141,6 +141,7 @@ class FreeAnchor(MethodAdapter):
     description = ("RetinaNet learning its anchor-object matching: per-object anchor bags, mean-max positive bag "
                    "likelihood, saturated-linear negative loss")
     detector = "one_stage"
+    relative_cost = 1.6  # scheduling hint: benchmarks/step_cost.py measures its training step
 
     def default_config(self, profile: str, noise_level: float | None = None, dataset_kind: str = "coco") -> dict:
         from methods.core import one_stage_defaults

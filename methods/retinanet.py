@@ -30,6 +30,7 @@ class RetinaNetAdapter(MethodAdapter):
     paper = PAPER
     description = "torchvision RetinaNet + FPN (one-stage) trained on the (noisy) boxes as given"
     detector = "one_stage"
+    relative_cost = 1.6  # scheduling hint: benchmarks/step_cost.py measures its training step
 
     def default_config(self, profile: str, noise_level: float | None = None, dataset_kind: str = "coco") -> dict:
         from methods.core import one_stage_defaults

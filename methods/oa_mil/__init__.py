@@ -81,6 +81,7 @@ class OAMIL(MethodAdapter):
     description = ("Faster R-CNN whose positive RoIs per noisy box form a bag; the head's own re-scored box "
                    "predictions correct the regression target (OA-IS) and a MIL loss trains the selector.")
     refines_boxes = True
+    relative_cost = 1.2  # scheduling hint: benchmarks/step_cost.py measures its training step
 
     def default_config(self, profile: str, noise_level: float | None = None, dataset_kind: str = "coco") -> dict:
         lam, oaie_type, source = lambda_and_type(dataset_kind, noise_level)

@@ -35,6 +35,8 @@ CORE_DETECTOR = {"two_stage": "Faster R-CNN", "one_stage": "RetinaNet"}  # `benc
 # the suite's oracles have no paper row to take a name from
 ORACLE_NAMES = {"clean": "Oracle (Faster R-CNN, clean boxes)", "retinanet_clean": "Oracle (RetinaNet, clean boxes)"}
 EXTERNAL = "unknown (external run)"  # cells from `bench run --external`: the suite did not train the detector
+# stored precision (AP points): rendering at one decimal from two stored ones rounds twice (12.147 -> 12.15 -> 12.2)
+DECIMALS = 4
 
 
 def _reproduced(group: pd.DataFrame, hardware: str) -> dict:
@@ -43,8 +45,9 @@ def _reproduced(group: pd.DataFrame, hardware: str) -> dict:
     for m in registry.metric_names(leaderboard=True):
         if m in group and group[m].notna().any():
             vals = group[m].dropna().astype(float) * registry.scale(m)
-            metrics[m] = {"mean": round(float(vals.mean()), 2),
-                          "std": round(float(vals.std(ddof=1)), 2) if len(vals) > 1 else None, "n": int(len(vals))}
+            metrics[m] = {"mean": round(float(vals.mean()), DECIMALS),
+                          "std": round(float(vals.std(ddof=1)), DECIMALS) if len(vals) > 1 else None,
+                          "n": int(len(vals))}
     return {"metrics": metrics, "cells": sorted(str(c) for c in group["cell"]), "suite_version": __version__,
             "hardware": hardware, "seeds": sorted(int(s) for s in group["seed"])}
 

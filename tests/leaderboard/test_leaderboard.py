@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -111,6 +112,17 @@ def test_rows_from_results_groups_seeds_and_merges_reported(tmp_path):
     assert row["reproduced"]["cells"] == ["c0", "c1", "c2"]
     path = write_row(row, tmp_path)
     assert path == tmp_path / row_filename(row) and validate_all(tmp_path) == []
+
+
+def test_rendered_mean_rounds_once():
+    """The table must show what the store's own tables show: per-seed AP 12.41 / 12.0852 / 11.9472 average 12.147,
+    which is 12.1 at one decimal (a two-decimal row, 12.15, rendered as 12.2)."""
+    df = pd.DataFrame([{"method": "sd_locnet", "dataset": "bccd", "noise_model": "uniform", "noise_level": 0.4,
+                        "seed": s, "profile": "cpu", "cell": f"c{s}", "AP": ap}
+                       for s, ap in enumerate([0.1241, 0.120852, 0.119472])])
+    (row,) = rows_from_results(df)
+    assert f"{np.mean([12.41, 12.0852, 11.9472]):.1f}" == "12.1"
+    assert "| 12.1 ± 0.2 (n=3) |" in to_markdown(build_tables([row]))
 
 
 def test_external_cells_do_not_claim_the_suite_detector(tmp_path):

@@ -88,6 +88,27 @@ def paired_iou(a, b) -> np.ndarray:
     return overlaps(_boxes(a), _boxes(b))[0]
 
 
+AXES = ("x", "y", "w", "h")
+
+
+def relative_error(boxes, ref) -> tuple[np.ndarray, np.ndarray]:
+    """((N, 4) error of row i of `boxes` against row i of `ref` (xyxy) along `AXES`, (N,) valid).
+
+    x, y: centre offset over the reference's width / height; w, h: log of the size ratio (0.05 = 5 % larger). A mean
+    IoU mixes where a box is wrong; these say whether a box set is off-centre or mis-sized, and whether systematically
+    (the mean) or at random (the spread). Rows where either box is degenerate have no log ratio: `valid` is False and
+    their errors are 0."""
+    b, r = _boxes(boxes), _boxes(ref)
+    bw, bh = b[..., 2] - b[..., 0], b[..., 3] - b[..., 1]
+    rw, rh = r[..., 2] - r[..., 0], r[..., 3] - r[..., 1]
+    valid = (bw > 0) & (bh > 0) & (rw > 0) & (rh > 0)
+    safe = lambda v: np.where(valid, v, 1.0)  # noqa: E731 -- one guard for the four ratios
+    err = np.stack([((b[..., 0] + b[..., 2]) - (r[..., 0] + r[..., 2])) / (2 * safe(rw)),
+                    ((b[..., 1] + b[..., 3]) - (r[..., 1] + r[..., 3])) / (2 * safe(rh)),
+                    np.log(safe(bw) / safe(rw)), np.log(safe(bh) / safe(rh))], axis=-1)
+    return np.where(valid[..., None], err, 0.0), valid
+
+
 def pairwise_iou(a, b) -> np.ndarray:
     """(N, M) IoU matrix between xyxy box sets."""
     return overlaps(_boxes(a)[:, None, :], _boxes(b)[None, :, :])[0]

@@ -14,10 +14,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.boxes import paired_iou, xywh_to_xyxy
+from benchmark.boxes import AXES, paired_iou, relative_error, xywh_to_xyxy
 from benchmark.datasets.core import is_ignored
 from benchmark.errors import BenchError
-from benchmark.evaluation.failure_modes import FailureModeConfig, classify_detections, classify_training, sensitivity
+from benchmark.evaluation.failure_modes import (
+    FailureModeConfig,
+    classify_detections,
+    classify_training,
+    sensitivity,
+    training_boxes,
+)
 from benchmark.evaluation.tide import TideConfig, decomposition_rows
 from reports.store import Cell, CellCache, dataset_spec
 
@@ -107,6 +113,36 @@ def refined_ious(noisy_train: dict, refined: list[dict]) -> tuple[np.ndarray, np
         return np.zeros(0), np.zeros(0)
     noisy, clean, ref = (xywh_to_xyxy(list(x)) for x in zip(*rows))
     return paired_iou(noisy, clean), paired_iou(ref, clean)
+
+
+def box_errors(noisy_train: dict, refined: list[dict]) -> pd.DataFrame:
+    """Per counted annotation with a clean and a refined box: IoU with the clean box and the error along each of
+    `benchmark.boxes.AXES`, for the noisy box (`source` "noisy") and the refined one ("refined"). Boxes without a
+    log size ratio (degenerate) are left out."""
+    frame = training_boxes(noisy_train, refined)
+    if frame.empty:
+        return pd.DataFrame(columns=["source", "iou", *AXES])
+    clean = xywh_to_xyxy(frame["clean"].tolist())
+    parts = []
+    for source, column in (("noisy", "noisy"), ("refined", "candidate")):
+        boxes = xywh_to_xyxy(frame[column].tolist())
+        err, valid = relative_error(boxes, clean)
+        part = pd.DataFrame(err, columns=list(AXES)).assign(source=source, iou=paired_iou(boxes, clean))
+        parts.append(part[valid])
+    return pd.concat(parts, ignore_index=True)[["source", "iou", *AXES]]
+
+
+def box_error_table(errors: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Mean IoU, then bias (mean) and spread (std) of each axis error in % of the clean box, per `by` + source."""
+    rows = []
+    for key, g in errors.groupby([*by, "source"], sort=True):
+        row = dict(zip([*by, "boxes"], key))
+        row.update({"n": len(g), "IoU": g["iou"].mean()})
+        for axis in AXES:
+            row[f"{axis} bias %"] = 100 * g[axis].mean()
+            row[f"{axis} spread %"] = 100 * g[axis].std(ddof=0)
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _identity(row) -> dict:

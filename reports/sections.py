@@ -16,6 +16,8 @@ from reports.analysis import (
     NOISY_INPUT,
     Datasets,
     Skips,
+    box_error_table,
+    box_errors,
     detection_failure_modes,
     environment,
     noise_summary,
@@ -206,6 +208,10 @@ def group_section(w: Writer, key, g: pd.DataFrame, cfg: ReportConfig, cache: Cel
     if panels:
         w.figure(P.iou_histograms(panels, colors=colors), f"{gslug}_refined_iou",
                  "IoU with the clean box: refined boxes (line) vs the noisy boxes they came from (grey)")
+        axes = _box_error_table(g, cache)
+        w.frame(axes, f"{gslug}_refined_axes", "refined vs noisy training boxes along each axis: centre offset (x, y) "
+                "in % of the clean box's width / height, log size ratio (w, h) x 100; bias = mean, spread = std, "
+                "pooled over seeds", decimals={"level": 2, "IoU": 3})
 
     # 4. failure modes
     fm_cfg = cfg.failure_modes
@@ -262,6 +268,18 @@ def group_section(w: Writer, key, g: pd.DataFrame, cfg: ReportConfig, cache: Cel
     tide = tide_rows(g, cache, datasets, cfg.tide, cfg.tide_sizes, cfg.tide_styles, cfg.tide_iou_range, bar)
     if not tide.empty:
         _tide_section(w, tide, gslug, oracles, colors, cfg)
+
+
+def _box_error_table(g: pd.DataFrame, cache: CellCache) -> pd.DataFrame:
+    frames = []
+    for row in g.itertuples(index=False):
+        cell = cache(row.path)
+        if cell.refined_boxes is not None and cell.noisy_train is not None:
+            frames.append(box_errors(cell.noisy_train, cell.refined_boxes).assign(method=row.method,
+                                                                                level=float(row.noise_level)))
+    if not frames:
+        return pd.DataFrame()
+    return box_error_table(pd.concat(frames, ignore_index=True), ["method", "level"])
 
 
 def _refined_panels(g: pd.DataFrame, cache: CellCache) -> list:

@@ -17,6 +17,7 @@ from benchmark.boxes import (
     paired_iou,
     pairwise_iod,
     pairwise_iou,
+    relative_error,
     size_bucket,
     size_groups,
     xywh_to_xyxy,
@@ -87,6 +88,19 @@ def test_against_faster_coco_eval_iou_and_crowd_iou_and_where_the_rules_differ()
     line = np.array([[1.0, 1.0, 0.0, 4.0]])
     assert mask.iou(line, line, [0]).tolist() == [[0.0]]
     assert pairwise_iou(xywh_to_xyxy(line), xywh_to_xyxy(line)).tolist() == [[1.0]]
+
+
+def test_relative_error_by_hand():
+    """Reference [0, 0, 10, 20] (centre 5, 10). A box [1, -2, 13, 18]: centre (7, 8), 12 x 20 -> x +2/10, y -2/20,
+    w log(12/10), h 0. A degenerate box (or reference) has no log ratio: invalid, errors 0."""
+    err, valid = relative_error([[1, -2, 13, 18], [0, 0, 0, 5], [3, 3, 4, 4]], [[0, 0, 10, 20], [0, 0, 1, 1],
+                                                                            [0, 0, 0, 0]])
+    assert valid.tolist() == [True, False, False]
+    np.testing.assert_allclose(err[0], [0.2, -0.1, math.log(1.2), 0.0], atol=1e-12)
+    assert err[1:].tolist() == [[0.0] * 4] * 2
+    # the same box: no error; a box twice as large about the same centre: log 2 on both sizes only
+    err, _ = relative_error([[0, 0, 10, 20], [-5, -10, 15, 30]], [[0, 0, 10, 20]] * 2)
+    np.testing.assert_allclose(err, [[0, 0, 0, 0], [0, 0, math.log(2), math.log(2)]], atol=1e-12)
 
 
 def test_size_buckets_pin_cocos_boundaries():

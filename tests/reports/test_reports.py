@@ -469,6 +469,37 @@ def test_report_noise_figures_count_the_boxes_noise_stats_and_the_manifest_count
     assert round(float(ious.mean()), 4) == stats["mean_iou"] == manifest["mean"] < 0.9
 
 
+def test_box_errors_split_a_mean_iou_into_centre_and_size_bias_and_spread():
+    """Two objects, clean 10 x 20 at the origin. Noisy: shifted right by 2 / left by 2 (x error +-20 %: bias 0,
+    spread 20); refined: both 12 x 20 about the true centre (w log 1.2 each: bias 18.2, spread 0). A crowd box and a
+    degenerate refined box are left out."""
+    from reports.analysis import box_error_table, box_errors
+
+    clean = [0.0, 0.0, 10.0, 20.0]
+    anns = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [2.0, 0.0, 10.0, 20.0], "true_bbox": clean},
+            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [-2.0, 0.0, 10.0, 20.0], "true_bbox": clean},
+            {"id": 3, "image_id": 1, "category_id": 1, "bbox": clean, "true_bbox": clean, "iscrowd": 1},
+            {"id": 4, "image_id": 1, "category_id": 1, "bbox": clean, "true_bbox": clean}]
+    noisy = {"images": [{"id": 1, "width": 50, "height": 50}], "annotations": anns, "categories": [{"id": 1}]}
+    refined = [{"id": 1, "bbox": [-1.0, 0.0, 12.0, 20.0]}, {"id": 2, "bbox": [-1.0, 0.0, 12.0, 20.0]},
+               {"id": 3, "bbox": clean}, {"id": 4, "bbox": [0.0, 0.0, 0.0, 20.0]}]
+    table = box_error_table(box_errors(noisy, refined), []).set_index("boxes")
+    assert table.loc["noisy", "n"] == 3 and table.loc["refined", "n"] == 2  # id 4's refined box is degenerate
+    assert table.loc["noisy", "x spread %"] == pytest.approx(100 * np.std([0.2, -0.2, 0.0]))
+    assert table.loc["noisy", "x bias %"] == pytest.approx(0.0) and table.loc["noisy", "w bias %"] == 0.0
+    assert table.loc["refined", "w bias %"] == pytest.approx(100 * np.log(1.2))
+    assert table.loc["refined", "w spread %"] == pytest.approx(0.0, abs=1e-9)
+    assert table.loc["refined", "IoU"] == pytest.approx(10 / 12)
+    assert table.loc["noisy", "IoU"] == pytest.approx(np.mean([8 / 12, 8 / 12, 1.0]))
+
+
+def test_report_has_the_box_error_table(built):
+    axes = pd.read_csv(built.parent / "tables" / "toy-oamil-cpu_refined_axes.csv")
+    oa = axes[axes["method"] == "oa_mil"]
+    assert set(oa["boxes"]) == {"noisy", "refined"} and oa["IoU"].between(0, 1).all()
+    assert "centre offset (x, y)" in (built.parent / "report.md").read_text()
+
+
 # ---- training curves -------------------------------------------------------------------------------------------
 
 def _write_scalars(cell: Path, seed: int, with_diagnostic: bool) -> None:

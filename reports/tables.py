@@ -286,7 +286,10 @@ def to_long(t: Table) -> pd.DataFrame:
 
 def _plain(v, decimals: int) -> str:
     if isinstance(v, (float, np.floating)):
-        return "–" if not np.isfinite(v) else f"{v:.{decimals}f}"
+        if not np.isfinite(v):
+            return "–"
+        text = f"{v:.{decimals}f}"
+        return f"{0.0:.{decimals}f}" if float(text) == 0 else text  # no "-0.0" for a tiny negative
     if isinstance(v, (bool, np.bool_)):
         return "yes" if v else "no"
     return "" if v is None else str(v)

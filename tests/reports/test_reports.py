@@ -493,6 +493,13 @@ def test_box_errors_split_a_mean_iou_into_centre_and_size_bias_and_spread():
     assert table.loc["noisy", "IoU"] == pytest.approx(np.mean([8 / 12, 8 / 12, 1.0]))
 
 
+def test_plain_tables_print_no_negative_zero():
+    from reports.tables import plain_markdown
+
+    md = plain_markdown(pd.DataFrame({"bias": [-0.04, -0.06, 0.0]}), decimals=1)
+    assert md.splitlines()[2:] == ["| 0.0 |", "| -0.1 |", "| 0.0 |"]
+
+
 def test_report_has_the_box_error_table(built):
     axes = pd.read_csv(built.parent / "tables" / "toy-oamil-cpu_refined_axes.csv")
     oa = axes[axes["method"] == "oa_mil"]

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import click
 import pytest
 from click.testing import CliRunner
+from script_kit import load_benchmark
 
 from benchmark.io import read_json
 
-PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("gpu_check", PATH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("gpu_check", mod)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-gc = _module()
+gc = load_benchmark("gpu_check")
 
 
 def _row(method, step, amp=False, dataset="shapes"):

@@ -3,14 +3,13 @@ per dataset), its table is the store's results, and its step cost and refined-bo
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import test_runner_dummy  # noqa: F401  (registers the `dummy` method)
 from click.testing import CliRunner
+from script_kit import load_benchmark
 from store_kit import write_cell
 from test_runner_dummy import TINY
 
@@ -19,19 +18,10 @@ from benchmark.io import read_json
 from benchmark.runner import store as st
 from benchmark.runner.api import SweepOptions, planned_cells, run_sweep
 
-PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "noise_effect.py"
 TESTS = Path(__file__).resolve().parents[1]
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("noise_effect", PATH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("noise_effect", mod)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-ne = _module()
+ne = load_benchmark("noise_effect")
 
 
 def _ids(specs, store: Path) -> set[str]:

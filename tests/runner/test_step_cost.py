@@ -4,30 +4,19 @@ ratio exactly 1.0."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
+from script_kit import load_benchmark
 
 from benchmark.testing import CONTRACT_DATASET, TINY_OVERRIDES
 
 TINY_SETS = [f"{k}={json.dumps(v)}" for k, v in TINY_OVERRIDES.items()]
-PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "step_cost.py"
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("step_cost", PATH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("step_cost", mod)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-sc = _module()
+sc = load_benchmark("step_cost")
 
 
 def test_default_variants_are_every_engine_trained_method_with_faster_rcnn_first():
